@@ -1,0 +1,25 @@
+"""Errors meant for people.
+
+A `UserError` is a mistake the user can fix (bad path, bad flag, bad YAML...). The CLI prints
+its message as one paragraph and exits with code 2; a traceback only appears under `--debug`.
+Anything else is a bug in our code and may crash loudly.
+"""
+
+from __future__ import annotations
+
+USER_ERROR_EXIT_CODE = 2
+# A worker that checkpointed on SIGTERM/SIGUSR2 exits with this code: "requeue me".
+REQUEUE_EXIT_CODE = 3
+
+
+class UserError(Exception):
+    """A mistake in the user's input, with a message that names the fix."""
+
+
+class RequeueRequested(Exception):
+    """Raised inside the trainer after it checkpointed on a preemption signal."""
+
+    def __init__(self, signal_name: str, checkpoint: str | None = None) -> None:
+        super().__init__(f"stopped on {signal_name}; checkpoint {checkpoint}")
+        self.signal_name = signal_name
+        self.checkpoint = checkpoint
