@@ -1,0 +1,164 @@
+"""Precision policies: how the forward pass, backward pass and optimizer step run.
+
+    precision = build_precision("bf16-mixed", device)
+    with precision.forward_context():
+        loss = module.training_step(batch, i)
+    precision.backward(loss)
+    precision.unscale(optimizer)          # before gradient clipping
+    stepped = precision.optimizer_step(optimizer)
+
+Only fp16 uses a `GradScaler`: bf16 has fp32's exponent range and needs no loss scaling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from launcher.errors import UserError
+
+_ALIASES = {
+    "32": "32-true", "32-true": "32-true", "fp32": "32-true",
+    "16": "16-mixed", "16-mixed": "16-mixed", "fp16": "16-mixed",
+    "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
+    "8": "fp8", "fp8": "fp8", "8-mixed": "fp8",
+}  # fmt: skip
+VALID_PRECISIONS = sorted(_ALIASES)
+
+
+def normalize_precision(value: str | int | None) -> str:
+    """Map Lightning's spellings (32, 16, "bf16", 8...) onto our canonical names."""
+    key = "32" if value is None else str(value).lower()
+    if key not in _ALIASES:
+        raise UserError(
+            f"unknown precision {value!r}; use one of: 32-true, 16-mixed, bf16-mixed, fp8 "
+            "(Lightning's 32, 16, 'bf16' and 8 work too)"
+        )
+    return _ALIASES[key]
+
+
+class Precision:
+    """Full fp32: no autocast, no scaling."""
+
+    name = "32-true"
+
+    def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        return module
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """Bring gradients back to their true scale (needed before clipping)."""
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Step the optimizer; return False when the step was skipped (inf/NaN grads)."""
+        optimizer.step()
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise KeyError(f"precision {self.name} has no state; got keys {sorted(state)}")
+
+
+class MixedPrecision(Precision):
+    """`torch.autocast` to bf16 or fp16; fp16 adds a `GradScaler` that skips inf/NaN steps."""
+
+    def __init__(self, name: str, device: torch.device) -> None:
+        self.name = name
+        self.device_type = device.type
+        self.dtype = torch.bfloat16 if name == "bf16-mixed" else torch.float16
+        self.scaler = torch.amp.GradScaler(self.device_type) if name == "16-mixed" else None
+        self._unscaled: set[int] = set()
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler and id(optimizer) not in self._unscaled:
+            self.scaler.unscale_(optimizer)
+            self._unscaled.add(id(optimizer))
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> bool:
+        if self.scaler is None:
+            optimizer.step()
+            return True
+        scale_before = self.scaler.get_scale()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        self._unscaled.discard(id(optimizer))
+        # The scaler lowers its scale exactly when it found inf/NaN and skipped the step.
+        return self.scaler.get_scale() >= scale_before
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scaler": self.scaler.state_dict()} if self.scaler else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state.pop("scaler"))
+        if state:
+            raise KeyError(f"precision {self.name} cannot use checkpoint keys {sorted(state)}")
+
+
+class Float8Precision(MixedPrecision):
+    """fp8 matmuls through torchao's float8 training, with bf16 autocast around them."""
+
+    def __init__(self, device: torch.device) -> None:
+        check_fp8_supported(device)
+        super().__init__("bf16-mixed", device)
+        self.name = "fp8"
+
+    def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        from torchao.float8 import convert_to_float8_training
+
+        # fp8 kernels need both matmul dims divisible by 16; leave other layers in bf16.
+        def eligible(mod: torch.nn.Module, _fqn: str) -> bool:
+            return isinstance(mod, torch.nn.Linear) and all(
+                d % 16 == 0 for d in (mod.in_features, mod.out_features)
+            )
+
+        return convert_to_float8_training(module, module_filter_fn=eligible)
+
+
+def check_fp8_supported(device: torch.device) -> None:
+    """Raise a `UserError` unless this device can train in fp8 (CUDA >= 8.9 and torchao)."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise UserError(
+            "precision fp8 needs an NVIDIA GPU with compute capability >= 8.9 (Ada or Hopper, "
+            f"e.g. H100); this run is on {device.type}. Use --precision bf16-mixed instead."
+        )
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < (8, 9):
+        name = torch.cuda.get_device_name(device)
+        raise UserError(
+            f"precision fp8 needs compute capability >= 8.9; {name} has {major}.{minor}. "
+            "Use --precision bf16-mixed instead."
+        )
+    try:
+        import torchao.float8  # noqa: F401
+    except ImportError as exc:
+        raise UserError(
+            "precision fp8 uses torchao's float8 training: `pip install torchao`"
+        ) from exc
+
+
+def build_precision(value: str | int | None, device: torch.device) -> Precision:
+    """Create the precision policy for `value` (any accepted spelling) on `device`."""
+    name = normalize_precision(value)
+    if name == "32-true":
+        return Precision()
+    if name == "fp8":
+        return Float8Precision(device)
+    return MixedPrecision(name, device)
+

@@ -1,0 +1,152 @@
+"""Bookkeeping behind `Module.log(...)`: per-step values and batch-size-weighted epoch means.
+
+Lightning's defaults: in training a value is logged per step; in validation and test it is
+accumulated and logged once per epoch as the mean weighted by batch size. A value may be a
+tensor, a number, or a metric object with `update/compute/reset` (torchmetrics), which is
+computed and reset at epoch end. With both `on_step` and `on_epoch`, the names get `_step`
+and `_epoch` suffixes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+# Which reductions `sync_dist` may use; the mean is the batch-size-weighted one.
+_REDUCE = {"mean", "sum", "max", "min"}
+
+
+@dataclass
+class _Entry:
+    on_step: bool
+    on_epoch: bool
+    prog_bar: bool
+    logger: bool
+    sync_dist: bool
+    reduce_fx: str
+    metric: Any = None  # torchmetrics-style object, computed at epoch end
+    total: torch.Tensor | None = None  # weighted sum (or running max/min)
+    weight: float = 0.0
+
+
+class Results:
+    """Collects what one stage (train/validate/test) logs during an epoch."""
+
+    def __init__(self, stage: str, all_reduce: Any = None) -> None:
+        self.stage = stage
+        self._all_reduce = all_reduce  # callable(tensor, op) -> tensor, or None (one process)
+        self.entries: dict[str, _Entry] = {}
+        self.step_values: dict[str, Any] = {}  # logged this step: name -> tensor/float
+        self.batch_size = 1
+        self._pending: dict[str, Any] = {}
+
+    def log(
+        self,
+        name: str,
+        value: Any,
+        prog_bar: bool = False,
+        logger: bool = True,
+        on_step: bool | None = None,
+        on_epoch: bool | None = None,
+        sync_dist: bool = False,
+        reduce_fx: str = "mean",
+        batch_size: int | None = None,
+    ) -> None:
+        entry = self.entries.get(name)
+        if entry is None:
+            training = self.stage == "train"
+            entry = _Entry(
+                on_step=training if on_step is None else on_step,
+                on_epoch=(not training) if on_epoch is None else on_epoch,
+                prog_bar=prog_bar,
+                logger=logger,
+                sync_dist=sync_dist,
+                reduce_fx=reduce_fx,
+            )
+            if reduce_fx not in _REDUCE:
+                raise ValueError(f"self.log({name!r}): reduce_fx must be one of {sorted(_REDUCE)}")
+            self.entries[name] = entry
+            saved = self._pending.pop(name, None)
+            if saved is not None:
+                entry.total, entry.weight = saved["total"], saved["weight"]
+        if hasattr(value, "compute") and hasattr(value, "reset"):
+            entry.metric = value
+            if entry.on_step:
+                cached = getattr(value, "_forward_cache", None)
+                if cached is not None:
+                    self.step_values[name] = cached
+            return
+        if not isinstance(value, torch.Tensor):
+            value = torch.tensor(float(value))
+        value = value.detach()
+        if entry.on_step:
+            if entry.sync_dist and self._all_reduce is not None:
+                value = self._all_reduce(value.clone().float(), "mean")
+            self.step_values[name] = value
+        if entry.on_epoch:
+            weight = float(batch_size or self.batch_size)
+            if entry.reduce_fx == "mean":
+                term = value.float() * weight
+                entry.total = term if entry.total is None else entry.total + term
+                entry.weight += weight
+            elif entry.reduce_fx == "sum":
+                entry.total = value.float() if entry.total is None else entry.total + value
+            else:
+                pick = torch.maximum if entry.reduce_fx == "max" else torch.minimum
+                entry.total = value.float() if entry.total is None else pick(entry.total, value)
+
+    def step_metrics(self) -> dict[str, Any]:
+        """Names (with `_step` suffix where needed) -> this step's values; then cleared."""
+        out = {}
+        for name, value in self.step_values.items():
+            entry = self.entries[name]
+            out[f"{name}_step" if entry.on_epoch else name] = value
+        self.step_values = {}
+        return out
+
+    def epoch_metrics(self) -> dict[str, torch.Tensor]:
+        """Epoch values of everything logged with `on_epoch`, then reset for the next epoch."""
+        out: dict[str, torch.Tensor] = {}
+        for name, entry in self.entries.items():
+            if not entry.on_epoch:
+                continue
+            key = f"{name}_epoch" if entry.on_step else name
+            if entry.metric is not None:
+                out[key] = torch.as_tensor(entry.metric.compute()).detach().float()
+                entry.metric.reset()
+                continue
+            if entry.total is None:
+                continue
+            total = entry.total
+            if entry.reduce_fx == "mean":
+                packed = torch.stack([total.float().cpu(), torch.tensor(entry.weight)])
+                if entry.sync_dist and self._all_reduce is not None:
+                    packed = self._all_reduce(packed, "sum")
+                out[key] = packed[0] / packed[1]
+            else:
+                if entry.sync_dist and self._all_reduce is not None:
+                    total = self._all_reduce(total.clone(), entry.reduce_fx)
+                out[key] = total
+            entry.total, entry.weight = None, 0.0
+        return out
+
+    def names(self, attribute: str) -> set[str]:
+        """Logged names whose entry has `attribute` (e.g. "prog_bar") set."""
+        return {n for n, e in self.entries.items() if getattr(e, attribute)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Running epoch accumulators of tensor values (for an exact mid-epoch resume).
+
+        Metric objects are submodules of the model; the trainer checkpoints their states.
+        """
+        return {
+            name: {"total": entry.total.detach().cpu(), "weight": entry.weight}
+            for name, entry in self.entries.items()
+            if entry.total is not None
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore accumulators; each is installed when its name is first logged again."""
+        self._pending = dict(state)
