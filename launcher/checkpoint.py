@@ -1,0 +1,214 @@
+"""Crash-safe checkpoint files: atomic writes, a checksummed manifest, async saves.
+
+A checkpoint is a plain dict of stateful parts (see ARCHITECTURE.md). Writes go to a
+temporary file in the same directory, are fsynced, then renamed over the target; only then
+does the manifest record the file and its SHA-256. A crash at any moment leaves the previous
+checkpoints loadable. Loading uses `torch.load(weights_only=True)`: a checkpoint can hold
+tensors, numbers, strings and containers, never code.
+
+    manager = CheckpointManager("run/checkpoints/resume", keep_last=3, async_save=True)
+    manager.save(state, step=120)      # returns after copying state to CPU
+    path, state = manager.load_latest()
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from launcher.errors import UserError
+
+MANIFEST = "manifest.json"
+
+
+def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> str:
+    """`torch.save` to `path` atomically (tmp + fsync + rename); returns the file's SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    digest = hashlib.sha256()
+    with open(tmp, "wb") as raw:
+        writer = _HashingWriter(raw, digest)
+        torch.save(state, writer)
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return digest.hexdigest()
+
+
+def safe_load(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint without ever executing code from it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure means "not a usable checkpoint"
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise UserError(
+                f"refusing to load {path}: it contains pickled code or objects "
+                f"({_first_line(exc)}). Checkpoints may hold only tensors and plain data."
+            ) from exc
+        raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def to_cpu(state: Any) -> Any:
+    """A deep copy of `state` with every tensor copied to CPU memory."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {k: to_cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(to_cpu(v) for v in state)
+    return copy.deepcopy(state)
+
+
+class CheckpointManager:
+    """Rolling checkpoints in one directory, listed newest-last in `manifest.json`."""
+
+    def __init__(self, dirpath: str, keep_last: int = 3, async_save: bool = False) -> None:
+        self.dirpath = Path(dirpath)
+        self.keep_last = max(1, keep_last)
+        self.async_save = async_save
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.blocked_seconds = 0.0  # time the training loop spent inside save()
+
+    # -- saving ---------------------------------------------------------------------------
+    def save(self, state: dict[str, Any], step: int, blocking: bool | None = None) -> str:
+        """Write `state` as `step-XXXXXXXX.ckpt`; async unless `blocking` or configured so."""
+        started = time.perf_counter()
+        self.wait()  # at most one save in flight
+        name = f"step-{step:09d}.ckpt"
+        if blocking or not self.async_save:
+            self._write(state, name, step)
+        else:
+            snapshot = to_cpu(state)  # the training loop may change tensors right after
+            self._thread = threading.Thread(
+                target=self._write_guarded, args=(snapshot, name, step), daemon=False
+            )
+            self._thread.start()
+        self.blocked_seconds += time.perf_counter() - started
+        return str(self.dirpath / name)
+
+    def wait(self) -> None:
+        """Block until the in-flight save (if any) is on disk; re-raise its error."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _write_guarded(self, state: dict[str, Any], name: str, step: int) -> None:
+        try:
+            self._write(state, name, step)
+        except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+            self._error = exc
+
+    def _write(self, state: dict[str, Any], name: str, step: int) -> None:
+        path = self.dirpath / name
+        sha = atomic_torch_save(state, path)
+        entries = [e for e in self.entries() if e["file"] != name]
+        entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
+                        "step": step, "time": time.time()})  # fmt: skip
+        stale, entries = entries[: -self.keep_last], entries[-self.keep_last :]
+        self._write_manifest(entries)
+        for entry in stale:  # only after the manifest no longer points at them
+            (self.dirpath / entry["file"]).unlink(missing_ok=True)
+
+    def _write_manifest(self, entries: list[dict[str, Any]]) -> None:
+        tmp = self.dirpath / f".{MANIFEST}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"checkpoints": entries}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dirpath / MANIFEST)
+        _fsync_dir(self.dirpath)
+
+    # -- loading --------------------------------------------------------------------------
+    def entries(self) -> list[dict[str, Any]]:
+        """Manifest entries, oldest first ([] when there is no manifest yet)."""
+        try:
+            with open(self.dirpath / MANIFEST) as f:
+                return list(json.load(f)["checkpoints"])
+        except FileNotFoundError:
+            return []
+        except (json.JSONDecodeError, KeyError, TypeError):
+            warnings.warn(f"{self.dirpath / MANIFEST} is unreadable; scanning files", stacklevel=2)
+            files = sorted(self.dirpath.glob("step-*.ckpt"))
+            return [{"file": p.name, "sha256": None, "step": int(p.stem[5:])} for p in files]
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.entries())
+
+    def load_latest(self) -> tuple[str, dict[str, Any]]:
+        """The newest checkpoint that verifies; warns about (and skips) corrupt ones."""
+        entries = self.entries()
+        problems = []
+        for entry in reversed(entries):
+            path = self.dirpath / entry["file"]
+            try:
+                if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+                    raise ValueError("checksum mismatch (truncated or modified)")
+                state = safe_load(path)
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - try the previous one
+                problems.append(f"{path.name}: {_first_line(exc)}")
+                warnings.warn(
+                    f"checkpoint {path} is unusable ({_first_line(exc)}); "
+                    "falling back to the previous one",
+                    stacklevel=2,
+                )
+                continue
+            return str(path), state
+        if not entries:
+            raise UserError(f"no checkpoint in {self.dirpath} to resume from")
+        raise UserError(
+            f"every checkpoint in {self.dirpath} is corrupt, nothing was deleted: "
+            + "; ".join(problems)
+            + ". Start over with --no-resume (and a new --name), or restore a backup."
+        )
+
+
+class _HashingWriter:
+    """A write-only file object that hashes what passes through it."""
+
+    def __init__(self, raw: Any, digest: Any) -> None:
+        self.raw, self.digest = raw, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

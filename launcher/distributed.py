@@ -1,0 +1,117 @@
+"""The distributed strategy: process group, DDP wrapping and collectives.
+
+    dist = Distributed(env, device, timeout_seconds=120)
+    dist.setup()                      # init_process_group (gloo on CPU, NCCL on GPU)
+    model = dist.wrap(model)          # DistributedDataParallel when world_size > 1
+    with dist.no_sync(model, not last_micro_step): loss.backward()
+
+With one process every method is a cheap no-op, so the trainer never branches on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+from launcher.cluster_env import ClusterEnvironment
+
+_OPS = {
+    "sum": torch_dist.ReduceOp.SUM,
+    "max": torch_dist.ReduceOp.MAX,
+    "min": torch_dist.ReduceOp.MIN,
+    "mean": torch_dist.ReduceOp.SUM,  # divided by world size below
+}
+
+
+class Distributed:
+    """DDP over the processes `ClusterEnvironment` describes."""
+
+    def __init__(
+        self,
+        env: ClusterEnvironment,
+        device: torch.device,
+        timeout_seconds: float = 120.0,
+        find_unused_parameters: bool = False,
+    ) -> None:
+        self.env = env
+        self.device = device
+        self.timeout_seconds = timeout_seconds
+        self.find_unused_parameters = find_unused_parameters
+        self._owns_group = False
+
+    @property
+    def world_size(self) -> int:
+        return self.env.world_size
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.env.world_size > 1
+
+    def setup(self) -> None:
+        """Join the process group (unless Ray Train or the caller already made one)."""
+        if not self.is_distributed or torch_dist.is_initialized():
+            return
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        # A dead peer must fail the job, not hang it until a 30-minute default timeout.
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+        torch_dist.init_process_group(
+            backend=backend,
+            init_method=f"tcp://{self.env.main_address}:{self.env.main_port}",
+            rank=self.env.global_rank,
+            world_size=self.env.world_size,
+            timeout=datetime.timedelta(seconds=self.timeout_seconds),
+        )
+        self._owns_group = True
+
+    def teardown(self) -> None:
+        if self._owns_group and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+            self._owns_group = False
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if not self.is_distributed:
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters
+        )
+
+    def no_sync(self, model: nn.Module, skip_sync: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce on non-final accumulation micro-steps."""
+        if skip_sync and isinstance(model, nn.parallel.DistributedDataParallel):
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    def barrier(self) -> None:
+        if self.is_distributed:
+            torch_dist.barrier()
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        """Every rank gets rank `src`'s `obj` (any picklable value)."""
+        if not self.is_distributed:
+            return obj
+        box = [obj]
+        torch_dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """Reduce `tensor` across ranks ("sum", "mean", "max", "min"); returns it."""
+        if not self.is_distributed:
+            return tensor
+        moved = tensor.to(self.device) if self.device.type == "cuda" else tensor
+        torch_dist.all_reduce(moved, op=_OPS[op])
+        if op == "mean":
+            moved = moved / self.world_size
+        return moved.to(tensor.device)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when `flag` is True on any rank."""
+        if not self.is_distributed:
+            return flag
+        return bool(self.all_reduce(torch.tensor([int(flag)]), "max").item())

@@ -1,0 +1,74 @@
+"""Facts about a run for tags and params: git commit, recipe hash, host, secret masking."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+_SECRET = re.compile(
+    r"(token|secret|passw(or)?d|api[_-]?key|credential|(^|[_.-])key($|[_.-]))", re.I
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """True for names that look like they hold credentials (`HF_TOKEN`, `db.password`...)."""
+    return bool(_SECRET.search(name))
+
+
+def mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
+    """Copy of `params` with values of secret-looking keys replaced by `***`."""
+    return {k: ("***" if is_secret_name(k) else v) for k, v in params.items()}
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def git_info(path: str) -> dict[str, str]:
+    """Commit and dirtiness of the git work tree holding `path` ({} outside git)."""
+    folder = str(Path(path).resolve().parent)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return {}
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder, capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return {"git.commit": commit.stdout.strip(), "git.dirty": str(bool(status.stdout.strip()))}
+
+
+def file_sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_tags(recipe_path: str | None, backend: str, job_id: str | None, restarts: int) -> dict:
+    """Tags every run carries: recipe, its hash, git state, backend, job, requeues, host."""
+    tags = {
+        "launcher.backend": backend,
+        "launcher.host": socket.gethostname(),
+        "launcher.requeue_count": str(restarts),
+    }
+    if job_id:
+        tags["launcher.job_id"] = job_id
+    if recipe_path and Path(recipe_path).is_file():
+        tags["launcher.recipe"] = Path(recipe_path).stem
+        tags["recipe.sha256"] = file_sha256(recipe_path)
+        tags.update(git_info(recipe_path))
+    return tags

@@ -1,0 +1,158 @@
+"""What the Trainer resolves before its loops run: device, dataloaders, loggers, limits."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from launcher.cluster_env import ClusterEnvironment
+from launcher.errors import UserError
+
+
+def resolve_device(
+    accelerator: str, devices: int | str, num_nodes: int, env: ClusterEnvironment
+) -> torch.device:
+    """The device this process trains on; raises `UserError` for impossible requests."""
+    accelerator = (accelerator or "auto").lower()
+    if accelerator not in ("auto", "cpu", "gpu", "cuda"):
+        raise UserError(f"unknown accelerator {accelerator!r}; use auto, cpu, gpu or cuda")
+    cuda = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not cuda:
+        raise UserError(
+            "accelerator='gpu' was requested but this machine has no CUDA GPU; "
+            "use accelerator='cpu' (or --accelerator cpu)"
+        )
+    requested = None if devices in ("auto", None, -1) else int(devices)
+    if requested is not None and requested < 1:
+        raise UserError(f"devices must be >= 1 (or 'auto'), got {devices}")
+    use_cuda = cuda and accelerator != "cpu"
+    if use_cuda and requested and requested > torch.cuda.device_count():
+        raise UserError(
+            f"devices={requested} but only {torch.cuda.device_count()} GPU(s) are visible"
+        )
+    wanted_world = (requested or 1) * num_nodes
+    if env.world_size == 1 and wanted_world > 1:
+        raise UserError(
+            f"this Trainer asks for {wanted_world} processes (devices x num_nodes) but runs as "
+            "one; start it with `launch recipe.py --devices N --nodes M` so a process per "
+            "device is launched"
+        )
+    if use_cuda:
+        device = torch.device("cuda", env.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
+_LOADER_METHODS = {
+    "fit": "train_dataloader",
+    "validate": "val_dataloader",
+    "test": "test_dataloader",
+}
+
+
+def resolve_loaders(
+    trainer: Any, model: Any, datamodule: Any, train: Any, val: Any, stage: str = "fit"
+) -> tuple[Any, Any]:
+    """(train loader, eval loader) from explicit loaders, the datamodule, or the model."""
+    source = datamodule if datamodule is not None else model
+    if datamodule is not None:
+        _prepare_data_once(trainer, datamodule)
+        datamodule.setup(stage)
+    elif hasattr(model, "prepare_data"):
+        _prepare_data_once(trainer, model)
+    eval_method = "val_dataloader" if stage in ("fit", "validate") else "test_dataloader"
+    if stage == "fit" and train is None:
+        if not hasattr(source, "train_dataloader"):
+            where = type(source).__name__
+            raise UserError(
+                f"{where} has no train_dataloader(); define it or pass train_dataloaders"
+            )
+        train = source.train_dataloader()
+    if val is None and hasattr(source, eval_method):
+        val = getattr(source, eval_method)()
+    elif val is None and hasattr(model, eval_method) and source is not model:
+        val = getattr(model, eval_method)()
+    return train, val
+
+
+def _prepare_data_once(trainer: Any, holder: Any) -> None:
+    """`prepare_data` once per node (local rank 0); everyone waits for it."""
+    if trainer.local_rank == 0:
+        holder.prepare_data()
+    trainer.barrier()
+
+
+def limit_batches(loader: Any, limit: int | float | None) -> int | float:
+    """How many batches of `loader` to use: an int count, or a fraction of its length."""
+    if loader is None:
+        return 0
+    try:
+        length = len(loader)
+    except TypeError:  # iterable dataset of unknown length
+        length = math.inf
+    if limit is None:
+        return length
+    if isinstance(limit, bool) or limit < 0:
+        raise UserError(f"batch limits must be a count >= 0 or a fraction in [0, 1], got {limit}")
+    if isinstance(limit, float) and limit <= 1.0:
+        return length if limit == 1.0 else max(1, int(length * limit)) if limit > 0 else 0
+    return min(int(limit), length)
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to `device`."""
+    if device.type == "cpu":
+        return batch
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def size_of_batch(batch: Any) -> int:
+    """The batch size: the first dimension of the first tensor found in `batch`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0] if batch.dim() else 1
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            return size_of_batch(item)
+    if isinstance(batch, dict):
+        for item in batch.values():
+            return size_of_batch(item)
+    return 1
+
+
+def build_loggers(trainer: Any, model: Any) -> list[Any]:
+    """Resolve Trainer(logger=...): True -> MLflow (default store), False -> none."""
+    arg = trainer._logger_arg
+    if trainer.fast_dev_run or arg is False or arg is None:
+        return []
+    if arg is True:
+        from launcher.loggers.mlflow import MLflowLogger
+
+        return [
+            MLflowLogger(
+                experiment_name=trainer.experiment_name or recipe_name(model),
+                run_name=trainer.run_name or Path(trainer.run_dir).name,
+                tracking_uri=trainer.tracking_uri,
+                save_dir=trainer.default_root_dir,
+                spool_dir=trainer.run_dir,
+            )
+        ]
+    return list(arg) if isinstance(arg, (list, tuple)) else [arg]
+
+
+def recipe_name(model: Any) -> str:
+    """The stem of the file that defines the model's class (`digits` for recipes/digits.py)."""
+    try:
+        return Path(inspect.getfile(type(model))).stem
+    except (TypeError, OSError):
+        return type(model).__name__
