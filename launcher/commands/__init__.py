@@ -1,0 +1,31 @@
+"""The `launch` subcommands, one module per family; each module has `register(app)`.
+
+    launch.py   run (the default: `launch RECIPE.py ...`), resume
+    jobs.py     jobs, status, logs, cancel
+    runs.py     runs, compare, ui, sync (MLflow)
+
+Option aliases shared by several commands live here so they read the same everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show the full traceback of errors, including user errors.")
+]
+JobArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A job: its handle (slurm://4242), its id (4242), its run name, or a unique prefix."
+    ),
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="Follow the logs until the job ends; exit 0 on success.")
+]
+DryRunOption = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Print what would be submitted (commands, sbatch script)."),
+]
