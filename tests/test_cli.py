@@ -42,7 +42,7 @@ class FakeBackend(Backend):
 
     name = "fake"
     submitted: list[LaunchSpec] = []
-    states: dict[str, JobState] = {}
+    states: dict[str, JobState | Exception] = {}
     cancelled: list[str] = []
     foreground_exit_code: int | None = None
 
@@ -56,7 +56,10 @@ class FakeBackend(Backend):
         return job
 
     def status(self, job: Job) -> JobState:
-        return FakeBackend.states.get(job.handle, JobState.RUNNING)
+        state = FakeBackend.states.get(job.handle, JobState.RUNNING)
+        if isinstance(state, Exception):
+            raise state
+        return state
 
     def logs(self, job: Job, rank: int | None = None, follow: bool = False) -> Iterator[str]:
         yield f"log of {job.handle} rank {rank or 0} follow={follow}\n"
@@ -136,6 +139,7 @@ BAD_INPUTS = [
     (["tiny.py", "--set", "lr=abc"], "--set lr=abc: expected a float"),
     (["tiny.py", "--set", "hiden_dim=3"], "unknown key 'hiden_dim'; did you mean 'hidden_dim'?"),
     (["tiny.py", "--set", "lr"], "--set lr: expected KEY=VALUE"),
+    (["tiny.py", "--set", "devices=2"], "--set devices: the launcher sets Trainer(devices=...)"),
     (["missing.py"], "recipe 'missing.py' not found"),
     (["tiny.py", "--module", "Nope"], "--module Nope: no Module class of that name"),
     (["tiny.py", "--backend", "k8s"], "--backend k8s: choose one of local, slurm, ray"),
@@ -260,6 +264,7 @@ def test_foreground_exit_code_is_mirrored(workspace: Path) -> None:
 
 
 def test_submit_then_jobs_status_logs_cancel(workspace: Path) -> None:
+    assert "no jobs yet" in launch("jobs").output
     submitted = launch("tiny.py", "--backend", "fake", "--name", "bg", "--set", "hidden_dim=16")
     assert submitted.exit_code == 0, submitted.output
     assert "submitted fake://1 (bg)" in submitted.output
@@ -278,6 +283,12 @@ def test_submit_then_jobs_status_logs_cancel(workspace: Path) -> None:
     logs = launch("logs", "bg", "--rank", "2", "--follow")
     assert logs.output == "log of fake://1 rank 2 follow=True\n"
     assert launch("cancel", "bg").exit_code == 0 and FakeBackend.cancelled == ["fake://1"]
+
+    launch("tiny.py", "--backend", "fake", "--name", "lost")
+    FakeBackend.states["fake://2"] = ConnectionError("cluster unreachable")
+    listed = launch("jobs")
+    assert listed.exit_code == 0 and "UNKNOWN (ConnectionError)" in listed.output
+    assert "FAILED" in listed.output  # the other job still shows
 
 
 @pytest.mark.parametrize(("state", "code"), [(JobState.SUCCEEDED, 0), (JobState.FAILED, 1)])

@@ -9,6 +9,7 @@ launch cancel 4242
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from typing import Annotated
 
@@ -54,7 +55,11 @@ def jobs(
             state = f"{JobState.UNKNOWN.value} ({type(exc).__name__})"
         submitted = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.submitted_at))
         table.add_row(job.handle, job.name, job.backend, state, submitted, job.run_dir)
-    Console(width=200).print(table) if listed else typer.echo("no jobs yet; start one: launch R.py")
+    if not listed:
+        typer.echo("no jobs yet; start one with: launch RECIPE.py")
+        return
+    # Piped output (no terminal) gets a wide table rather than rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def status(job: JobArgument, debug: DebugOption = False) -> None:

@@ -29,6 +29,17 @@ from launcher.spec import LaunchSpec
 PRECISIONS = ("32", "32-true", "16", "16-mixed", "bf16", "bf16-mixed", "8", "fp8")
 ACCELERATORS = ("auto", "cpu", "gpu")
 DEFAULT_OUTPUT_DIR = "./outputs"
+# Trainer arguments the worker fills from the spec, and the flag that sets each.
+FLAG_OWNED_TRAINER_ARGS = {
+    "accelerator": "--accelerator",
+    "devices": "--devices or --gpus",
+    "num_nodes": "--nodes",
+    "run_dir": "--output-dir/--experiment/--name",
+    "default_root_dir": "--output-dir",
+    "experiment_name": "--experiment",
+    "run_name": "--name",
+    "launch_settings": "the launch flags",
+}
 
 
 @dataclass
@@ -90,7 +101,15 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
 
     overrides = _parse_sets(options.overrides)
     recipe = load_recipe(options.recipe, options.module)
-    resolve_overrides(recipe, overrides, trainer_cls=trainer_cls)  # raises on bad keys/types
+    typed = resolve_overrides(recipe, overrides, trainer_cls=trainer_cls)  # checks keys, types
+    # The worker sets these from the spec; a `--set` for them would be silently dropped.
+    clashes = sorted(typed.trainer.keys() & FLAG_OWNED_TRAINER_ARGS.keys())
+    if clashes:
+        key = clashes[0]
+        raise UserError(
+            f"--set {key}: the launcher sets Trainer({key}=...) itself; "
+            f"use {FLAG_OWNED_TRAINER_ARGS[key]} instead"
+        )
 
     name = options.name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment = options.experiment or recipe.name
