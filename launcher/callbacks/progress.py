@@ -1,0 +1,290 @@
+"""`ProgressBar`: a live rich bar on a terminal, plain throttled lines in log files.
+
+    from launcher.callbacks import ProgressBar
+
+    Trainer(callbacks=[ProgressBar(refresh_rate_hz=2)])
+    Trainer(callbacks=[ProgressBar(plain_every_n_steps=100)])   # SLURM logs: every 100 steps
+
+On a TTY: `epoch 2 ━━━━━━━━━━ 120/300 35.1 it/s eta 0:00:05 train_loss=0.231`, redrawn at most
+`refresh_rate_hz` times a second. Elsewhere (SLURM/Ray log files) one line every N batches
+(default about 20 per epoch, at least every 50 batches):
+
+    epoch 2 step 120/300 (40%) 35.1 it/s eta 0:00:05 train_loss=0.231
+
+and after every epoch one summary line with the epoch metrics. Only global rank 0 prints.
+A batch that does not print costs a counter increment and, on a TTY, one `time.monotonic()`
+comparison: no string formatting, no tensor access.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import sys
+import time
+from typing import IO, Any
+
+from launcher.callbacks.base import Callback
+
+# A plain-mode validation/test run prints progress only if it is slow (seconds between lines).
+_PLAIN_EVAL_INTERVAL_S = 30.0
+_NEVER = math.inf
+
+
+def _total(value: Any) -> int | None:
+    """A batch count as an int, or None when unknown/infinite (iterable datasets)."""
+    if isinstance(value, (list, tuple)):
+        value = sum(value)
+    if value is None or not math.isfinite(value) or value <= 0:
+        return None
+    return int(value)
+
+
+def _duration(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=int(max(seconds, 0))))
+
+
+def _rate(count: int, seconds: float) -> tuple[float, str]:
+    rate = count / seconds if seconds > 0 else 0.0
+    if 0 < rate < 1:
+        return rate, f"{1 / rate:.2f} s/it"
+    return rate, f"{rate:.1f} it/s"
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """`{"train_loss": 0.2312}` -> `"train_loss=0.2312"` (4 significant digits)."""
+    parts = []
+    for name, value in metrics.items():
+        try:
+            parts.append(f"{name}={float(value):.4g}")
+        except (TypeError, ValueError):
+            parts.append(f"{name}={value}")
+    return " ".join(parts)
+
+
+class _Phase:
+    """Counters of one train epoch / validation / test run."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self.label = label
+        self.total = total
+        self.count = 0
+        self.position = 0
+        self.started = time.monotonic()
+        self.task: Any = None
+
+
+class ProgressBar(Callback):
+    """Progress of training, validation and test on global rank 0.
+
+    `live=None` picks the rich bar when the output stream is a TTY; `stream` defaults to
+    `sys.stdout` (both are mainly for tests).
+    """
+
+    def __init__(
+        self,
+        refresh_rate_hz: float = 4.0,
+        plain_every_n_steps: int | None = None,
+        *,
+        live: bool | None = None,
+        stream: IO[str] | None = None,
+    ) -> None:
+        if refresh_rate_hz <= 0:
+            raise ValueError(f"ProgressBar(refresh_rate_hz={refresh_rate_hz}) must be > 0")
+        if plain_every_n_steps is not None and plain_every_n_steps < 1:
+            raise ValueError(f"ProgressBar(plain_every_n_steps={plain_every_n_steps}) must be >= 1")
+        self.refresh_interval_s = 1.0 / refresh_rate_hz
+        self.plain_every_n_steps = plain_every_n_steps
+        self._live_requested = live
+        self._stream = stream
+        self._enabled = False
+        self._live = False
+        self._progress: Any = None
+        self._trainer: Any = None
+        self._train: _Phase | None = None
+        self._eval: _Phase | None = None
+        # The per-batch thresholds: batch count (plain) or monotonic time (live).
+        self._next_train = _NEVER
+        self._next_eval = _NEVER
+        self._plain_every = 50
+
+    # ---------------------------------------------------------------- lifecycle
+    def setup(self, trainer: Any, module: Any, stage: str) -> None:
+        self._trainer = trainer
+        self._enabled = bool(trainer.is_global_zero) and getattr(
+            trainer, "enable_progress_bar", True
+        )
+        stream = self._out()
+        tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._live = self._enabled and (
+            tty if self._live_requested is None else self._live_requested
+        )
+
+    def teardown(self, trainer: Any, module: Any, stage: str) -> None:
+        self._stop()
+
+    def on_fit_end(self, trainer: Any, module: Any) -> None:
+        self._stop()
+
+    def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
+        self._stop()
+
+    def _out(self) -> IO[str]:
+        return self._stream if self._stream is not None else sys.stdout
+
+    def _start_live(self) -> Any:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            console = Console(file=self._out(), force_terminal=True if self._stream else None)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=console,
+                auto_refresh=False,
+            )
+            self._progress.start()
+        return self._progress
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def _print(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(line, highlight=False, markup=False)
+        else:
+            print(line, file=self._out(), flush=True)
+
+    # ---------------------------------------------------------------- training
+    def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+        if not self._enabled:
+            return
+        total = _total(trainer.num_training_batches)
+        phase = self._train = _Phase(f"epoch {trainer.current_epoch}", total)
+        if self._live:
+            phase.task = self._start_live().add_task(phase.label, total=total, info="")
+            self._next_train = 0.0
+        else:
+            # About 20 lines per epoch, and at least one every 50 batches.
+            default = min(50, max(1, math.ceil(total / 20))) if total else 50
+            self._plain_every = self.plain_every_n_steps or default
+            self._next_train = self._plain_every
+
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Hot path: keep it to one increment and one comparison on batches that don't print.
+        phase = self._train
+        if phase is None:
+            return
+        phase.count += 1
+        if self._live:
+            if time.monotonic() < self._next_train:
+                return
+            self._next_train = time.monotonic() + self.refresh_interval_s
+        else:
+            if phase.count < self._next_train:
+                return
+            self._next_train += self._plain_every
+        phase.position = batch_idx + 1
+        self._show(phase, trainer.progress_bar_metrics)
+
+    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+        phase = self._train
+        if phase is None:
+            return
+        self._train = None
+        self._next_train = _NEVER
+        if phase.task is not None and self._progress is not None:
+            self._progress.remove_task(phase.task)
+            self._progress.refresh()  # without auto-refresh, the removed row would linger
+        elapsed = time.monotonic() - phase.started
+        _, rate = _rate(phase.count, elapsed)
+        metrics = format_metrics(trainer.progress_bar_metrics)
+        self._print(
+            f"epoch {trainer.current_epoch} done in {_duration(elapsed)}: "
+            f"{phase.count} batches {rate} {metrics}".rstrip()
+        )
+
+    def _show(self, phase: _Phase, metrics: dict[str, Any], indent: str = "") -> None:
+        elapsed = time.monotonic() - phase.started
+        rate, rate_text = _rate(phase.count, elapsed)
+        parts = [rate_text]
+        if phase.total and rate > 0:
+            parts.append(f"eta {_duration((phase.total - phase.position) / rate)}")
+        if metrics:
+            parts.append(format_metrics(metrics))
+        info = " ".join(parts)
+        if phase.task is not None and self._progress is not None:
+            self._progress.update(phase.task, completed=phase.position, info=info, refresh=True)
+            return
+        where = f"{indent}{phase.label} step {phase.position}"
+        if phase.total:
+            where += f"/{phase.total} ({100 * phase.position // phase.total}%)"
+        self._print(f"{where} {info}")
+
+    # ---------------------------------------------------------------- validation / test
+    def on_validation_epoch_start(self, trainer: Any, module: Any) -> None:
+        self._eval_start(trainer, "validate", trainer.num_val_batches)
+
+    def on_validation_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        phase = self._eval
+        if phase is None:
+            return
+        phase.count += 1
+        if time.monotonic() < self._next_eval:
+            return
+        self._eval_show(phase, batch_idx)
+
+    def on_validation_epoch_end(self, trainer: Any, module: Any) -> None:
+        self._eval_end(trainer, summary=getattr(trainer, "stage", "fit") != "fit")
+
+    def on_test_epoch_start(self, trainer: Any, module: Any) -> None:
+        self._eval_start(trainer, "test", getattr(trainer, "num_test_batches", None))
+
+    def on_test_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.on_validation_batch_end(trainer, module, outputs, batch, batch_idx)
+
+    def on_test_epoch_end(self, trainer: Any, module: Any) -> None:
+        self._eval_end(trainer, summary=True)
+
+    def _eval_start(self, trainer: Any, label: str, total: Any) -> None:
+        if not self._enabled:
+            return
+        phase = self._eval = _Phase(label, _total(total))
+        if self._live:
+            phase.task = self._start_live().add_task(label, total=phase.total, info="")
+            self._next_eval = 0.0
+        else:
+            self._next_eval = phase.started + _PLAIN_EVAL_INTERVAL_S
+
+    def _eval_show(self, phase: _Phase, batch_idx: int) -> None:
+        interval = self.refresh_interval_s if self._live else _PLAIN_EVAL_INTERVAL_S
+        self._next_eval = time.monotonic() + interval
+        phase.position = batch_idx + 1
+        self._show(phase, {}, indent="  ")
+
+    def _eval_end(self, trainer: Any, summary: bool) -> None:
+        phase = self._eval
+        if phase is None:
+            return
+        self._eval = None
+        self._next_eval = _NEVER
+        if phase.task is not None and self._progress is not None:
+            # Validation inside fit is transient: its results show in the epoch summary.
+            self._progress.remove_task(phase.task)
+            self._progress.refresh()  # without auto-refresh, the removed row would linger
+        if summary:
+            elapsed = time.monotonic() - phase.started
+            metrics = format_metrics(trainer.progress_bar_metrics)
+            line = f"{phase.label} done in {_duration(elapsed)}: {phase.count} batches {metrics}"
+            self._print(line.rstrip())
