@@ -44,6 +44,7 @@ _HOOKS = (
     "setup", "teardown", "on_fit_start", "on_fit_end", "on_train_epoch_start",
     "on_train_epoch_end", "on_train_batch_start", "on_train_batch_end",
     "on_validation_epoch_start", "on_validation_epoch_end", "on_validation_batch_end",
+    "on_test_batch_end",
     "on_test_epoch_start", "on_test_epoch_end", "on_before_optimizer_step",
     "on_save_checkpoint", "on_load_checkpoint", "on_exception",
 )  # fmt: skip
@@ -200,6 +201,11 @@ class Trainer:
     @property
     def logger(self) -> Any:
         return self.loggers[0] if self.loggers else None
+
+    @property
+    def checkpoint_callback(self) -> Any:
+        """The first `ModelCheckpoint` callback, or None."""
+        return next((c for c in self.callbacks if type(c).__name__ == "ModelCheckpoint"), None)
 
     @property
     def checkpoint_dir(self) -> str:
@@ -432,8 +438,7 @@ class Trainer:
                 self._results.batch_size = size_of_batch(batch)
                 with self.precision.forward_context():
                     output = step_fn(batch, batch_idx)
-                if stage == "validate":
-                    self._call("on_validation_batch_end", output, batch, batch_idx)
+                self._call(f"on_{hook_stage}_batch_end", output, batch, batch_idx)
         metrics = self._results.epoch_metrics()
         self._eval_logger_names = self._results.names("logger")
         self._eval_prog_names = self._results.names("prog_bar")

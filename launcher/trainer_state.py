@@ -95,6 +95,10 @@ def build_state(trainer: Any, finished: bool = False) -> dict[str, Any] | None:
 
 def save_resume_checkpoint(trainer: Any, finished: bool = False, blocking: bool = False) -> str:
     """Add a rolling exact-resume checkpoint (rank 0 writes; async if configured)."""
+    # Metrics up to this step must be stored (or spooled) before a checkpoint claims them:
+    # a resumed run re-logs only what comes after it, so nothing is lost or duplicated.
+    for lg in trainer.loggers:
+        lg.flush()
     state = build_state(trainer, finished)
     path = ""
     if state is not None:

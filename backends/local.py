@@ -1,0 +1,139 @@
+"""The local backend: train on this machine, in the foreground.
+
+One process runs the worker in-process. Several processes (`--devices N`, `--gpus N`,
+`--nodes M`) are started by torch's elastic launcher (`torch.distributed.run`), one agent per
+"node", so the multi-node path (node rank, rendezvous) runs for real on one host. With
+`--max-restarts N` the agents restart a failed group, which resumes from its last checkpoint.
+
+    job = LocalBackend().submit(spec)      # blocks until the run ends
+    job.extra["exit_code"]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from backends.base import Backend, DryRun, Job, JobState
+from launcher.spec import LaunchSpec
+
+_RANK_FAILURE = re.compile(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.I | re.S)
+
+
+class LocalBackend(Backend):
+    """Runs the worker on this host and waits for it."""
+
+    name = "local"
+
+    def worker_commands(self, spec: LaunchSpec, port: int | None = None) -> list[list[str]]:
+        """The command line of each agent (one per node), or the single worker's."""
+        worker = ["-m", "launcher.worker", spec.spec_path]
+        if spec.world_size == 1:
+            return [[sys.executable, *worker]]
+        port = port or 29500
+        return [
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                f"--nnodes={spec.nodes}",
+                f"--nproc-per-node={spec.devices_per_node}",
+                f"--node-rank={node}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={port}",
+                f"--max-restarts={spec.max_restarts}",
+                "--monitor-interval=1",
+                f"--run-id={Path(spec.run_dir).name}",
+                *worker,
+            ]  # fmt: skip
+            for node in range(spec.nodes)
+        ]
+
+    def submit(self, spec: LaunchSpec, dry_run: bool = False) -> Job | DryRun:
+        if dry_run:
+            lines = [shlex.join(cmd) for cmd in self.worker_commands(spec)]
+            return DryRun(self.name, "\n".join(lines) + "\n")
+        if spec.world_size == 1:
+            from launcher.worker import main
+
+            code = main(spec.spec_path)
+        else:
+            code = self._run_agents(spec)
+        state = JobState.SUCCEEDED if code == 0 else JobState.FAILED
+        return Job(
+            handle=f"local://{Path(spec.run_dir).name}",
+            backend=self.name,
+            run_dir=spec.run_dir,
+            recipe=spec.recipe,
+            name=spec.name,
+            extra={"exit_code": code, "state": state.value, "pid": os.getpid()},
+        )
+
+    def _run_agents(self, spec: LaunchSpec) -> int:
+        log_dir = Path(spec.run_dir) / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        procs = [
+            subprocess.Popen(
+                cmd, env=env, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
+            )  # fmt: skip
+            for cmd in self.worker_commands(spec, _free_port())
+        ]
+        stderr_tails: list[list[str]] = [[] for _ in procs]
+        pumps = [
+            threading.Thread(target=_pump, args=(p, tail, node), daemon=True)
+            for node, (p, tail) in enumerate(zip(procs, stderr_tails, strict=True))
+        ]
+        for t in pumps:
+            t.start()
+        try:
+            codes = [p.wait() for p in procs]
+        except KeyboardInterrupt:
+            for p in procs:
+                os.killpg(p.pid, signal.SIGTERM)
+            codes = [p.wait() for p in procs]
+        for t in pumps:
+            t.join(timeout=5)
+        failed = [c for c in codes if c != 0]
+        if not failed:
+            return 0
+        detail = _RANK_FAILURE.search("".join(line for tail in stderr_tails for line in tail))
+        if detail:
+            print(f"error: rank {detail.group(1)} failed (exit code {detail.group(2)}); the "
+                  f"job was stopped. Per-rank logs: {log_dir}", file=sys.stderr)  # fmt: skip
+        return failed[0]
+
+    def status(self, job: Job) -> JobState:
+        return JobState(job.extra.get("state", JobState.UNKNOWN.value))
+
+    def logs(self, job: Job, rank: int | None = None, follow: bool = False) -> Iterator[str]:
+        path = Path(job.run_dir) / "logs" / f"rank{rank or 0}.log"
+        if not path.exists():
+            return iter(())
+        return iter(path.read_text().splitlines(keepends=True))
+
+    def cancel(self, job: Job) -> None:
+        """Local runs are in the foreground: Ctrl-C stops them; nothing to cancel later."""
+
+
+def _pump(proc: subprocess.Popen, tail: list[str], node: int) -> None:
+    """Forward an agent's stderr, keeping the last lines to explain a failure."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        tail.append(line)
+        del tail[:-200]
+        sys.stderr.write(line)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,158 @@
+"""The worker entry point: what every process of every backend runs.
+
+    python -m launcher.worker RUN_DIR/launch.json
+
+It reads the `LaunchSpec`, loads the recipe, seeds, builds the Module / DataModule / Trainer,
+and calls `fit`, resuming from the run directory's latest checkpoint when there is one.
+Exit codes: 0 done, 2 user error, 3 checkpointed on SIGTERM/SIGUSR2 ("requeue me").
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+from launcher.errors import UserError
+from launcher.spec import LaunchSpec
+
+# LaunchSpec fields that become Trainer arguments when set.
+_SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "seed", "tracking_uri")
+_LAUNCH_PARAMS = ("backend", "nodes", "devices_per_node", "accelerator", "precision", "seed",
+                  "cluster_file", "recipe", "resume", "max_restarts")  # fmt: skip
+
+
+def trainer_arguments(
+    spec: LaunchSpec, defaults: dict[str, Any], overrides: dict[str, Any]
+) -> dict:
+    """Trainer kwargs: recipe `TRAINER` < `--set trainer.*` < explicit launch flags."""
+    kwargs = {**defaults, **overrides}
+    for name in _SPEC_TO_TRAINER:
+        value = getattr(spec, name)
+        if value is not None:
+            kwargs[name] = value
+    if spec.fast_dev_run:
+        kwargs["fast_dev_run"] = spec.fast_dev_run
+    kwargs.setdefault("seed", 0)  # a launched run is reproducible unless --seed says otherwise
+    kwargs.update(
+        accelerator=spec.accelerator,
+        devices=spec.devices_per_node,
+        num_nodes=spec.nodes,
+        run_dir=spec.run_dir,
+        experiment_name=spec.experiment,
+        run_name=spec.name,
+        default_root_dir=kwargs.get("default_root_dir") or _output_dir(spec),
+        launch_settings={name: getattr(spec, name) for name in _LAUNCH_PARAMS},
+    )
+    return kwargs
+
+
+def resume_path(spec: LaunchSpec) -> str | None:
+    """`--resume auto` -> "last" (the run dir's newest valid checkpoint, if any)."""
+    if spec.resume == "never":
+        return None
+    return "last" if spec.resume == "auto" else spec.resume
+
+
+def run(spec: LaunchSpec) -> int:
+    """Train `spec` in this process; returns the exit code."""
+    from launcher.recipe import load_recipe, resolve_overrides
+    from launcher.seed import seed_everything
+    from launcher.trainer import Trainer
+
+    recipe = load_recipe(spec.recipe, spec.module)
+    overrides = resolve_overrides(recipe, spec.overrides)
+    kwargs = trainer_arguments(spec, recipe.trainer_defaults, overrides.trainer)
+    seed_everything(kwargs["seed"])  # before the model exists: identical init on every rank
+    model = recipe.module_cls(**overrides.model)
+    datamodule = recipe.datamodule_cls(**overrides.data) if recipe.datamodule_cls else None
+    trainer = Trainer(**kwargs)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(spec))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def main(spec_path: str, debug: bool | None = None) -> int:
+    """Run the worker for the spec at `spec_path`; user errors print one paragraph."""
+    spec = LaunchSpec.read(spec_path)
+    debug = spec.debug if debug is None else debug
+    route_output(spec)
+    try:
+        return run(spec)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def route_output(spec: LaunchSpec) -> None:
+    """With several processes: rank 0 prints (prefixed) and keeps a copy, others only a file.
+
+    Files are `RUN_DIR/logs/rank<N>.log`, appended to across restarts and requeues.
+    """
+    from pathlib import Path
+
+    from launcher.cluster_env import ClusterEnvironment
+
+    env = ClusterEnvironment.detect()
+    if env.world_size == 1:
+        return
+    log_dir = Path(spec.run_dir) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_dir / f"rank{env.global_rank}.log", "a", buffering=1)  # noqa: SIM115
+    if env.global_rank == 0:
+        sys.stdout = _PrefixTee(sys.stdout, log_file, "[rank 0] ")
+        sys.stderr = _PrefixTee(sys.stderr, log_file, "[rank 0] ")
+        return
+    # Other ranks stay quiet: their Python and C-level output goes to the file only.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log_file.fileno(), 1)
+    os.dup2(log_file.fileno(), 2)
+    sys.stdout = sys.stderr = log_file
+
+
+class _PrefixTee:
+    """Writes each line to the console with a rank prefix, and to a log file."""
+
+    def __init__(self, console: Any, log_file: Any, prefix: str) -> None:
+        self.console, self.log_file, self.prefix = console, log_file, prefix
+        self._at_line_start = True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            out.append(self.prefix + piece if self._at_line_start else piece)
+            self._at_line_start = piece.endswith(("\n", "\r"))
+        joined = "".join(out)
+        self.console.write(joined)
+        self.log_file.write(joined)
+        return len(text)
+
+    def flush(self) -> None:
+        self.console.flush()
+        self.log_file.flush()
+
+    def isatty(self) -> bool:
+        return self.console.isatty()
+
+    def fileno(self) -> int:
+        return self.console.fileno()
+
+
+def _output_dir(spec: LaunchSpec) -> str:
+    from pathlib import Path
+
+    # RUN_DIR is OUTPUT/EXPERIMENT/NAME: the MLflow store lives in OUTPUT.
+    return str(Path(spec.run_dir).parent.parent)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m launcher.worker RUN_DIR/launch.json", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(sys.argv[1]))

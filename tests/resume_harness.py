@@ -1,0 +1,86 @@
+"""Helpers for kill/resume tests: launch workers as subprocesses, read final states."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from launcher.checkpoint import CheckpointManager
+from launcher.spec import LaunchSpec
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = str(REPO / "tests" / "recipes" / "tiny.py")
+
+
+def make_spec(out: Path, name: str, recipe: str = TINY, **fields: Any) -> LaunchSpec:
+    overrides = fields.pop("overrides", {})
+    spec = LaunchSpec(recipe=recipe, run_dir=str(out / "tiny" / name), name=name,
+                      experiment="tiny", overrides=overrides, **fields)  # fmt: skip
+    spec.write()
+    return spec
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC"))}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update({"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra})
+    return env
+
+
+def start_worker(spec: LaunchSpec, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "launcher.worker", spec.spec_path],
+        cwd=REPO, env=worker_env(), stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def run_worker(spec: LaunchSpec, log: Path, timeout: float = 120) -> int:
+    proc = start_worker(spec, log)
+    return proc.wait(timeout=timeout)
+
+
+def final_state(spec: LaunchSpec) -> dict[str, Any]:
+    """The finished run's last checkpoint (must be marked finished)."""
+    path, state = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume")).load_latest()
+    assert state["loop"]["finished"], f"{path} is not a finished run's checkpoint"
+    return state
+
+
+def assert_bitwise_equal(a: Any, b: Any, where: str = "state") -> None:
+    """Recursively compare tensors with torch.equal (bit-for-bit) and everything else with ==."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
+        assert torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            assert_bitwise_equal(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_bitwise_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def metric_steps(out: Path, run_id: str, key: str) -> list[int]:
+    """Steps of every stored value of `key` in the run (local MLflow store under `out`)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

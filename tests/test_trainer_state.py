@@ -1,0 +1,184 @@
+"""Exact resume: SIGKILL at random moments, SIGTERM/SIGUSR2, corrupt checkpoints, bad resumes.
+
+Each test trains `tests/recipes/tiny.py` in worker subprocesses (`python -m launcher.worker`)
+and compares the final model and optimizer state bit for bit with an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from launcher.checkpoint import CheckpointManager
+from launcher.errors import REQUEUE_EXIT_CODE
+from tests.resume_harness import (
+    assert_bitwise_equal,
+    final_state,
+    make_spec,
+    metric_steps,
+    run_worker,
+    start_worker,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+# 160 samples / batch 8 = 20 steps per epoch, 4 epochs; slow enough steps to be hit mid-run.
+KILL_OVERRIDES = {
+    "n_train": "160",
+    "step_sleep": "0.04",
+    "trainer.checkpoint_every_n_steps": "3",
+    "trainer.max_epochs": "4",
+}
+TOTAL_STEPS = 80
+
+
+def _newest_step(spec) -> int:
+    entries = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume")).entries()
+    return entries[-1]["step"] if entries else -1
+
+
+def _made_progress(spec, proc) -> bool:
+    """Wait until this attempt wrote a new checkpoint (training is under way)."""
+    start = _newest_step(spec)
+    return wait_for(lambda: _newest_step(spec) > start or proc.poll() is not None, 90) and (
+        proc.poll() is None
+    )
+
+
+def _reference(tmp_path: Path, overrides: dict[str, str], **fields) -> dict:
+    spec = make_spec(tmp_path / "ref", "ref", overrides=overrides, **fields)
+    assert run_worker(spec, tmp_path / "ref.log") == 0, (tmp_path / "ref.log").read_text()
+    return final_state(spec)
+
+
+def _compare(reference: dict, resumed: dict) -> None:
+    assert_bitwise_equal(reference["model"], resumed["model"], "model")
+    assert_bitwise_equal(reference["optimizers"], resumed["optimizers"], "optimizers")
+    assert_bitwise_equal(reference["lr_schedulers"], resumed["lr_schedulers"], "lr_schedulers")
+    assert reference["loop"]["global_step"] == resumed["loop"]["global_step"] == TOTAL_STEPS
+
+
+def _run_id(state: dict) -> str:
+    return next(iter(state["loggers"].values()))["run_id"]
+
+
+def _steps_exactly_once(out: Path, state: dict) -> None:
+    steps = metric_steps(out, _run_id(state), "train_loss")
+    assert steps == list(range(1, TOTAL_STEPS + 1)), f"duplicated or missing steps: {steps}"
+
+
+def test_sigkill_at_random_moments_resumes_bitwise(tmp_path: Path) -> None:
+    reference = _reference(tmp_path, KILL_OVERRIDES)
+    spec = make_spec(tmp_path / "out", "killed", overrides=KILL_OVERRIDES)
+    log = tmp_path / "killed.log"
+    rng = random.Random(1234)
+    kills = 0
+    for _attempt in range(40):
+        proc = start_worker(spec, log)
+        if kills < 10 and _made_progress(spec, proc):
+            # A random moment shortly after a checkpoint: mid-step, mid-write or mid-log.
+            wait_for(lambda p=proc: p.poll() is not None, rng.uniform(0.0, 0.15))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                continue
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        break
+    assert kills == 10, "the run finished before 10 kills; make steps slower"
+    resumed = final_state(spec)
+    _compare(reference, resumed)
+    _steps_exactly_once(tmp_path / "out", resumed)
+    assert log.read_text().count("resumed from") >= 5
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2])
+def test_preemption_signal_checkpoints_and_requeues_without_losing_a_step(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    overrides = {**KILL_OVERRIDES, "trainer.async_checkpointing": "true"}
+    reference = _reference(tmp_path, overrides)
+    spec = make_spec(tmp_path / "out", "signalled", overrides=overrides)
+    log = tmp_path / "signalled.log"
+    rng = random.Random(int(sig))
+    requeues = 0
+    for _attempt in range(10):
+        proc = start_worker(spec, log)
+        if requeues < 3 and _made_progress(spec, proc):
+            wait_for(lambda p=proc: p.poll() is not None, rng.uniform(0.0, 0.3))
+            proc.send_signal(sig)
+            code = proc.wait(timeout=60)
+            assert code == REQUEUE_EXIT_CODE, log.read_text()[-3000:]
+            requeues += 1
+            continue
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        break
+    assert requeues == 3
+    text = log.read_text()
+    assert text.count(f"received {sig.name}") == 3
+    # Zero steps lost or repeated: each resume starts exactly where the signal checkpoint was.
+    resumed = final_state(spec)
+    _compare(reference, resumed)
+    _steps_exactly_once(tmp_path / "out", resumed)
+
+
+def test_corrupt_newest_checkpoint_falls_back_with_warning(tmp_path: Path) -> None:
+    overrides = {"trainer.checkpoint_every_n_steps": "4", "trainer.keep_last_checkpoints": "3"}
+    spec = make_spec(tmp_path / "out", "corrupt", overrides=overrides)
+    assert run_worker(spec, tmp_path / "a.log") == 0
+    manager = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume"))
+    entries = manager.entries()
+    newest, previous = (Path(manager.dirpath) / e["file"] for e in entries[-1:-3:-1])
+    size = newest.stat().st_size
+    with open(newest, "r+b") as f:  # truncate
+        f.truncate(size // 2)
+    with pytest.warns(UserWarning, match="unusable"):
+        path, state = manager.load_latest()
+    assert path == str(previous)
+    with open(previous, "r+b") as f:  # garble in place, same size
+        f.seek(size // 3)
+        f.write(b"\x00garbage\xff" * 64)
+    with pytest.warns(UserWarning):
+        path, _ = manager.load_latest()
+    assert path == str(Path(manager.dirpath) / entries[-3]["file"])
+    for entry in entries:  # now every checkpoint is corrupt: a clear error, nothing deleted
+        with open(Path(manager.dirpath) / entry["file"], "r+b") as f:
+            f.truncate(100)
+    from launcher.errors import UserError
+
+    with pytest.warns(UserWarning), pytest.raises(UserError, match="every checkpoint .* corrupt"):
+        manager.load_latest()
+    assert all((Path(manager.dirpath) / e["file"]).exists() for e in entries)
+
+
+def test_resuming_a_finished_run_does_nothing(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path / "out", "done")
+    assert run_worker(spec, tmp_path / "a.log") == 0
+    before = final_state(spec)
+    assert run_worker(spec, tmp_path / "b.log") == 0
+    assert "already finished" in (tmp_path / "b.log").read_text()
+    assert_bitwise_equal(before["model"], final_state(spec)["model"])
+
+
+def test_incompatible_resume_names_the_changed_setting(tmp_path: Path) -> None:
+    overrides = {"trainer.checkpoint_every_n_steps": "2", "trainer.max_steps": "4"}
+    spec = make_spec(tmp_path / "out", "compat", overrides=overrides)
+    assert run_worker(spec, tmp_path / "a.log") == 0
+    manager = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume"))
+    # Pretend the run stopped early (drop the finished checkpoint) and resume differently.
+    last = manager.entries()[-1]
+    (Path(manager.dirpath) / last["file"]).unlink()
+    manager._write_manifest(manager.entries()[:-1])
+    changed = make_spec(tmp_path / "out", "compat",
+                        overrides={**overrides, "trainer.accumulate_grad_batches": "2"})  # fmt: skip
+    assert run_worker(changed, tmp_path / "b.log") == 2
+    assert "accumulate_grad_batches changed from 1 to 2" in (tmp_path / "b.log").read_text()
+    reshaped = make_spec(tmp_path / "out", "compat", overrides={**overrides, "hidden": "8"})
+    assert run_worker(reshaped, tmp_path / "c.log") == 2
+    text = (tmp_path / "c.log").read_text()
+    assert "no longer matches checkpoint" in text and "Traceback" not in text
