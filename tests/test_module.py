@@ -1,0 +1,169 @@
+"""`Module`: save_hyperparameters, self.log into a logger, what the model reads off the trainer.
+
+    python -m pytest tests/test_module.py -q
+
+The logger is a small in-memory `Logger` subclass, so every call the trainer makes is visible.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from launcher import DataModule, Module, Trainer
+from launcher.loggers.base import Logger
+
+
+class MemoryLogger(Logger):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.params: dict = {}
+        self.tags: dict = {}
+        self.calls: list[tuple[int, dict[str, float]]] = []
+        self.status: str | None = None
+
+    def log_hyperparams(self, params):
+        self.params.update(params)
+
+    def set_tags(self, tags):
+        self.tags.update(tags)
+
+    def log_metrics(self, metrics, step):
+        self.calls.append((step, dict(metrics)))
+
+    def finalize(self, status):
+        self.status = status
+
+
+class Classifier(Module):
+    def __init__(self, hidden: int = 8, lr: float = 0.1, activation: str = "relu",
+                 extra: dict | None = None, **kwargs) -> None:  # fmt: skip
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(4, self.hparams.hidden), torch.nn.ReLU(),
+            torch.nn.Linear(self.hparams.hidden, 2),
+        )  # fmt: skip
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(20, 4, generator=g)
+        return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=4)
+
+
+def test_save_hyperparameters_captures_init_arguments():
+    model = Classifier(hidden=16, extra={"a": 1}, dropout=0.5)
+    assert model.hparams == {"hidden": 16, "lr": 0.1, "activation": "relu",
+                             "extra": {"a": 1}, "dropout": 0.5}  # fmt: skip
+    assert model.hparams.lr == 0.1 and model.hparams["hidden"] == 16
+    assert model.net[0].out_features == 16
+    with pytest.raises(AttributeError, match="saved:"):
+        _ = model.hparams.missing
+
+
+def test_save_hyperparameters_names_and_ignore():
+    class Picky(Module):
+        def __init__(self, a: int = 1, b: int = 2, c: int = 3) -> None:
+            super().__init__()
+            self.save_hyperparameters("a", "c")
+
+    class Ignoring(Module):
+        def __init__(self, a: int = 1, backbone: object = None) -> None:
+            super().__init__()
+            self.save_hyperparameters(ignore=["backbone"])
+
+    assert Picky(a=5).hparams == {"a": 5, "c": 3}
+    assert Ignoring(backbone=object()).hparams == {"a": 1}
+
+
+def test_datamodule_save_hyperparameters():
+    class Data(DataModule):
+        def __init__(self, batch_size: int = 32, root: str = "data") -> None:
+            super().__init__()
+            self.save_hyperparameters()
+
+    assert Data(batch_size=4).hparams.batch_size == 4
+
+
+def test_hyperparameters_and_step_metrics_reach_the_logger(tmp_path):
+    logger = MemoryLogger()
+    model = Classifier(hidden=6, lr=0.05)
+    trainer = Trainer(max_epochs=2, logger=logger, log_every_n_steps=1, enable_progress_bar=False,
+                      default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model)
+    assert trainer.logger is logger and trainer.loggers == [logger]
+    assert {k: logger.params[k] for k in ("hidden", "lr", "activation")} == {
+        "hidden": 6, "lr": 0.05, "activation": "relu"}  # fmt: skip
+    assert logger.params["trainer.max_epochs"] == 2
+    loss_steps = [step for step, metrics in logger.calls if "train_loss" in metrics]
+    assert loss_steps == list(range(1, 11))  # 5 batches x 2 epochs, strictly increasing
+    assert all(b > a for a, b in zip(loss_steps, loss_steps[1:], strict=False))
+    losses = [m["train_loss"] for _, m in logger.calls if "train_loss" in m]
+    assert len(set(losses)) == 10  # each step's own value, not a repeated one
+    assert logger.status == "FINISHED"
+
+
+def test_log_every_n_steps_thins_step_metrics(tmp_path):
+    logger = MemoryLogger()
+    Trainer(max_epochs=2, logger=logger, log_every_n_steps=3, enable_progress_bar=False,
+            default_root_dir=tmp_path).fit(Classifier())  # fmt: skip
+    loss_steps = [step for step, metrics in logger.calls if "train_loss" in metrics]
+    assert loss_steps == [3, 6, 9]
+
+
+def test_a_failing_fit_finalizes_the_logger_as_failed(tmp_path):
+    class Broken(Classifier):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 2:
+                raise ValueError("boom")
+            return super().training_step(batch, batch_idx)
+
+    logger = MemoryLogger()
+    with pytest.raises(ValueError, match="boom"):
+        Trainer(max_epochs=1, logger=logger, enable_progress_bar=False,
+                default_root_dir=tmp_path).fit(Broken())  # fmt: skip
+    assert logger.status == "FAILED"
+
+
+def test_properties_outside_a_trainer():
+    model = Classifier()
+    with pytest.raises(RuntimeError, match="not attached to a Trainer"):
+        _ = model.trainer
+    assert (model.global_rank, model.current_epoch, model.global_step) == (0, 0, 0)
+    assert model.device == torch.device("cpu")
+    model.log("ignored", 1.0)  # a no-op without a trainer, as in Lightning
+
+
+def test_log_dict_and_print(tmp_path, capsys):
+    class Dicts(Classifier):
+        def training_step(self, batch, batch_idx):
+            self.log_dict({"a": 1.0, "b": 2.0}, prog_bar=True)
+            self.print("rank zero speaks")
+            return super().training_step(batch, batch_idx)
+
+    trainer = Trainer(max_steps=1, logger=False, enable_progress_bar=False,
+                      default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(Dicts())
+    assert trainer.progress_bar_metrics == {"a": 1.0, "b": 2.0}
+    assert "rank zero speaks" in capsys.readouterr().out
+
+
+def test_trainer_reference_is_not_model_state(tmp_path):
+    model = Classifier()
+    Trainer(max_steps=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path).fit(
+        model
+    )
+    assert not any("trainer" in k for k in model.state_dict())
+    assert not any(isinstance(m, Trainer) for m in model.modules())
