@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from backends.base import Backend, DryRun, Job, JobState
+from launcher.errors import REQUEUE_EXIT_CODE
 from launcher.spec import LaunchSpec
 
 _RANK_FAILURE = re.compile(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.I | re.S)
@@ -51,7 +52,6 @@ class LocalBackend(Backend):
                 f"--master-port={port}",
                 f"--max-restarts={spec.max_restarts}",
                 "--monitor-interval=1",
-                f"--run-id={Path(spec.run_dir).name}",
                 *worker,
             ]  # fmt: skip
             for node in range(spec.nodes)
@@ -105,10 +105,13 @@ class LocalBackend(Backend):
         failed = [c for c in codes if c != 0]
         if not failed:
             return 0
-        detail = _RANK_FAILURE.search("".join(line for tail in stderr_tails for line in tail))
-        if detail:
-            print(f"error: rank {detail.group(1)} failed (exit code {detail.group(2)}); the "
-                  f"job was stopped. Per-rank logs: {log_dir}", file=sys.stderr)  # fmt: skip
+        failures = _RANK_FAILURE.findall("".join(line for tail in stderr_tails for line in tail))
+        if failures and all(int(code) == REQUEUE_EXIT_CODE for _, code in failures):
+            return REQUEUE_EXIT_CODE  # every rank checkpointed on a signal: requeue me
+        if failures:
+            rank, code = failures[0]
+            print(f"error: rank {rank} failed (exit code {code}); the job was stopped. "
+                  f"Per-rank logs: {log_dir}", file=sys.stderr)  # fmt: skip
         return failed[0]
 
     def status(self, job: Job) -> JobState:

@@ -132,6 +132,20 @@ class Results:
             entry.total, entry.weight = None, 0.0
         return out
 
+    def with_plain_names(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """`metrics` plus each forked `name_step`/`name_epoch` value under its plain `name`.
+
+        Lightning's callback_metrics hold both, so `monitor="loss"` works for a metric
+        logged with on_step=True and on_epoch=True.
+        """
+        out = dict(metrics)
+        for key, value in metrics.items():
+            for suffix in ("_step", "_epoch"):
+                entry = self.entries.get(key.removesuffix(suffix))
+                if key.endswith(suffix) and entry is not None and entry.on_step and entry.on_epoch:
+                    out[key.removesuffix(suffix)] = value
+        return out
+
     def names(self, attribute: str) -> set[str]:
         """Logged names whose entry has `attribute` (e.g. "prog_bar") set."""
         return {n for n, e in self.entries.items() if getattr(e, attribute)}

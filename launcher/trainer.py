@@ -325,11 +325,12 @@ class Trainer:
                     precision.backward(loss / accumulate if accumulate > 1 else loss)
             if last_micro:
                 self._optimizer_step()
-            self.callback_metrics.update(results.step_metrics())
+            step_metrics = results.step_metrics()
+            self.callback_metrics.update(results.with_plain_names(step_metrics))
             batch_idx += 1
             self._batch_idx = batch_idx
             if last_micro and self.loggers and self.global_step % self.log_every_n_steps == 0:
-                self.log_metrics(self._logger_step_metrics())
+                self.log_metrics(self._logger_step_metrics(step_metrics))
             self._call("on_train_batch_end", output, batch, batch_idx - 1)
             if last_micro and self._after_optimizer_step():
                 return
@@ -339,8 +340,7 @@ class Trainer:
         precision, clip = self.precision, self.gradient_clip_val
         stepped = True
         for optimizer in self.optimizers:
-            if clip:
-                precision.unscale(optimizer)
+            precision.unscale(optimizer)  # hooks and clipping see true gradients (no-op off fp16)
             self._call("on_before_optimizer_step", optimizer)
             if clip:
                 params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -385,7 +385,7 @@ class Trainer:
 
     def _end_of_epoch(self) -> None:
         epoch_metrics = self._train_results.epoch_metrics()
-        self.callback_metrics.update(epoch_metrics)
+        self.callback_metrics.update(self._train_results.with_plain_names(epoch_metrics))
         if (
             self.val_loader is not None
             and (self.current_epoch + 1) % self.check_val_every_n_epoch == 0
@@ -442,7 +442,7 @@ class Trainer:
         metrics = self._results.epoch_metrics()
         self._eval_logger_names = self._results.names("logger")
         self._eval_prog_names = self._results.names("prog_bar")
-        self.callback_metrics.update(metrics)
+        self.callback_metrics.update(self._results.with_plain_names(metrics))
         self._call(f"on_{hook_stage}_epoch_end")
         self._results = previous
         model.train(was_training)
@@ -580,10 +580,10 @@ class Trainer:
             expanded.update({f"{n}_step", f"{n}_epoch"})
         return expanded
 
-    def _logger_step_metrics(self) -> dict[str, Any]:
+    def _logger_step_metrics(self, step_metrics: dict[str, Any]) -> dict[str, Any]:
         names = self._train_results.names("logger")
         return {
-            k: v for k, v in self.callback_metrics.items()
+            k: v for k, v in step_metrics.items()
             if k in names or k.removesuffix("_step") in names and k.endswith("_step")
         }  # fmt: skip
 

@@ -84,3 +84,30 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def start_backend(spec: LaunchSpec, log: Path) -> subprocess.Popen:
+    """Run `LocalBackend().submit(spec)` in a subprocess (its own session, for killpg)."""
+    code = (
+        "import sys; from backends.local import LocalBackend; from launcher.spec import LaunchSpec;"
+        f"sys.exit(LocalBackend().submit(LaunchSpec.read({spec.spec_path!r})).extra['exit_code'])"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, env=worker_env(),
+        stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def worker_pids(proc: subprocess.Popen) -> dict[int, int]:
+    """global rank -> pid of the worker processes under a backend process."""
+    import psutil
+
+    ranks = {}
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            env = child.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if "RANK" in env and "launcher.worker" in " ".join(child.cmdline()):
+            ranks[int(env["RANK"])] = child.pid
+    return ranks

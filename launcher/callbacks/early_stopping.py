@@ -16,7 +16,11 @@ import sys
 from typing import Any
 
 from launcher.callbacks.base import Callback
-from launcher.callbacks.model_checkpoint import _as_number, missing_metric_error
+from launcher.callbacks.model_checkpoint import (
+    _as_number,
+    missing_metric_error,
+    validation_skipped_this_epoch,
+)
 from launcher.errors import UserError
 
 
@@ -66,7 +70,7 @@ class EarlyStopping(Callback):
         return f"EarlyStopping{{monitor={self.monitor},mode={self.mode}}}"
 
     def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
-        if getattr(trainer, "stage", "fit") != "fit":
+        if getattr(trainer, "stage", "fit") != "fit" or validation_skipped_this_epoch(trainer):
             return
         metrics = trainer.callback_metrics
         if self.monitor not in metrics:

@@ -43,6 +43,13 @@ def missing_metric_error(owner: str, monitor: str, available: Any) -> UserError:
     )
 
 
+def validation_skipped_this_epoch(trainer: Any) -> bool:
+    """True when the run validates, but not after this epoch (check_val_every_n_epoch > 1)."""
+    every = getattr(trainer, "check_val_every_n_epoch", 1)
+    validates = bool(getattr(trainer, "num_val_batches", 0))
+    return validates and (trainer.current_epoch + 1) % every != 0
+
+
 class ModelCheckpoint(Callback):
     """Save checkpoints every epoch (or every n train steps), keeping the `save_top_k` best.
 
@@ -151,7 +158,7 @@ class ModelCheckpoint(Callback):
         self._save(trainer, candidates)
 
     def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
-        if self._should_skip(trainer):
+        if self._should_skip(trainer) or validation_skipped_this_epoch(trainer):
             return
         n = self.every_n_epochs
         on_schedule = n >= 1 and (trainer.current_epoch + 1) % n == 0
