@@ -1,0 +1,310 @@
+"""`MLflowLogger`: metrics queued on the training thread, sent in batches by a background thread.
+
+    logger = MLflowLogger("mnist", run_name="lr-0.01", save_dir="outputs", spool_dir=run_dir)
+    logger.log_hyperparams({"optimizer": {"lr": 0.01}, "hf_token": "hf_abc"})  # token -> ***
+    logger.log_metrics({"train/loss": 0.7}, step=10)                          # ~1 us, no I/O
+    logger.finalize("FINISHED")
+
+Store: `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else `sqlite:///<save_dir>/mlflow.db`
+(artifacts in `<save_dir>/mlartifacts`). When the store is unreachable the records go to a
+crash-safe spool in `spool_dir` (see `launcher.loggers.spool`); the background thread retries
+every `retry_interval` seconds and replays the spool in order once the store is back, or
+`launch sync RUN_DIR` uploads it later. A run that could not be created at start-up is created
+on reconnect; until then `run_id` is None and the checkpoint holds its placeholder (`run_ref`).
+
+Resume: `load_state_dict` (before any logging) continues the checkpointed run (status back to
+RUNNING). A resumed job re-logs the steps between its checkpoint and the crash; each (key,
+step) is stored once because a key's steps only increase: the logger drops steps at or below
+what it logged, what the spool holds, and (checked on the background thread) what the server
+holds. `system/*` metrics are samples (CPU, RAM, GPU) at the current step and are exempt.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from launcher.loggers.base import Logger
+from launcher.loggers.mlflow_sender import (
+    PENDING_PREFIX,
+    Sender,
+    clean_tags,
+    flatten_params,
+    metric_records,
+)
+from launcher.loggers.spool import Spool, replay
+from launcher.loggers.system_metrics import SystemMetricsSampler
+from launcher.tracking import is_connection_error, local_artifact_root, resolve_tracking_uri
+
+log = logging.getLogger("launcher.loggers.mlflow")
+
+_TICK_S = 1.0  # how often queued metrics are sent; flush() does not wait for it
+_READY_TIMEOUT_S = 60.0
+_STATE_KEYS = {"run_id", "run_ref", "experiment_id", "watermarks"}
+
+
+class MLflowLogger(Logger):
+    """Log to MLflow from global rank 0 without slowing the training loop (see module doc)."""
+
+    name = "mlflow"
+
+    def __init__(
+        self,
+        experiment_name: str = "default",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        save_dir: str = "outputs",
+        tags: dict[str, Any] | None = None,
+        spool_dir: str | None = None,
+        log_system_metrics: bool = True,
+        system_metrics_interval: float = 10.0,
+        retry_interval: float = 5.0,
+    ) -> None:
+        self.tracking_uri = resolve_tracking_uri(tracking_uri, save_dir)
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        self.experiment_name = experiment_name
+        self.run_name = run_name
+        self.spool = Spool(spool_dir or save_dir)
+        self.log_system_metrics = log_system_metrics
+        self.system_metrics_interval = system_metrics_interval
+        self.retry_interval = retry_interval
+        self._tags = clean_tags(tags or {})
+        self._ref = f"{PENDING_PREFIX}{uuid.uuid4().hex}"  # the real id once the run exists
+        self._watermarks: dict[str, int] = {}  # metric key -> highest step accepted
+        self._last_step = 0
+        self._queue: collections.deque = collections.deque()  # append/popleft are thread-safe
+        self._wake = threading.Event()
+        self._ready = threading.Event()
+        self._stop = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._sender: Sender | None = None
+        self._offline = False
+        self._next_retry = 0.0
+        self._warned: set[str] = set()
+        self.experiment_id: str | None = None
+
+    # -- the training thread's side ---------------------------------------------------------
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run id; None while the store has been unreachable since start-up."""
+        self._start()
+        self._ready.wait(_READY_TIMEOUT_S)
+        return None if self._ref.startswith(PENDING_PREFIX) else self._ref
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        if self._thread is None:
+            self._start()
+        marks = self._watermarks
+        for key in metrics:
+            if step <= marks.get(key, -1):  # already logged before a resume: drop it
+                metrics = {k: v for k, v in metrics.items() if step > marks.get(k, -1)}
+                break
+        if not metrics or self._closed:
+            return
+        for key in metrics:
+            marks[key] = step
+        self._last_step = step
+        self._queue.append(("metrics", step, dict(metrics), time.time()))
+
+    def log_hyperparams(self, params: dict[str, Any]) -> None:
+        self._put(("params", {"params": flatten_params(params)}))
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self._put(("tags", {"tags": clean_tags(tags)}))
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        self._put(("artifact", {"path": os.path.abspath(path), "artifact_path": artifact_path}))
+
+    def flush(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            return
+        done = threading.Event()
+        self._queue.append(("flush", done))
+        self._wake.set()
+        while not done.wait(1.0):
+            if not self._thread.is_alive():
+                return
+
+    def finalize(self, status: str) -> None:
+        if self._closed:
+            return
+        self._put(("status", {"status": status, "end_time": int(time.time() * 1000)}))
+        self._closed = True
+        self.flush()
+        self._stop = True  # after the flush: the thread then makes one last replay attempt
+        if self._thread is not None:
+            self._wake.set()
+            self._thread.join()
+        atexit.unregister(self._flush_at_exit)
+        if self.spool.has_pending():
+            log.warning(
+                "MLflow unreachable at %s: the run's records are kept in %s; upload "
+                "them with `launch sync %s`",
+                self.tracking_uri,
+                self.spool.path,
+                self.spool.directory,
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "run_ref": self._ref,
+            "experiment_id": self.experiment_id,
+            "watermarks": dict(self._watermarks),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        unknown = set(state_dict) - _STATE_KEYS
+        if unknown:
+            raise ValueError(
+                f"unknown MLflowLogger state keys {sorted(unknown)}; valid: {sorted(_STATE_KEYS)}"
+            )
+        if self._thread is not None:
+            raise RuntimeError("MLflowLogger.load_state_dict must be called before any logging")
+        ref = state_dict.get("run_ref") or state_dict.get("run_id")
+        if ref:
+            self._ref = ref
+        marks = {k: int(v) for k, v in (state_dict.get("watermarks") or {}).items()}
+        if ref and self.spool.path.exists():
+            for key, step in self.spool.pending_watermarks(ref).items():
+                marks[key] = max(step, marks.get(key, step))
+        self._watermarks = marks
+
+    def _put(self, item: tuple) -> None:
+        if self._closed:
+            self._warn_once("closed", "MLflowLogger: logging after finalize() is ignored")
+            return
+        self._start()
+        self._queue.append(item)
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="mlflow-logger", daemon=True)
+            self._thread.start()
+            atexit.register(self._flush_at_exit)
+
+    def _flush_at_exit(self) -> None:
+        self.flush()  # an un-finalized logger still hands its queue to MLflow or the spool
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning(message)
+
+    # -- the background thread --------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            self._sender = Sender(self.tracking_uri, warn=self._warn_once)
+            if self.spool.has_pending():  # left by a crashed predecessor: goes first
+                self._offline = True
+                self._try_replay()
+            self._submit([self._open_record()])
+        finally:
+            self._ready.set()
+        sampler = SystemMetricsSampler() if self.log_system_metrics else None
+        next_sample = time.monotonic()
+        while True:
+            self._wake.wait(_TICK_S)
+            self._wake.clear()
+            now = time.monotonic()
+            if sampler is not None and now >= next_sample:
+                next_sample = now + self.system_metrics_interval
+                self._queue.append(("metrics", self._last_step, sampler.sample(), time.time()))
+            if self._offline and (now >= self._next_retry or self._stop):
+                self._try_replay()
+            self._drain()
+            if self._stop and not self._queue:
+                return
+
+    def _open_record(self) -> dict[str, Any]:
+        return {
+            "op": "open",
+            "run": self._ref,
+            "experiment": self.experiment_name,
+            "artifact_location": local_artifact_root(self.tracking_uri),
+            "run_name": self.run_name,
+            "tags": self._tags,
+            "start_time": int(time.time() * 1000),
+            "uri": self.tracking_uri,
+        }
+
+    def _drain(self) -> None:
+        """Turn queued items into records, in order, and send (or spool) them."""
+        records: list[dict[str, Any]] = []
+        rows: list[list[Any]] = []
+        while self._queue:
+            item = self._queue.popleft()
+            if item[0] == "metrics":
+                _, step, metrics, stamp = item
+                stamp_ms = int(stamp * 1000)
+                rows.extend([key, float(value), stamp_ms, step] for key, value in metrics.items())
+                continue
+            records += metric_records(self._ref, rows)
+            rows = []
+            if item[0] == "flush":
+                self._submit(records)
+                records = []
+                item[1].set()
+            else:
+                records.append({"op": item[0], "run": self._ref, **item[1]})
+        self._submit(records + metric_records(self._ref, rows))
+
+    def _submit(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        if self._offline:  # keep the order: nothing overtakes what is already spooled
+            self.spool.append(records, self.tracking_uri)
+            return
+        for i, record in enumerate(records):
+            try:
+                self._sender.apply(record)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    self._warn_once(record["op"], f"MLflow rejected {record['op']}: {exc}")
+                    continue
+                self._go_offline(exc)
+                self.spool.append(records[i:], self.tracking_uri)
+                return
+            if record["op"] == "open":
+                self._adopt_run_id()
+
+    def _go_offline(self, exc: Exception) -> None:
+        self._offline = True
+        self._sender.forget_server_state()
+        self._next_retry = time.monotonic() + self.retry_interval
+        self._warn_once(
+            "offline",
+            f"MLflow unreachable at {self.tracking_uri} ({type(exc).__name__}); "
+            f"training goes on, records are spooled to {self.spool.path} and sent "
+            f"when it is back",
+        )
+
+    def _try_replay(self) -> None:
+        try:
+            sent = replay(self._sender, self.spool)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            self._next_retry = time.monotonic() + self.retry_interval
+            return
+        self._offline = False
+        self._adopt_run_id()
+        if sent:
+            log.info(
+                "MLflow reachable again at %s: sent %d spooled records", self.tracking_uri, sent
+            )
+
+    def _adopt_run_id(self) -> None:
+        self._ref = self._sender.resolve(self._ref)
+        self.experiment_id = self._sender.experiment_ids.get(self._ref, self.experiment_id)

@@ -1,0 +1,169 @@
+"""Crash-safe spool of MLflow records kept while the tracking store is unreachable.
+
+    launch sync outputs/mnist/run-1        # or: replay_spool("outputs/mnist/run-1")
+
+Files in the spool directory (normally the run directory):
+
+    mlflow_spool.jsonl        one record a line (see `mlflow_sender`), appended + fsync'd per batch
+    mlflow_spool.state.json   replay cursor: bytes acked, pending-ref -> run id, tracking URI
+    mlflow_spool.lock         flock: one replayer at a time (the live logger or `launch sync`)
+
+Exactly once: the cursor advances (atomically, fsync'd) after each record the store acked. A
+record sent but not acked (crash, or a timeout after the store kept it) is sent again, which the
+`Sender` makes harmless (see its module docstring).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from launcher.errors import UserError
+from launcher.loggers.mlflow_sender import Sender
+from launcher.tracking import is_connection_error, resolve_tracking_uri
+
+SPOOL_FILE = "mlflow_spool.jsonl"
+STATE_FILE = "mlflow_spool.state.json"
+LOCK_FILE = "mlflow_spool.lock"
+
+log = logging.getLogger("launcher.loggers.mlflow")
+
+
+class Spool:
+    """An append-only JSONL file plus an atomically replaced cursor/state file."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / SPOOL_FILE
+        self.state_path = self.directory / STATE_FILE
+
+    def has_pending(self) -> bool:
+        """True when records were spooled and not yet acked by the server."""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return size > self.read_state()["offset"]
+
+    def read_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            state = {}
+        return {"offset": 0, "runs": {}, "tracking_uri": None, **state}
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the spool's lock (blocks while another replayer holds it)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / LOCK_FILE, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def append(self, records: list[dict[str, Any]], tracking_uri: str | None = None) -> None:
+        """Append `records` durably (flush + fsync) before returning."""
+        if not records:
+            return
+        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        with self.locked():
+            if tracking_uri and self.read_state()["tracking_uri"] != tracking_uri:
+                self.write_state({**self.read_state(), "tracking_uri": tracking_uri})
+            with open(self.path, "ab") as f:
+                # A crash mid-write leaves a partial last line: close it, replay skips it.
+                if f.tell() and _last_byte(self.path) != b"\n":
+                    f.write(b"\n")
+                f.write(lines.encode())
+                f.flush()
+                os.fsync(f.fileno())
+
+    def pending(self, offset: int) -> Iterator[tuple[int, dict[str, Any] | None]]:
+        """(end offset, record) for each complete line after `offset`; None for a torn line."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            for line in f:
+                if not line.endswith(b"\n"):
+                    return  # being written, or torn by a crash: not ours to ack yet
+                offset += len(line)
+                try:
+                    yield offset, json.loads(line)
+                except json.JSONDecodeError:
+                    yield offset, None
+
+    def pending_watermarks(self, run_ref: str) -> dict[str, int]:
+        """Highest spooled-but-unsent step per metric key of one run."""
+        state = self.read_state()
+        refs = {run_ref, state["runs"].get(run_ref, run_ref)}
+        refs |= {ref for ref, rid in state["runs"].items() if rid in refs}
+        marks: dict[str, int] = {}
+        for _, record in self.pending(state["offset"]):
+            if record and record.get("op") == "metrics" and record.get("run") in refs:
+                for key, _value, _ts, step in record["metrics"]:
+                    marks[key] = max(step, marks.get(key, step))
+        return marks
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def replay(sender: Sender, spool: Spool) -> int:
+    """Send every unacked record of `spool` in order; return how many were sent.
+
+    Raises the connection error (after saving the cursor) if the store goes away.
+    """
+    sent = 0
+    with spool.locked():
+        state = spool.read_state()
+        sender.runs.update(state["runs"])
+        for end, record in spool.pending(state["offset"]):
+            try:
+                if record is not None and sender.apply(record):
+                    sent += 1
+            except Exception as exc:
+                if is_connection_error(exc):
+                    sender.forget_server_state()
+                    raise
+                sender.warn(record["op"], f"MLflow rejected a spooled {record['op']}: {exc}")
+            state.update(offset=end, runs=dict(sender.runs))
+            spool.write_state(state)
+    return sent
+
+
+def replay_spool(spool_dir: str, tracking_uri: str | None = None) -> int:
+    """Upload what a run spooled while MLflow was unreachable; returns the records sent.
+
+    n = replay_spool("outputs/mnist/run-1")      # the URI the run used, unless given
+    """
+    spool = Spool(spool_dir)
+    if not spool.path.exists():
+        raise UserError(f"no MLflow spool in {spool_dir} ({SPOOL_FILE}): nothing to sync")
+    if not spool.has_pending():
+        return 0
+    uri = resolve_tracking_uri(tracking_uri or spool.read_state()["tracking_uri"], spool_dir)
+    try:
+        return replay(Sender(uri), spool)
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise UserError(
+                f"cannot reach MLflow at {uri}; start the server and run `launch sync` again "
+                "(what was sent so far is recorded, nothing is sent twice)"
+            ) from exc
+        raise
