@@ -95,8 +95,10 @@ def is_connection_error(exc: BaseException) -> bool:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        module = type(exc).__module__
-        if isinstance(exc, OSError) or module.startswith(("requests", "urllib3")):
+        # Not any OSError: a missing artifact file must fail, not be retried forever.
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if type(exc).__module__.startswith(("requests", "urllib3")):
             return True
         if type(exc).__name__ == "OperationalError":  # sqlite "database is locked"
             return True
@@ -131,7 +133,7 @@ def _client(tracking_uri: str) -> Iterator[Any]:
 
 
 def metric_mode(key: str) -> str:
-    """ "min" for losses and errors, "max" for everything else (accuracy, F1...)."""
+    """Which way is better for `key`: "min" for losses and errors, else "max" (accuracy...)."""
     words = re.split(r"[^a-z0-9]+", key.lower())
     return "min" if any(w in _MIN_METRIC_WORDS for w in words) else "max"
 

@@ -101,6 +101,7 @@ def test_params_tags_metrics_artifacts_reach_the_server(live_mlflow_server, tmp_
     artifact = tmp_path / "recipe.py"
     artifact.write_text("print('hi')\n")
     logger.log_artifact(str(artifact), artifact_path="code")
+    logger.log_artifact(str(tmp_path / "missing.txt"))  # rejected with a warning, not retried
     logger.finalize("FINISHED")
 
     run = client(uri).get_run(logger.run_id)
@@ -128,6 +129,7 @@ def test_default_store_is_sqlite_in_save_dir(tmp_path, monkeypatch):
     artifact = tmp_path / "config.yaml"
     artifact.write_text("a: 1\n")
     logger.log_artifact(str(artifact))
+    assert logger.run_id is not None  # the database and the run exist: sampling has begun
     time.sleep(1.5)  # a few system-metric samples
     logger.finalize("FAILED")
 

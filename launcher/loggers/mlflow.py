@@ -16,7 +16,8 @@ Resume: `load_state_dict` (before any logging) continues the checkpointed run (s
 RUNNING). A resumed job re-logs the steps between its checkpoint and the crash; each (key,
 step) is stored once because a key's steps only increase: the logger drops steps at or below
 what it logged, what the spool holds, and (checked on the background thread) what the server
-holds. `system/*` metrics are samples (CPU, RAM, GPU) at the current step and are exempt.
+holds (so a key logged twice at one step keeps its first value). `system/*` metrics are
+samples (CPU, RAM, GPU) taken at the current step and are exempt.
 """
 
 from __future__ import annotations
@@ -212,8 +213,8 @@ class MLflowLogger(Logger):
             self._submit([self._open_record()])
         finally:
             self._ready.set()
-        sampler = SystemMetricsSampler() if self.log_system_metrics else None
-        next_sample = time.monotonic()
+        sampler = self._system_sampler()
+        next_sample = time.monotonic() + self.system_metrics_interval
         while True:
             self._wake.wait(_TICK_S)
             self._wake.clear()
@@ -226,6 +227,15 @@ class MLflowLogger(Logger):
             self._drain()
             if self._stop and not self._queue:
                 return
+
+    def _system_sampler(self) -> SystemMetricsSampler | None:
+        if not self.log_system_metrics:
+            return None
+        try:
+            return SystemMetricsSampler()
+        except ImportError as exc:  # psutil missing: train on without system metrics
+            self._warn_once("system", f"no system metrics: {exc}")
+            return None
 
     def _open_record(self) -> dict[str, Any]:
         return {
