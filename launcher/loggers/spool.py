@@ -144,6 +144,11 @@ def replay(sender: Sender, spool: Spool) -> int:
                 sender.warn(record["op"], f"MLflow rejected a spooled {record['op']}: {exc}")
             state.update(offset=end, runs=dict(sender.runs))
             spool.write_state(state)
+        if state["offset"] and state["offset"] == spool.path.stat().st_size:
+            # All acked: start the file over. Cursor first: a crash in between only means
+            # re-sending acked records, which the Sender makes harmless.
+            spool.write_state({**state, "offset": 0})
+            os.truncate(spool.path, 0)
     return sent
 
 
