@@ -98,6 +98,7 @@ def test_params_tags_metrics_artifacts_reach_the_server(live_mlflow_server, tmp_
     for step in range(30):
         logger.log_metrics({"train/loss": value(step), "lr": 0.1}, step=step)
     logger.log_metrics({"grad_norm": math.nan, "scale": math.inf}, step=30)  # JSON has no NaN
+    logger.log_metrics({"oops": "not a number"}, step=30)  # dropped with a warning
     artifact = tmp_path / "recipe.py"
     artifact.write_text("print('hi')\n")
     logger.log_artifact(str(artifact), artifact_path="code")
@@ -116,6 +117,7 @@ def test_params_tags_metrics_artifacts_reach_the_server(live_mlflow_server, tmp_
     assert run.data.tags["team"] == "vision" and run.data.tags["git.commit"] == "abc123"
     assert history(uri, logger.run_id, "train/loss") == [(s, value(s)) for s in range(30)]
     assert math.isnan(run.data.metrics["grad_norm"]) and run.data.metrics["scale"] > 1e300
+    assert "oops" not in run.data.metrics
     assert [a.path for a in client(uri).list_artifacts(logger.run_id, "code")] == ["code/recipe.py"]
     assert logger.experiment_id == run.info.experiment_id
     assert not Spool(str(tmp_path)).path.exists()  # nothing was spooled while the server was up

@@ -258,7 +258,11 @@ class MLflowLogger(Logger):
             if item[0] == "metrics":
                 _, step, metrics, stamp = item
                 stamp_ms = int(stamp * 1000)
-                rows.extend([key, float(value), stamp_ms, step] for key, value in metrics.items())
+                for key, value in metrics.items():
+                    try:
+                        rows.append([key, float(value), stamp_ms, step])
+                    except (TypeError, ValueError):
+                        self._warn_once("value", f"metric {key}={value!r} is not a number: dropped")
                 continue
             records += metric_records(self._ref, rows)
             rows = []
