@@ -16,7 +16,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from launcher.commands.runs import register
 from launcher.errors import UserError
 from launcher.loggers.mlflow import MLflowLogger
 from launcher.loggers.mlflow_sender import flatten_params, is_secret_key
@@ -230,7 +233,10 @@ def test_replay_spool_uploads_a_run_that_never_reached_the_server(live_mlflow_se
     logger.finalize("FINISHED")  # still down: everything stays in the spool
     live_mlflow_server.start()
 
-    assert replay_spool(str(tmp_path)) > 0
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["sync", str(tmp_path)])  # = replay_spool(run_dir)
+    assert result.exit_code == 0 and "sent" in result.output, result.output
     assert replay_spool(str(tmp_path)) == 0  # exactly once
     run = find_run(uri, logger.experiment_name)
     assert run.info.status == "FINISHED"

@@ -181,6 +181,8 @@ def test_runs_and_compare_commands(store, cli, tmp_path):
     assert png.stat().st_size > 10_000
     result = runner.invoke(app, ["compare", ids["a"], "--tracking-uri", uri])
     assert isinstance(result.exception, UserError)
+    result = runner.invoke(app, ["ui", "--tracking-uri", "http://127.0.0.1:5999"])
+    assert result.exit_code == 0 and "serves the UI itself" in result.output
 
 
 def test_runs_without_a_store_and_sync_without_a_spool_are_user_errors(cli, tmp_path):
