@@ -26,7 +26,8 @@ from backends.base import Backend, DryRun, Job, JobState
 from launcher.errors import REQUEUE_EXIT_CODE
 from launcher.spec import LaunchSpec
 
-_RANK_FAILURE = re.compile(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.I | re.S)
+# torchrun's failure report: "rank      : 1 (local_rank: 1)" ... "exitcode  : -9 (pid: 42)"
+_RANK_FAILURE = re.compile(r"\brank\s+:\s+(\d+) \(local_rank.*?exitcode\s+:\s+(-?\d+)", re.S)
 
 
 class LocalBackend(Backend):
@@ -47,14 +48,16 @@ class LocalBackend(Backend):
                 "torch.distributed.run",
                 f"--nnodes={spec.nodes}",
                 f"--nproc-per-node={spec.devices_per_node}",
-                f"--node-rank={node}",
-                "--master-addr=127.0.0.1",
-                f"--master-port={port}",
+                # c10d rendezvous namespaces every restart round in the store, so a
+                # restarted group never reads the dead group's addresses (static does not).
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint=127.0.0.1:{port}",
+                f"--rdzv-id={Path(spec.run_dir).name}",
                 f"--max-restarts={spec.max_restarts}",
                 "--monitor-interval=1",
                 *worker,
             ]  # fmt: skip
-            for node in range(spec.nodes)
+            for _node in range(spec.nodes)
         ]
 
     def submit(self, spec: LaunchSpec, dry_run: bool = False) -> Job | DryRun:
@@ -105,13 +108,18 @@ class LocalBackend(Backend):
         failed = [c for c in codes if c != 0]
         if not failed:
             return 0
-        failures = _RANK_FAILURE.findall("".join(line for tail in stderr_tails for line in tail))
-        if failures and all(int(code) == REQUEUE_EXIT_CODE for _, code in failures):
-            return REQUEUE_EXIT_CODE  # every rank checkpointed on a signal: requeue me
-        if failures:
-            rank, code = failures[0]
-            print(f"error: rank {rank} failed (exit code {code}); the job was stopped. "
-                  f"Per-rank logs: {log_dir}", file=sys.stderr)  # fmt: skip
+        report = "".join(line for tail in stderr_tails for line in tail)
+        failures = [(int(r), int(c)) for r, c in _RANK_FAILURE.findall(report)]
+        codes = {code for _, code in failures}
+        # The agent SIGTERMs the ranks still running once one exits; when the first to exit
+        # did so after the group's agreed signal checkpoint, the whole job asks for a requeue.
+        if REQUEUE_EXIT_CODE in codes and codes <= {REQUEUE_EXIT_CODE, -signal.SIGTERM}:
+            return REQUEUE_EXIT_CODE
+        root = report.rfind("Root Cause")
+        cause = _RANK_FAILURE.search(report, root if root >= 0 else 0)
+        if cause:
+            print(f"error: rank {cause.group(1)} failed (exit code {cause.group(2)}); the job "
+                  f"was stopped. Per-rank logs: {log_dir}", file=sys.stderr)  # fmt: skip
         return failed[0]
 
     def status(self, job: Job) -> JobState:

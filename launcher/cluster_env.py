@@ -30,6 +30,7 @@ class ClusterEnvironment:
     main_port: int = 29500
     job_id: str | None = None
     restart_count: int = 0  # how many times this job was restarted or requeued
+    agent_store: bool = False  # torchrun's agent hosts the rendezvous store (not rank 0)
 
     @property
     def is_global_zero(self) -> bool:
@@ -60,6 +61,7 @@ class ClusterEnvironment:
             main_port=int(env.get("MASTER_PORT", "29500")),
             job_id=env.get("TORCHELASTIC_RUN_ID"),
             restart_count=int(env.get("TORCHELASTIC_RESTART_COUNT", "0")),
+            agent_store=env.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true",
         )
 
     @classmethod

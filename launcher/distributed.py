@@ -60,13 +60,22 @@ class Distributed:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         # A dead peer must fail the job, not hang it until a 30-minute default timeout.
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
-        torch_dist.init_process_group(
-            backend=backend,
-            init_method=f"tcp://{self.env.main_address}:{self.env.main_port}",
-            rank=self.env.global_rank,
-            world_size=self.env.world_size,
-            timeout=datetime.timedelta(seconds=self.timeout_seconds),
+        timeout = datetime.timedelta(seconds=self.timeout_seconds)
+        env = self.env
+        store = torch_dist.TCPStore(
+            env.main_address,
+            env.main_port,
+            env.world_size,
+            is_master=env.global_rank == 0 and not env.agent_store,
+            timeout=timeout,
         )
+        # A restarted group shares torchrun's store with the dead one: namespace its keys by
+        # restart round, or ranks would dial the dead processes' addresses.
+        store = torch_dist.PrefixStore(f"launcher/attempt_{env.restart_count}", store)
+        torch_dist.init_process_group(
+            backend=backend, store=store, rank=env.global_rank, world_size=env.world_size,
+            timeout=timeout,
+        )  # fmt: skip
         self._owns_group = True
 
     def teardown(self) -> None:

@@ -47,7 +47,9 @@ def run_worker(spec: LaunchSpec, log: Path, timeout: float = 120) -> int:
 
 def final_state(spec: LaunchSpec) -> dict[str, Any]:
     """The finished run's last checkpoint (must be marked finished)."""
-    path, state = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume")).load_latest()
+    path, state = CheckpointManager(
+        str(Path(spec.run_dir) / "checkpoints" / "resume")
+    ).load_latest()
     assert state["loop"]["finished"], f"{path} is not a finished run's checkpoint"
     return state
 
@@ -111,3 +113,18 @@ def worker_pids(proc: subprocess.Popen) -> dict[int, int]:
         if "RANK" in env and "launcher.worker" in " ".join(child.cmdline()):
             ranks[int(env["RANK"])] = child.pid
     return ranks
+
+
+def kill_tree(proc: subprocess.Popen, sig: int = 9) -> None:
+    """Send `sig` to a process and all its descendants at once (a node dying)."""
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    victims = [parent, *parent.children(recursive=True)]
+    for p in victims:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=30)
+    proc.wait()

@@ -16,6 +16,7 @@ from launcher.errors import REQUEUE_EXIT_CODE
 from tests.resume_harness import (
     assert_bitwise_equal,
     final_state,
+    kill_tree,
     make_spec,
     run_worker,
     start_backend,
@@ -90,13 +91,16 @@ def test_a_killed_rank_fails_the_job_fast_or_restarts_and_finishes(tmp_path: Pat
     assert_bitwise_equal(final_state(reference)["model"], final_state(spec)["model"])
 
 
+LONG = {**SLOW, "n_train": "1120", "trainer.signal_sync_every_n_steps": "2"}  # 70 steps
+
+
 def test_sigkill_and_preemption_signals_resume_bitwise_with_two_processes(tmp_path: Path) -> None:
     reference = make_spec(tmp_path, "reference", devices_per_node=2, accelerator="cpu",
-                          overrides=SLOW)  # fmt: skip
+                          overrides=LONG)  # fmt: skip
     assert _run(reference, tmp_path / "reference.log") == 0
     expected = final_state(reference)
     spec = make_spec(tmp_path, "interrupted", devices_per_node=2, accelerator="cpu",
-                     overrides=SLOW)  # fmt: skip
+                     overrides=LONG)  # fmt: skip
     log = tmp_path / "interrupted.log"
     rng = random.Random(7)
     events = ["kill", "kill", signal.SIGTERM, "kill", signal.SIGUSR2]
@@ -106,8 +110,7 @@ def test_sigkill_and_preemption_signals_resume_bitwise_with_two_processes(tmp_pa
             wait_for(lambda p=proc: p.poll() is not None, rng.uniform(0.0, 0.2))
             event = events.pop(0)
             if event == "kill":  # the whole job dies at once, agents and workers
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                kill_tree(proc)
             else:  # like SLURM: every task gets the signal
                 for pid in worker_pids(proc).values():
                     os.kill(pid, event)

@@ -11,7 +11,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 
 from launcher.checkpoint import CheckpointManager
 from launcher.errors import REQUEUE_EXIT_CODE

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the project with its test tools, then run the whole test suite (slow tests too).
+#
+#   bash scripts/test.sh            # everything: unit, multi-process DDP, SLURM, Ray, MLflow
+#   bash scripts/test.sh -m "not slow"    # extra arguments go to pytest
+#
+# The tests start what they need themselves: a 2-node SLURM cluster (scripts/slurm_cluster.sh,
+# installs slurm-wlm + munge with apt the first time; needs root), a 2-node Ray cluster
+# (scripts/ray_cluster.sh) and an MLflow server, all bound to 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
+ruff check .
+ruff format --check .
+exec python3 -m pytest -q -p no:cacheprovider "$@"
