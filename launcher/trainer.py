@@ -273,6 +273,7 @@ class Trainer:
             self._call("on_fit_end")
             if self.enable_checkpointing:
                 trainer_state.save_resume_checkpoint(self, finished=True)
+            self._loggers_end()
             self._finish("FINISHED")
         except BaseException as exc:
             self._fail(exc)
@@ -498,12 +499,22 @@ class Trainer:
         self._call("teardown", stage)
 
     def _loggers_start(self) -> None:
+        artifacts = trainer_state.run_artifacts(self)
         for lg in self.loggers:
             lg.log_hyperparams(trainer_state.run_params(self))
             lg.set_tags(trainer_state.run_tags(self))
+            for path, folder in artifacts:
+                lg.log_artifact(path, folder)
+
+    def _loggers_end(self) -> None:
+        best = getattr(self.checkpoint_callback, "best_model_path", None)
+        if best and self.launch_settings.get("log_checkpoints") and Path(best).is_file():
+            for lg in self.loggers:
+                lg.log_artifact(best, "checkpoints")
 
     def _finish(self, status: str) -> None:
         for lg in self.loggers:
+            lg.set_tags({"launcher.state": status.lower()})
             lg.finalize(status)
 
     def _fail(self, exc: BaseException) -> None:

@@ -259,6 +259,18 @@ def run_params(trainer: Any) -> dict[str, Any]:
     return mask_secrets(params)
 
 
+def run_artifacts(trainer: Any) -> list[tuple[str, str]]:
+    """(file, artifact folder) pairs every run uploads: the recipe and the resolved config."""
+    out = []
+    recipe = trainer.launch_settings.get("recipe")
+    if recipe and Path(recipe).is_file():
+        out.append((recipe, "recipe"))
+    resolved = Path(trainer.run_dir) / "launch.json"
+    if resolved.is_file():
+        out.append((str(resolved), "config"))
+    return out
+
+
 def run_tags(trainer: Any) -> dict[str, str]:
     settings = trainer.launch_settings
     recipe = settings.get("recipe")

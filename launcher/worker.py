@@ -20,7 +20,7 @@ from launcher.spec import LaunchSpec
 # LaunchSpec fields that become Trainer arguments when set.
 _SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "seed", "tracking_uri")
 _LAUNCH_PARAMS = ("backend", "nodes", "devices_per_node", "accelerator", "precision", "seed",
-                  "cluster_file", "recipe", "resume", "max_restarts")  # fmt: skip
+                  "cluster_file", "recipe", "resume", "max_restarts", "log_checkpoints")  # fmt: skip
 
 
 def trainer_arguments(

@@ -61,3 +61,9 @@ class TinyModel(Module):
 
     def val_dataloader(self):
         return DataLoader(make_data(32, 1), batch_size=16)
+
+
+if __name__ == "__main__":
+    from launcher import Trainer
+
+    Trainer(**TRAINER, max_steps=10).fit(TinyModel())

@@ -1,0 +1,69 @@
+"""The example recipes, end to end through the `launch` console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _launch(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "launcher.cli", *args, "--output-dir", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_digits_quickstart_reaches_95_percent_and_is_tracked_in_mlflow(tmp_path: Path) -> None:
+    result = _launch(tmp_path, str(REPO / "recipes" / "digits.py"), "--max-epochs", "10",
+                     "--name", "quickstart")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "quickstart"
+    val_acc = client.get_metric_history(run.info.run_id, "val_acc")
+    epochs = client.get_metric_history(run.info.run_id, "epoch")
+    assert len(epochs) >= 5 and len(val_acc) == len(epochs)  # per-epoch metrics (early stop ok)
+    assert max(m.value for m in val_acc) >= 0.95
+    params = run.data.params
+    assert params["lr"] and params["trainer.precision"] == "32-true"
+    assert params["launch.backend"] == "local" and "launch.seed" in params
+    tags = run.data.tags
+    assert tags["launcher.recipe"] == "digits" and len(tags["recipe.sha256"]) == 64
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"recipe", "config"} <= artifacts
+    best = list((tmp_path / "out" / "digits" / "quickstart" / "checkpoints").glob("digits-best-*"))
+    assert len(best) == 1
+
+
+def test_cifar_resnet_runs_on_fake_data_in_bf16(tmp_path: Path) -> None:
+    result = _launch(tmp_path, str(REPO / "recipes" / "cifar_resnet.py"), "--max-steps", "2",
+                     "--set", "data.fake_data=true", "--precision", "bf16-mixed")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_mnist_without_files_says_where_to_put_them(tmp_path: Path) -> None:
+    result = _launch(tmp_path, str(REPO / "recipes" / "mnist.py"), "--max-steps", "1",
+                     "--set", f"data_dir={tmp_path / 'nowhere'}")  # fmt: skip
+    assert result.returncode == 2
+    assert "train-images-idx3-ubyte" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_recipe_runs_directly_as_a_script(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "recipes" / "tiny.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(tmp_path.glob("outputs/tiny/*/checkpoints/resume/manifest.json"))
