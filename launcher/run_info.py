@@ -9,19 +9,19 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-_SECRET = re.compile(
-    r"(token|secret|passw(or)?d|api[_-]?key|credential|(^|[_.-])key($|[_.-]))", re.I
-)
+SECRET_WORDS = frozenset("token secret password passwd apikey key credential credentials".split())
+MASK = "***"
 
 
-def is_secret_name(name: str) -> bool:
-    """True for names that look like they hold credentials (`HF_TOKEN`, `db.password`...)."""
-    return bool(_SECRET.search(name))
+def is_secret_key(key: str) -> bool:
+    """True when a word of `key` names a secret: `db.password`, `hfToken`, `api_key`."""
+    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", key)
+    return any(w.lower() in SECRET_WORDS for w in words)
 
 
 def mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
     """Copy of `params` with values of secret-looking keys replaced by `***`."""
-    return {k: ("***" if is_secret_name(k) else v) for k, v in params.items()}
+    return {k: (MASK if is_secret_key(k) else v) for k, v in params.items()}
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -29,7 +29,7 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             out.update(flatten(value, f"{name}."))
         else:
             out[name] = value

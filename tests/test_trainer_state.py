@@ -181,3 +181,36 @@ def test_incompatible_resume_names_the_changed_setting(tmp_path: Path) -> None:
     assert run_worker(reshaped, tmp_path / "c.log") == 2
     text = (tmp_path / "c.log").read_text()
     assert "no longer matches checkpoint" in text and "Traceback" not in text
+
+
+def test_sigterm_resume_and_server_outage_keep_one_continuous_mlflow_run(
+    tmp_path: Path, live_mlflow_server
+) -> None:
+    """Against a real server: a requeue continues the same run, and an outage mid-run loses
+    nothing: the spool is replayed when the server is back, each step exactly once."""
+    from mlflow.tracking import MlflowClient
+
+    spec = make_spec(tmp_path / "out", "served", overrides=KILL_OVERRIDES,
+                     tracking_uri=live_mlflow_server.uri)  # fmt: skip
+    log = tmp_path / "served.log"
+    proc = start_worker(spec, log)
+    assert _made_progress(spec, proc), log.read_text()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == REQUEUE_EXIT_CODE, log.read_text()[-3000:]
+    client = MlflowClient(tracking_uri=live_mlflow_server.uri)
+    (run,) = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
+    assert run.data.tags["launcher.state"] == "waiting for requeue"
+
+    proc = start_worker(spec, log)  # the requeued job; the server dies under it, then returns
+    assert _made_progress(spec, proc)
+    live_mlflow_server.stop()
+    assert _made_progress(spec, proc)
+    live_mlflow_server.start()
+    assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
+    runs = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
+    assert [r.info.run_id for r in runs] == [run.info.run_id]  # one run, continued
+    finished = client.get_run(run.info.run_id)
+    assert finished.info.status == "FINISHED"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+    assert steps == list(range(1, TOTAL_STEPS + 1))
+    assert finished.data.tags["launcher.resumes"] == "1"

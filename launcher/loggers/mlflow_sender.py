@@ -18,11 +18,11 @@ steps), which makes re-sending a record harmless; params, tags and status are id
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from math import isfinite
 from typing import Any
 
+from launcher.run_info import MASK, flatten, is_secret_key, mask_secrets
 from launcher.tracking import configure_http_env
 
 PENDING_PREFIX = "pending-"
@@ -33,29 +33,14 @@ MAX_PARAMS_PER_REQUEST = 100
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_KEY_LENGTH = 250
-SECRET_WORDS = frozenset("token secret password passwd apikey key credential credentials".split())
-MASK = "***"
 
 log = logging.getLogger("launcher.loggers.mlflow")
 
 
-def is_secret_key(key: str) -> bool:
-    """True when a word of `key` names a secret: `db.password`, `hfToken`, `api_key`."""
-    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", key)
-    return any(w.lower() in SECRET_WORDS for w in words)
-
-
 def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """{"opt": {"lr": 0.1}} -> {"opt.lr": "0.1"}; secrets masked, lengths cut to MLflow's."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten_params(value, f"{name}."))
-        else:
-            text = MASK if is_secret_key(name) else str(value)
-            flat[name[:MAX_KEY_LENGTH]] = text[:MAX_PARAM_VALUE_LENGTH]
-    return flat
+    flat = mask_secrets(flatten(params, prefix))
+    return {k[:MAX_KEY_LENGTH]: str(v)[:MAX_PARAM_VALUE_LENGTH] for k, v in flat.items()}
 
 
 def clean_tags(tags: dict[str, Any]) -> dict[str, str]:
