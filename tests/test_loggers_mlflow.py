@@ -158,12 +158,15 @@ def test_malformed_uri_is_a_user_error_naming_the_fix(tmp_path):
 def test_dead_server_never_stalls_log_metrics(tmp_path, caplog):
     logger = new_logger(f"http://127.0.0.1:{free_port()}", tmp_path)
     caplog.set_level(logging.WARNING, "launcher.loggers.mlflow")
-    start = time.perf_counter()
+    slowest = 0.0
     for step in range(20000):
+        start = time.perf_counter()
         logger.log_metrics({"loss": value(step)}, step=step)
-    per_call = (time.perf_counter() - start) / 20000
+        slowest = max(slowest, time.perf_counter() - start)
     logger.flush()
-    assert per_call < 30e-6, f"log_metrics took {per_call * 1e6:.1f} us"
+    # Not a benchmark (bench/mlflow_logging.py is): a call that waited on the dead server's
+    # connect/retry would take seconds; no single call may block on the network.
+    assert slowest < 0.5, f"a log_metrics call blocked for {slowest:.2f} s"
     assert logger.run_id is None and logger.state_dict()["run_ref"].startswith("pending-")
     logger.finalize("FINISHED")
     offline = [r for r in caplog.records if "unreachable" in r.getMessage()]
