@@ -49,6 +49,7 @@ _HOOKS = (
     "on_save_checkpoint", "on_load_checkpoint", "on_exception",
 )  # fmt: skip
 _PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
 
 
 class _StepWrapper(nn.Module):
@@ -151,7 +152,11 @@ class Trainer:
 
         self.env = ClusterEnvironment.detect()
         self.device = resolve_device(accelerator, devices, num_nodes, self.env)
-        find_unused = strategy in ("ddp_find_unused_parameters_true",)
+        if strategy not in _STRATEGIES:
+            raise UserError(
+                f"unknown strategy {strategy!r}; this trainer supports {', '.join(_STRATEGIES)}"
+            )
+        find_unused = strategy == "ddp_find_unused_parameters_true"
         self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused)
         self.precision = build_precision(precision, self.device)
         if deterministic:

@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 
 from launcher.checkpoint import CheckpointManager
 from launcher.errors import REQUEUE_EXIT_CODE
@@ -214,3 +215,37 @@ def test_sigterm_resume_and_server_outage_keep_one_continuous_mlflow_run(
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
     assert steps == list(range(1, TOTAL_STEPS + 1))
     assert finished.data.tags["launcher.resumes"] == "1"
+
+
+def _tiny_trainer(tmp_path: Path, **kwargs):
+    from launcher import Trainer
+    from launcher.recipe import load_recipe
+
+    recipe = load_recipe(str(Path(__file__).parent / "recipes" / "tiny.py"))
+    trainer = Trainer(**{**recipe.trainer_defaults, "logger": False, "seed": 0,
+                         "run_dir": str(tmp_path / "run"), **kwargs})  # fmt: skip
+    return trainer, recipe.module_cls
+
+
+def test_checkpoint_keys_nobody_consumes_are_an_error(tmp_path: Path) -> None:
+    from launcher.errors import UserError
+
+    trainer, model_cls = _tiny_trainer(tmp_path, max_steps=3)
+    trainer.fit(model_cls())
+    path = tmp_path / "extra.ckpt"
+    trainer.save_checkpoint(str(path))
+    state = torch.load(path, weights_only=True)
+    state["mystery_part"] = {"x": 1}
+    state["loop"]["finished"] = False
+    torch.save(state, path)
+    again, _ = _tiny_trainer(tmp_path / "again", max_steps=6)
+    with pytest.raises(UserError, match=r"keys nothing consumed: \['mystery_part'\]"):
+        again.fit(model_cls(), ckpt_path=str(path))
+
+
+def test_wall_clock_checkpoints(tmp_path: Path) -> None:
+    trainer, model_cls = _tiny_trainer(tmp_path, max_epochs=1, checkpoint_every_seconds=0.05,
+                                       keep_last_checkpoints=100)  # fmt: skip
+    trainer.fit(model_cls(step_sleep=0.02))
+    steps = [e["step"] for e in trainer.checkpoints.entries()]
+    assert len(steps) >= 4 and steps == sorted(steps)  # mid-epoch saves, then the final one
