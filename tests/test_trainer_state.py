@@ -205,8 +205,10 @@ def test_sigterm_resume_and_server_outage_keep_one_continuous_mlflow_run(
     proc = start_worker(spec, log)  # the requeued job; the server dies under it, then returns
     assert _made_progress(spec, proc)
     live_mlflow_server.stop()
-    assert _made_progress(spec, proc)
-    live_mlflow_server.start()
+    assert _made_progress(spec, proc)  # training goes on while the server is down
+    proc.send_signal(signal.SIGSTOP)  # hold training until the server is back, so the
+    live_mlflow_server.start()  # replay during the run is what this test exercises
+    proc.send_signal(signal.SIGCONT)
     assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
     runs = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
     assert [r.info.run_id for r in runs] == [run.info.run_id]  # one run, continued
