@@ -13,8 +13,6 @@ loggers. Checkpoint state assembly lives in `launcher/trainer_state.py`.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,13 @@ from launcher.distributed import Distributed
 from launcher.errors import REQUEUE_EXIT_CODE, UserError
 from launcher.optim import parse_optimizers
 from launcher.precision import build_precision
+from launcher.preemption import PreemptionSignals
 from launcher.results import Results
 from launcher.sampler import make_resumable, start_epoch
 from launcher.trainer_setup import (
+    build_callbacks,
     build_loggers,
+    collect_hooks,
     limit_batches,
     move_to_device,
     resolve_device,
@@ -40,15 +41,6 @@ from launcher.trainer_setup import (
     size_of_batch,
 )
 
-_HOOKS = (
-    "setup", "teardown", "on_fit_start", "on_fit_end", "on_train_epoch_start",
-    "on_train_epoch_end", "on_train_batch_start", "on_train_batch_end",
-    "on_validation_epoch_start", "on_validation_epoch_end", "on_validation_batch_end",
-    "on_test_batch_end",
-    "on_test_epoch_start", "on_test_epoch_end", "on_before_optimizer_step",
-    "on_save_checkpoint", "on_load_checkpoint", "on_exception",
-)  # fmt: skip
-_PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 _STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
 
 
@@ -182,7 +174,7 @@ class Trainer:
         self._results: Results | None = None
         self._batch_idx = 0  # batches of the current epoch already consumed
         self._epoch_done = False  # True between an epoch's last batch and the next epoch
-        self._signal: int | None = None
+        self.signals = PreemptionSignals()
         self._last_periodic_save = time.monotonic()
         self.module: Any = None
 
@@ -273,7 +265,7 @@ class Trainer:
                 return  # the run had already finished
             self._loggers_start()
             self._call("on_fit_start")
-            self._install_signal_handlers()
+            self.signals.install()
             self._fit_loop()
             self._call("on_fit_end")
             if self.enable_checkpointing:
@@ -369,7 +361,7 @@ class Trainer:
         check_now = self.world_size == 1 or self.global_step % self.signal_sync_every_n_steps == 0
         if check_now:
             due = self._periodic_checkpoint_due()
-            signalled = self._signal is not None
+            signalled = self.signals.received is not None
             if self.world_size > 1:  # every rank must agree on the same step boundary
                 flags = self.dist.all_reduce(torch.tensor([int(due), int(signalled)]), "max")
                 due, signalled = bool(flags[0]), bool(flags[1])
@@ -484,8 +476,8 @@ class Trainer:
         model.to(self.device)
         if datamodule is not None:
             datamodule.trainer = self
-        self.callbacks = self._build_callbacks(model) if stage == "fit" else []
-        self._hooks = _collect_hooks(self.callbacks, model)
+        self.callbacks = build_callbacks(self, model) if stage == "fit" else []
+        self._hooks = collect_hooks(self.callbacks, model)
         self._call("setup", stage)
         if stage == "fit":
             model = self.precision.convert_module(model)
@@ -498,7 +490,7 @@ class Trainer:
             self.loggers = build_loggers(self, model) if self.is_global_zero else []
 
     def _end(self, stage: str) -> None:
-        self._restore_signal_handlers()
+        self.signals.restore()
         if self.checkpoints is not None:
             self.checkpoints.wait()
         self._call("teardown", stage)
@@ -532,22 +524,6 @@ class Trainer:
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
         self._finish("KILLED" if interrupted else "FAILED")
 
-    def _build_callbacks(self, model: Any) -> list[Any]:
-        callbacks = list(self._user_callbacks)
-        configured = model.configure_callbacks() if hasattr(model, "configure_callbacks") else []
-        # As in Lightning, the model's callbacks replace user callbacks of the same type.
-        kinds = {type(c) for c in configured}
-        callbacks = [c for c in callbacks if type(c) not in kinds] + list(configured or [])
-        if self.fast_dev_run or not self.enable_checkpointing:
-            callbacks = [c for c in callbacks if type(c).__name__ != "ModelCheckpoint"]
-        if self.enable_progress_bar and not any(
-            type(c).__name__ == "ProgressBar" for c in callbacks
-        ):
-            from launcher.callbacks.progress import ProgressBar
-
-            callbacks.append(ProgressBar())
-        return callbacks
-
     def _call(self, hook: str, *args: Any) -> None:
         for fn, wants_trainer in self._hooks.get(hook, ()):
             if wants_trainer:
@@ -555,24 +531,8 @@ class Trainer:
             else:
                 fn(*args)
 
-    # -- preemption signals -----------------------------------------------------------------
-    def _install_signal_handlers(self) -> None:
-        self._old_handlers = {}
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in _PREEMPT_SIGNALS:
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self._signal = signum  # only a flag: no I/O inside a signal handler
-
-    def _restore_signal_handlers(self) -> None:
-        for sig, handler in getattr(self, "_old_handlers", {}).items():
-            signal.signal(sig, handler)
-        self._old_handlers = {}
-
     def _checkpoint_and_requeue(self) -> None:
-        name = signal.Signals(self._signal).name if self._signal else "a peer's signal"
+        name = self.signals.name
         path = trainer_state.save_resume_checkpoint(self, blocking=True)
         if self.is_global_zero:
             print(f"[launcher] received {name}: checkpointed step {self.global_step} to {path}; "
@@ -616,20 +576,3 @@ class Trainer:
 
 
 _LOADER_HOOK = {"validate": "val_dataloader", "test": "test_dataloader"}
-
-
-def _collect_hooks(callbacks: list[Any], model: Any) -> dict[str, list[tuple[Any, bool]]]:
-    """hook name -> [(bound method, takes (trainer, module) first)], skipping base no-ops."""
-    from launcher.callbacks.base import Callback
-
-    hooks: dict[str, list[tuple[Any, bool]]] = {}
-    for name in _HOOKS:
-        for cb in callbacks:
-            fn = getattr(cb, name, None)
-            base = getattr(Callback, name, None)
-            if fn is None or getattr(type(cb), name, None) is base:
-                continue
-            hooks.setdefault(name, []).append((fn, True))
-        if getattr(type(model), name, None) is not None:  # Lightning-style model hooks
-            hooks.setdefault(name, []).append((getattr(model, name), False))
-    return hooks

@@ -48,13 +48,6 @@ def resolve_device(
     return torch.device("cpu")
 
 
-_LOADER_METHODS = {
-    "fit": "train_dataloader",
-    "validate": "val_dataloader",
-    "test": "test_dataloader",
-}
-
-
 def resolve_loaders(
     trainer: Any, model: Any, datamodule: Any, train: Any, val: Any, stage: str = "fit"
 ) -> tuple[Any, Any]:
@@ -156,3 +149,48 @@ def recipe_name(model: Any) -> str:
         return Path(inspect.getfile(type(model))).stem
     except (TypeError, OSError):
         return type(model).__name__
+
+
+def build_callbacks(trainer: Any, model: Any) -> list[Any]:
+    """The user's callbacks, the model's `configure_callbacks()`, and a progress bar."""
+    callbacks = list(trainer._user_callbacks)
+    configured = model.configure_callbacks() if hasattr(model, "configure_callbacks") else []
+    # As in Lightning, the model's callbacks replace user callbacks of the same type.
+    kinds = {type(c) for c in configured}
+    callbacks = [c for c in callbacks if type(c) not in kinds] + list(configured or [])
+    if trainer.fast_dev_run or not trainer.enable_checkpointing:
+        callbacks = [c for c in callbacks if type(c).__name__ != "ModelCheckpoint"]
+    if trainer.enable_progress_bar and not any(
+        type(c).__name__ == "ProgressBar" for c in callbacks
+    ):
+        from launcher.callbacks.progress import ProgressBar
+
+        callbacks.append(ProgressBar())
+    return callbacks
+
+
+_HOOKS = (
+    "setup", "teardown", "on_fit_start", "on_fit_end", "on_train_epoch_start",
+    "on_train_epoch_end", "on_train_batch_start", "on_train_batch_end",
+    "on_validation_epoch_start", "on_validation_epoch_end", "on_validation_batch_end",
+    "on_test_batch_end",
+    "on_test_epoch_start", "on_test_epoch_end", "on_before_optimizer_step",
+    "on_save_checkpoint", "on_load_checkpoint", "on_exception",
+)  # fmt: skip
+
+
+def collect_hooks(callbacks: list[Any], model: Any) -> dict[str, list[tuple[Any, bool]]]:
+    """hook name -> [(bound method, takes (trainer, module) first)], skipping base no-ops."""
+    from launcher.callbacks.base import Callback
+
+    hooks: dict[str, list[tuple[Any, bool]]] = {}
+    for name in _HOOKS:
+        for cb in callbacks:
+            fn = getattr(cb, name, None)
+            base = getattr(Callback, name, None)
+            if fn is None or getattr(type(cb), name, None) is base:
+                continue
+            hooks.setdefault(name, []).append((fn, True))
+        if getattr(type(model), name, None) is not None:  # Lightning-style model hooks
+            hooks.setdefault(name, []).append((getattr(model, name), False))
+    return hooks
