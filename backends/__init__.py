@@ -1,7 +1,7 @@
 """Backends: how a run is submitted. Each scheduler is one module, imported lazily by name.
 
-    from backends import get_backend
-    backend = get_backend("local")
+from backends import get_backend
+backend = get_backend("local")
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """`DataModule`: data loading kept apart from the model, Lightning-style.
 
-    class DigitsData(DataModule):
-        def prepare_data(self):      # once per node: download, unpack
-            ...
-        def setup(self, stage):      # every process: build datasets
-            self.train_set, self.val_set = ...
-        def train_dataloader(self):
-            return DataLoader(self.train_set, batch_size=64, shuffle=True)
+class DigitsData(DataModule):
+    def prepare_data(self):      # once per node: download, unpack
+        ...
+    def setup(self, stage):      # every process: build datasets
+        self.train_set, self.val_set = ...
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=64, shuffle=True)
 
-    trainer.fit(model, datamodule=DigitsData())
+trainer.fit(model, datamodule=DigitsData())
 """
 
 from __future__ import annotations

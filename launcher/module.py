@@ -1,19 +1,19 @@
 """`Module`: the Lightning-style model a recipe defines.
 
-    class MNISTModel(Module):
-        def __init__(self, hidden_dim: int = 64, lr: float = 1e-3):
-            super().__init__()
-            self.save_hyperparameters()          # self.hparams.lr == 1e-3
-            self.net = nn.Linear(784, 10)
+class MNISTModel(Module):
+    def __init__(self, hidden_dim: int = 64, lr: float = 1e-3):
+        super().__init__()
+        self.save_hyperparameters()          # self.hparams.lr == 1e-3
+        self.net = nn.Linear(784, 10)
 
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            loss = F.cross_entropy(self.net(x), y)
-            self.log("train_loss", loss, prog_bar=True)
-            return loss
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
 
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 """
 
 from __future__ import annotations
@@ -150,4 +150,3 @@ class Module(nn.Module):
     def configure_callbacks(self) -> list[Any]:
         """Callbacks this model always wants (checkpointing, early stopping...)."""
         return []
-

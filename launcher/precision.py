@@ -161,4 +161,3 @@ def build_precision(value: str | int | None, device: torch.device) -> Precision:
     if name == "fp8":
         return Float8Precision(device)
     return MixedPrecision(name, device)
-

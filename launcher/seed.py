@@ -1,8 +1,8 @@
 """Seeding and RNG state capture, so a resumed run draws the same random numbers.
 
-    seed_everything(42)
-    state = rng_state()        # goes into the checkpoint
-    load_rng_state(state)      # on resume
+seed_everything(42)
+state = rng_state()        # goes into the checkpoint
+load_rng_state(state)      # on resume
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A tiny recipe for tests: an MLP on fixed random data, with dropout (RNG-dependent).
 
-    launch tests/recipes/tiny.py --max-steps 20
+launch tests/recipes/tiny.py --max-steps 20
 """
 
 import time
@@ -22,13 +22,22 @@ def make_data(n: int, seed: int) -> TensorDataset:
 
 
 class TinyModel(Module):
-    def __init__(self, hidden: int = 32, lr: float = 0.05, batch_size: int = 8,
-                 n_train: int = 96, dropout: float = 0.1, num_workers: int = 0,
-                 step_sleep: float = 0.0):
+    def __init__(
+        self,
+        hidden: int = 32,
+        lr: float = 0.05,
+        batch_size: int = 8,
+        n_train: int = 96,
+        dropout: float = 0.1,
+        num_workers: int = 0,
+        step_sleep: float = 0.0,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(16, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout),
+            torch.nn.Linear(16, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(dropout),
             torch.nn.Linear(hidden, 2),
         )
 
@@ -56,8 +65,12 @@ class TinyModel(Module):
         return {"optimizer": opt, "lr_scheduler": sched}
 
     def train_dataloader(self):
-        return DataLoader(make_data(self.hparams.n_train, 0), batch_size=self.hparams.batch_size,
-                          shuffle=True, num_workers=self.hparams.num_workers)
+        return DataLoader(
+            make_data(self.hparams.n_train, 0),
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            num_workers=self.hparams.num_workers,
+        )
 
     def val_dataloader(self):
         return DataLoader(make_data(32, 1), batch_size=16)
