@@ -54,7 +54,6 @@ class LocalBackend(Backend):
                 f"--rdzv-endpoint=127.0.0.1:{port}",
                 f"--rdzv-id={Path(spec.run_dir).name}",
                 f"--max-restarts={spec.max_restarts}",
-                "--monitor-interval=1",
                 *worker,
             ]  # fmt: skip
             for _node in range(spec.nodes)

@@ -20,6 +20,7 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,28 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def to_cpu(state: Any) -> Any:
-    """A deep copy of `state` with every tensor copied to CPU memory."""
+def to_cpu(state: Any, into: Any = None) -> Any:
+    """A deep copy of `state` with every tensor copied to CPU memory.
+
+    `into` is an earlier snapshot of the same structure: tensors of matching shape and dtype
+    are copied into its buffers instead of fresh memory (page-faulting in gigabytes of new
+    memory costs several times the copy itself).
+    """
     if isinstance(state, torch.Tensor):
+        if (
+            isinstance(into, torch.Tensor)
+            and into.shape == state.shape
+            and into.dtype == state.dtype
+            and into is not state
+        ):
+            return into.copy_(state.detach())
         return state.detach().to("cpu", copy=True)
     if isinstance(state, dict):
-        return {k: to_cpu(v) for k, v in state.items()}
+        old = into if isinstance(into, dict) else {}
+        return {k: to_cpu(v, old.get(k)) for k, v in state.items()}
     if isinstance(state, (list, tuple)):
-        return type(state)(to_cpu(v) for v in state)
+        old = into if isinstance(into, (list, tuple)) and len(into) == len(state) else None
+        return type(state)(to_cpu(v, old[i] if old else None) for i, v in enumerate(state))
     return copy.deepcopy(state)
 
 
@@ -87,20 +102,35 @@ class CheckpointManager:
         self.async_save = async_save
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._snapshot: Any = None  # the last async snapshot; its buffers are reused
         self.blocked_seconds = 0.0  # time the training loop spent inside save()
 
     # -- saving ---------------------------------------------------------------------------
-    def save(self, state: dict[str, Any], step: int, blocking: bool | None = None) -> str:
-        """Write `state` as `step-XXXXXXXX.ckpt`; async unless `blocking` or configured so."""
+    def save(
+        self,
+        state: dict[str, Any],
+        step: int,
+        blocking: bool | None = None,
+        before_write: Callable[[], None] | None = None,
+    ) -> str:
+        """Write `state` as `step-XXXXXXXX.ckpt`; async unless `blocking` or configured so.
+
+        `before_write` runs just before the file is written (in the writer thread when async):
+        the trainer uses it to make the metrics the checkpoint covers durable first.
+        """
         started = time.perf_counter()
         self.wait()  # at most one save in flight
         name = f"step-{step:09d}.ckpt"
         if blocking or not self.async_save:
+            if before_write is not None:
+                before_write()
             self._write(state, name, step)
         else:
-            snapshot = to_cpu(state)  # the training loop may change tensors right after
+            # The training loop may change tensors right after save() returns: snapshot them,
+            # into the previous snapshot's buffers (that write has finished: see wait()).
+            snapshot = self._snapshot = to_cpu(state, self._snapshot)
             self._thread = threading.Thread(
-                target=self._write_guarded, args=(snapshot, name, step), daemon=False
+                target=self._write_guarded, args=(snapshot, name, step, before_write), daemon=False
             )
             self._thread.start()
         self.blocked_seconds += time.perf_counter() - started
@@ -115,8 +145,12 @@ class CheckpointManager:
             error, self._error = self._error, None
             raise error
 
-    def _write_guarded(self, state: dict[str, Any], name: str, step: int) -> None:
+    def _write_guarded(
+        self, state: dict[str, Any], name: str, step: int, before_write: Callable | None
+    ) -> None:
         try:
+            if before_write is not None:
+                before_write()
             self._write(state, name, step)
         except BaseException as exc:  # noqa: BLE001 - handed to the training thread
             self._error = exc

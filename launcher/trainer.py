@@ -93,7 +93,7 @@ class Trainer:
         checkpoint_every_n_steps: int | None = None,
         checkpoint_every_seconds: float | None = None,
         keep_last_checkpoints: int = 3,
-        async_checkpointing: bool = False,
+        async_checkpointing: bool = True,
         run_dir: str | None = None,
         experiment_name: str | None = None,
         run_name: str | None = None,
@@ -394,8 +394,6 @@ class Trainer:
                 self._step_scheduler(config)
         self._call("on_train_epoch_end")
         self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": self.current_epoch})
-        for lg in self.loggers:
-            lg.flush()
         self.current_epoch += 1
         self._batch_idx, self._epoch_done = 0, False
         if 0 < self.max_steps <= self.global_step:

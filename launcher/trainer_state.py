@@ -95,14 +95,19 @@ def build_state(trainer: Any, finished: bool = False) -> dict[str, Any] | None:
 
 def save_resume_checkpoint(trainer: Any, finished: bool = False, blocking: bool = False) -> str:
     """Add a rolling exact-resume checkpoint (rank 0 writes; async if configured)."""
-    # Metrics up to this step must be stored (or spooled) before a checkpoint claims them:
-    # a resumed run re-logs only what comes after it, so nothing is lost or duplicated.
-    for lg in trainer.loggers:
-        lg.flush()
     state = build_state(trainer, finished)
     path = ""
     if state is not None:
-        path = trainer.checkpoints.save(state, trainer.global_step, blocking=blocking or finished)
+        # Metrics up to this step must be stored (or spooled) before a checkpoint claims them:
+        # a resumed run re-logs only what comes after it, so nothing is lost or duplicated.
+        # With async saves the writer thread waits for that, not the training loop.
+        loggers = list(trainer.loggers)
+        path = trainer.checkpoints.save(
+            state,
+            trainer.global_step,
+            blocking=blocking or finished,
+            before_write=lambda: [lg.flush() for lg in loggers],
+        )
     trainer.barrier()
     return path
 

@@ -72,6 +72,9 @@ def run(spec: LaunchSpec) -> int:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(spec))
     except SystemExit as exc:
         return int(exc.code or 0)
+    # Leave the group together: a rank that exits while a peer still talks to it can abort.
+    trainer.barrier()
+    trainer.dist.teardown()
     return 0
 
 

@@ -43,6 +43,15 @@ def test_async_save_returns_before_the_write_and_snapshots_the_state(tmp_path: P
     manager.wait()
     _, loaded = manager.load_latest()
     assert torch.equal(loaded["w"], torch.full((2_000_000,), 1.0))
+    # The next save reuses the first snapshot's buffers; the first file must be unaffected.
+    first_buffer = manager._snapshot["w"]
+    manager.save(_state(2, size=2_000_000), 2)
+    assert manager._snapshot["w"] is first_buffer
+    manager.wait()
+    first = torch.load(tmp_path / "step-000000001.ckpt", weights_only=True)
+    second = torch.load(tmp_path / "step-000000002.ckpt", weights_only=True)
+    assert torch.equal(first["w"], torch.full((2_000_000,), 1.0))
+    assert torch.equal(second["w"], torch.full((2_000_000,), 2.0))
 
 
 def test_a_pickled_callable_is_refused(tmp_path: Path) -> None:
