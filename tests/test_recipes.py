@@ -67,3 +67,19 @@ def test_recipe_runs_directly_as_a_script(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(tmp_path.glob("outputs/tiny/*/checkpoints/resume/manifest.json"))
+
+
+def test_transformer_recipe_trains_a_few_steps_on_cpu(tmp_path: Path) -> None:
+    result = _launch(tmp_path, str(REPO / "recipes" / "transformer.py"), "--accelerator", "cpu",
+                     "--max-steps", "3", "--set", "n_layers=2", "--set", "d_model=64")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_gpu_check_refuses_clearly_without_a_gpu(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: run bench/gpu_check.sh itself")
+    result = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "GPU" in result.stdout + result.stderr
