@@ -3,7 +3,7 @@
     python recipes/transformer.py                                   # plain Lightning-style run
     launch recipes/transformer.py --gpus 1                          # bf16-mixed on one GPU
     launch recipes/transformer.py --gpus 8 --precision fp8 --max-steps 500
-    launch recipes/transformer.py --accelerator cpu --max-steps 3 --set n_layers=2 --set d_model=64
+    launch recipes/transformer.py --accelerator cpu --max-steps 3 --set n_layers=2 --set d_model=64 --set n_heads=4
 
 A decoder-only transformer (pre-LayerNorm blocks, causal `scaled_dot_product_attention`,
 GELU MLP, tied embeddings; 6 layers x 384 wide = 11M parameters by default) trained with
@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from launcher import Module, Trainer
+from launcher.errors import UserError
 
 TRAINER = dict(max_epochs=5, precision="bf16-mixed", gradient_clip_val=1.0)
 
@@ -86,7 +87,10 @@ class GPT(nn.Module):
                  n_heads: int, dropout: float = 0.0) -> None:  # fmt: skip
         super().__init__()
         if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+            raise UserError(
+                f"d_model={d_model} must be divisible by n_heads={n_heads}; "
+                f"change one, e.g. --set n_heads={_a_divisor(d_model, n_heads)}"
+            )
         self.tok = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(seq_len, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
@@ -209,3 +213,8 @@ class TransformerLM(Module):
 
 if __name__ == "__main__":
     Trainer(**TRAINER).fit(TransformerLM())
+
+
+def _a_divisor(d_model: int, near: int) -> int:
+    """The divisor of `d_model` closest to `near` (for the error message)."""
+    return min((d for d in range(1, d_model + 1) if d_model % d == 0), key=lambda d: abs(d - near))

@@ -71,8 +71,12 @@ def test_recipe_runs_directly_as_a_script(tmp_path: Path) -> None:
 
 def test_transformer_recipe_trains_a_few_steps_on_cpu(tmp_path: Path) -> None:
     result = _launch(tmp_path, str(REPO / "recipes" / "transformer.py"), "--accelerator", "cpu",
-                     "--max-steps", "3", "--set", "n_layers=2", "--set", "d_model=64")  # fmt: skip
+                     "--max-steps", "3", "--set", "n_layers=2", "--set", "d_model=64",
+                     "--set", "n_heads=4")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    bad = _launch(tmp_path, str(REPO / "recipes" / "transformer.py"), "--accelerator", "cpu",
+                  "--max-steps", "1", "--set", "d_model=64")  # fmt: skip
+    assert bad.returncode == 2 and "--set n_heads=4" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_gpu_check_refuses_clearly_without_a_gpu(tmp_path: Path) -> None:
