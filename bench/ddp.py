@@ -120,14 +120,20 @@ def run_torchrun(epochs: int, record: dict[str, list[float]]) -> float:
     return elapsed
 
 
-def run_launcher(epochs: int, root: Path, record: dict[str, list[float]]) -> float:
+WITH_DEFAULTS = {"trainer.enable_checkpointing": "true", "trainer.enable_progress_bar": "true"}
+
+
+def run_launcher(
+    epochs: int, root: Path, record: dict[str, list[float]], defaults: bool = False
+) -> float:
     from backends.local import LocalBackend
     from launcher.spec import LaunchSpec
 
     run_dir = root / f"run-{len(record.get('wall', [])) + 1}"
     spec = LaunchSpec(recipe=str(RECIPE), run_dir=str(run_dir), name=run_dir.name,
                       experiment="bench-ddp", devices_per_node=2, accelerator="cpu",
-                      max_epochs=epochs, resume="never")  # fmt: skip
+                      max_epochs=epochs, resume="never",
+                      overrides=WITH_DEFAULTS if defaults else {})  # fmt: skip
     spec.write()
     out_path = root / f"{run_dir.name}.out"
     start, cpu = time.perf_counter(), children_cpu()
@@ -174,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5, quick 2)")
     parser.add_argument("--epochs", type=int, help="epochs of 150 steps per rank (default 10)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--with-defaults",
+        action="store_true",
+        help="keep the Trainer's epoch-end checkpoints and progress output on (more work "
+        "than the hand-written loop does)",
+    )
     args = parser.parse_args(argv)
     epochs = args.epochs or (1 if args.quick else 10)
     if args.worker:
@@ -189,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ddp-") as tmp:
         interleave(
             {
-                "launcher": lambda: run_launcher(epochs, Path(tmp), records["launcher"]),
+                "launcher": lambda: run_launcher(
+                    epochs, Path(tmp), records["launcher"], args.with_defaults
+                ),
                 "torchrun": lambda: run_torchrun(epochs, records["torchrun"]),
             },
             reps=rounds,
