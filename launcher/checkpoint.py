@@ -27,6 +27,9 @@ from typing import Any
 import torch
 
 from launcher.errors import UserError
+from launcher.run_info import file_sha256
+
+__all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "safe_load", "to_cpu"]
 
 MANIFEST = "manifest.json"
 
@@ -58,14 +61,6 @@ def safe_load(path: str | os.PathLike) -> dict[str, Any]:
                 f"({_first_line(exc)}). Checkpoints may hold only tensors and plain data."
             ) from exc
         raise
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def to_cpu(state: Any, into: Any = None) -> Any:

@@ -54,8 +54,13 @@ def git_info(path: str) -> dict[str, str]:
     return {"git.commit": commit.stdout.strip(), "git.dirty": str(bool(status.stdout.strip()))}
 
 
-def file_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 4 MiB blocks (checkpoints can be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def run_tags(recipe_path: str | None, backend: str, job_id: str | None, restarts: int) -> dict:

@@ -128,3 +128,26 @@ def kill_tree(proc: subprocess.Popen, sig: int = 9) -> None:
             pass
     psutil.wait_procs(victims, timeout=30)
     proc.wait()
+
+
+def newest_step(spec: LaunchSpec) -> int:
+    """Step of the run's newest resume checkpoint (-1 when there is none yet)."""
+    entries = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume")).entries()
+    return entries[-1]["step"] if entries else -1
+
+
+def made_progress(spec: LaunchSpec, proc: subprocess.Popen, timeout: float = 120) -> bool:
+    """Wait until this attempt wrote a new checkpoint; False if the process ended first."""
+    start = newest_step(spec)
+    wait_for(lambda: newest_step(spec) > start or proc.poll() is not None, timeout)
+    return proc.poll() is None and newest_step(spec) > start
+
+
+def launch_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `launch ARGS --output-dir CWD/out` as a user would, capturing its output."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "launcher.cli", *args, "--output-dir", str(cwd / "out")],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from launcher.checkpoint import CheckpointManager
 from launcher.errors import REQUEUE_EXIT_CODE
 from tests.resume_harness import (
     assert_bitwise_equal,
     final_state,
     kill_tree,
+    made_progress,
     make_spec,
     run_worker,
     start_backend,
@@ -36,16 +36,6 @@ SLOW = {**BASE, "n_train": "320", "step_sleep": "0.05", "trainer.max_epochs": "1
 def _run(spec, log: Path) -> int:
     proc = start_backend(spec, log)
     return proc.wait(timeout=300)
-
-
-def _newest_step(spec) -> int:
-    entries = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume")).entries()
-    return entries[-1]["step"] if entries else -1
-
-
-def _wait_for_progress(spec, proc, start: int) -> bool:
-    ok = wait_for(lambda: _newest_step(spec) > start or proc.poll() is not None, 120)
-    return ok and proc.poll() is None
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
@@ -69,7 +59,7 @@ def test_a_killed_rank_fails_the_job_fast_or_restarts_and_finishes(tmp_path: Pat
     spec = make_spec(tmp_path, "dies", devices_per_node=2, accelerator="cpu", overrides=SLOW)
     log = tmp_path / "dies.log"
     proc = start_backend(spec, log)
-    assert _wait_for_progress(spec, proc, -1), log.read_text()[-3000:]
+    assert made_progress(spec, proc), log.read_text()[-3000:]
     killed_at = time.monotonic()
     os.kill(worker_pids(proc)[1], signal.SIGKILL)
     code = proc.wait(timeout=60)
@@ -84,7 +74,7 @@ def test_a_killed_rank_fails_the_job_fast_or_restarts_and_finishes(tmp_path: Pat
                      max_restarts=1, overrides=SLOW)  # fmt: skip
     log = tmp_path / "restarts.log"
     proc = start_backend(spec, log)
-    assert _wait_for_progress(spec, proc, -1)
+    assert made_progress(spec, proc)
     os.kill(worker_pids(proc)[1], signal.SIGKILL)
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "resumed from" in log.read_text()
@@ -106,7 +96,7 @@ def test_sigkill_and_preemption_signals_resume_bitwise_with_two_processes(tmp_pa
     events = ["kill", "kill", signal.SIGTERM, "kill", signal.SIGUSR2]
     for _attempt in range(len(events) + 3):
         proc = start_backend(spec, log)
-        if events and _wait_for_progress(spec, proc, _newest_step(spec)):
+        if events and made_progress(spec, proc):
             wait_for(lambda p=proc: p.poll() is not None, rng.uniform(0.0, 0.2))
             event = events.pop(0)
             if event == "kill":  # the whole job dies at once, agents and workers

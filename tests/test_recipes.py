@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.resume_harness import launch_cli  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def _launch(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "launcher.cli", *args, "--output-dir", str(tmp_path / "out")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
 def test_digits_quickstart_reaches_95_percent_and_is_tracked_in_mlflow(tmp_path: Path) -> None:
-    result = _launch(tmp_path, str(REPO / "recipes" / "digits.py"), "--max-epochs", "10",
+    result = launch_cli(tmp_path, str(REPO / "recipes" / "digits.py"), "--max-epochs", "10",
                      "--name", "quickstart")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     from mlflow.tracking import MlflowClient
@@ -48,13 +40,13 @@ def test_digits_quickstart_reaches_95_percent_and_is_tracked_in_mlflow(tmp_path:
 
 
 def test_cifar_resnet_runs_on_fake_data_in_bf16(tmp_path: Path) -> None:
-    result = _launch(tmp_path, str(REPO / "recipes" / "cifar_resnet.py"), "--max-steps", "2",
+    result = launch_cli(tmp_path, str(REPO / "recipes" / "cifar_resnet.py"), "--max-steps", "2",
                      "--set", "data.fake_data=true", "--precision", "bf16-mixed")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_mnist_without_files_says_where_to_put_them(tmp_path: Path) -> None:
-    result = _launch(tmp_path, str(REPO / "recipes" / "mnist.py"), "--max-steps", "1",
+    result = launch_cli(tmp_path, str(REPO / "recipes" / "mnist.py"), "--max-steps", "1",
                      "--set", f"data_dir={tmp_path / 'nowhere'}")  # fmt: skip
     assert result.returncode == 2
     assert "train-images-idx3-ubyte" in result.stderr and "Traceback" not in result.stderr
@@ -70,11 +62,11 @@ def test_recipe_runs_directly_as_a_script(tmp_path: Path) -> None:
 
 
 def test_transformer_recipe_trains_a_few_steps_on_cpu(tmp_path: Path) -> None:
-    result = _launch(tmp_path, str(REPO / "recipes" / "transformer.py"), "--accelerator", "cpu",
+    result = launch_cli(tmp_path, str(REPO / "recipes" / "transformer.py"), "--accelerator", "cpu",
                      "--max-steps", "3", "--set", "n_layers=2", "--set", "d_model=64",
                      "--set", "n_heads=4")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    bad = _launch(tmp_path, str(REPO / "recipes" / "transformer.py"), "--accelerator", "cpu",
+    bad = launch_cli(tmp_path, str(REPO / "recipes" / "transformer.py"), "--accelerator", "cpu",
                   "--max-steps", "1", "--set", "d_model=64")  # fmt: skip
     assert bad.returncode == 2 and "--set n_heads=4" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -18,6 +18,7 @@ from launcher.errors import REQUEUE_EXIT_CODE
 from tests.resume_harness import (
     assert_bitwise_equal,
     final_state,
+    made_progress,
     make_spec,
     metric_steps,
     run_worker,
@@ -35,19 +36,6 @@ KILL_OVERRIDES = {
     "trainer.max_epochs": "4",
 }
 TOTAL_STEPS = 80
-
-
-def _newest_step(spec) -> int:
-    entries = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume")).entries()
-    return entries[-1]["step"] if entries else -1
-
-
-def _made_progress(spec, proc) -> bool:
-    """Wait until this attempt wrote a new checkpoint (training is under way)."""
-    start = _newest_step(spec)
-    return wait_for(lambda: _newest_step(spec) > start or proc.poll() is not None, 90) and (
-        proc.poll() is None
-    )
 
 
 def _reference(tmp_path: Path, overrides: dict[str, str], **fields) -> dict:
@@ -80,7 +68,7 @@ def test_sigkill_at_random_moments_resumes_bitwise(tmp_path: Path) -> None:
     kills = 0
     for _attempt in range(40):
         proc = start_worker(spec, log)
-        if kills < 10 and _made_progress(spec, proc):
+        if kills < 10 and made_progress(spec, proc):
             # A random moment shortly after a checkpoint: mid-step, mid-write or mid-log.
             wait_for(lambda p=proc: p.poll() is not None, rng.uniform(0.0, 0.15))
             if proc.poll() is None:
@@ -109,7 +97,7 @@ def test_preemption_signal_checkpoints_and_requeues_without_losing_a_step(
     requeues = 0
     for _attempt in range(10):
         proc = start_worker(spec, log)
-        if requeues < 3 and _made_progress(spec, proc):
+        if requeues < 3 and made_progress(spec, proc):
             wait_for(lambda p=proc: p.poll() is not None, rng.uniform(0.0, 0.3))
             proc.send_signal(sig)
             code = proc.wait(timeout=60)
@@ -195,7 +183,7 @@ def test_sigterm_resume_and_server_outage_keep_one_continuous_mlflow_run(
                      tracking_uri=live_mlflow_server.uri)  # fmt: skip
     log = tmp_path / "served.log"
     proc = start_worker(spec, log)
-    assert _made_progress(spec, proc), log.read_text()[-3000:]
+    assert made_progress(spec, proc), log.read_text()[-3000:]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == REQUEUE_EXIT_CODE, log.read_text()[-3000:]
     client = MlflowClient(tracking_uri=live_mlflow_server.uri)
@@ -203,9 +191,9 @@ def test_sigterm_resume_and_server_outage_keep_one_continuous_mlflow_run(
     assert run.data.tags["launcher.state"] == "waiting for requeue"
 
     proc = start_worker(spec, log)  # the requeued job; the server dies under it, then returns
-    assert _made_progress(spec, proc)
+    assert made_progress(spec, proc)
     live_mlflow_server.stop()
-    assert _made_progress(spec, proc)  # training goes on while the server is down
+    assert made_progress(spec, proc)  # training goes on while the server is down
     proc.send_signal(signal.SIGSTOP)  # hold training until the server is back, so the
     live_mlflow_server.start()  # replay during the run is what this test exercises
     proc.send_signal(signal.SIGCONT)

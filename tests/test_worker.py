@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.resume_harness import launch_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "tests" / "recipes" / "tiny.py")
-
-
-def _launch(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        [sys.executable, "-m", "launcher.cli", *args, "--output-dir", str(tmp_path / "out")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 def _assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -27,7 +19,7 @@ def _assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> No
 
 
 def test_fp8_on_cpu_is_a_clear_error(tmp_path: Path) -> None:
-    result = _launch(tmp_path, TINY, "--precision", "fp8", "--max-steps", "1")
+    result = launch_cli(tmp_path, TINY, "--precision", "fp8", "--max-steps", "1")
     _assert_user_error(result, "compute capability >= 8.9", "bf16-mixed")
 
 
@@ -39,22 +31,22 @@ def test_monitored_metric_never_logged_lists_the_logged_ones(tmp_path: Path) -> 
         "        from launcher.callbacks import EarlyStopping\n"
         "        return [EarlyStopping(monitor='val_accuracy')]\n"
     )
-    result = _launch(tmp_path, str(recipe), "--module", "Monitored", "--max-epochs", "1")
+    result = launch_cli(tmp_path, str(recipe), "--module", "Monitored", "--max-epochs", "1")
     _assert_user_error(result, "val_accuracy", "val_acc", "train_loss")
 
 
 def test_recipe_problems_name_the_file_and_line(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("from launcher import Module\n\nclass M(Module)\n    pass\n")
-    _assert_user_error(_launch(tmp_path, str(broken)), f"{broken}:3")
+    _assert_user_error(launch_cli(tmp_path, str(broken)), f"{broken}:3")
     empty = tmp_path / "empty.py"
     empty.write_text("x = 1\n")
-    _assert_user_error(_launch(tmp_path, str(empty)), "defines no Module")
+    _assert_user_error(launch_cli(tmp_path, str(empty)), "defines no Module")
     two = tmp_path / "two.py"
     two.write_text(Path(TINY).read_text() + "\n\nclass Other(TinyModel):\n    pass\n")
-    _assert_user_error(_launch(tmp_path, str(two)), "TinyModel", "Other", "--module")
+    _assert_user_error(launch_cli(tmp_path, str(two)), "TinyModel", "Other", "--module")
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    result = _launch(tmp_path, TINY, "--precision", "fp8", "--max-steps", "1", "--debug")
+    result = launch_cli(tmp_path, TINY, "--precision", "fp8", "--max-steps", "1", "--debug")
     assert result.returncode == 2 and "Traceback" in result.stderr
