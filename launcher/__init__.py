@@ -9,9 +9,15 @@ Names are imported lazily so that `launch --help` never imports torch.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 __version__ = "0.1.0"
+
+# MLflow 3 phones home (usage telemetry) from a background thread; a training job talks to its
+# own tracking store and nothing else. Set before any launcher module can import mlflow, and
+# inherited by the workers and `mlflow server` processes we start. A user's own value wins.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 _LAZY = {
     "Module": "launcher.module",

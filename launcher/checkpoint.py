@@ -79,13 +79,21 @@ def to_cpu(state: Any, into: Any = None) -> Any:
         ):
             return into.copy_(state.detach())
         return state.detach().to("cpu", copy=True)
+    if isinstance(state, _ATOMS):
+        return state
     if isinstance(state, dict):
         old = into if isinstance(into, dict) else {}
         return {k: to_cpu(v, old.get(k)) for k, v in state.items()}
     if isinstance(state, (list, tuple)):
+        if all(isinstance(v, _ATOMS) for v in state):  # e.g. Python's 625-int RNG state
+            return state if isinstance(state, tuple) else list(state)
         old = into if isinstance(into, (list, tuple)) and len(into) == len(state) else None
         return type(state)(to_cpu(v, old[i] if old else None) for i, v in enumerate(state))
     return copy.deepcopy(state)
+
+
+# Immutable leaves: shared with the snapshot instead of copied.
+_ATOMS = (int, float, str, bytes, bool, type(None))
 
 
 class CheckpointManager:

@@ -41,6 +41,7 @@ class Results:
         self.step_values: dict[str, Any] = {}  # logged this step: name -> tensor/float
         self.batch_size = 1
         self._pending: dict[str, Any] = {}
+        self._forked: set[str] = set()  # names logged both on_step and on_epoch
 
     def log(
         self,
@@ -55,6 +56,14 @@ class Results:
         batch_size: int | None = None,
     ) -> None:
         entry = self.entries.get(name)
+        if entry is not None and type(value) is torch.Tensor and not entry.sync_dist:
+            # The hot path (a plain tensor, logged before): no checks, no copies.
+            value = value.detach()
+            if entry.on_step:
+                self.step_values[name] = value
+            if entry.on_epoch:
+                self._accumulate(entry, value, batch_size)
+            return
         if entry is None:
             training = self.stage == "train"
             entry = _Entry(
@@ -68,6 +77,8 @@ class Results:
             if reduce_fx not in _REDUCE:
                 raise ValueError(f"self.log({name!r}): reduce_fx must be one of {sorted(_REDUCE)}")
             self.entries[name] = entry
+            if entry.on_step and entry.on_epoch:
+                self._forked.add(name)
             saved = self._pending.pop(name, None)
             if saved is not None:
                 entry.total, entry.weight = saved["total"], saved["weight"]
@@ -86,24 +97,28 @@ class Results:
                 value = self._all_reduce(value.clone().float(), "mean")
             self.step_values[name] = value
         if entry.on_epoch:
-            weight = float(batch_size or self.batch_size)
-            if entry.reduce_fx == "mean":
-                term = value.float() * weight
-                entry.total = term if entry.total is None else entry.total + term
-                entry.weight += weight
-            elif entry.reduce_fx == "sum":
-                entry.total = value.float() if entry.total is None else entry.total + value
-            else:
-                pick = torch.maximum if entry.reduce_fx == "max" else torch.minimum
-                entry.total = value.float() if entry.total is None else pick(entry.total, value)
+            self._accumulate(entry, value, batch_size)
+
+    def _accumulate(self, entry: _Entry, value: torch.Tensor, batch_size: int | None) -> None:
+        weight = float(batch_size or self.batch_size)
+        if entry.reduce_fx == "mean":
+            term = value.float() * weight
+            entry.total = term if entry.total is None else entry.total + term
+            entry.weight += weight
+        elif entry.reduce_fx == "sum":
+            entry.total = value.float() if entry.total is None else entry.total + value
+        else:
+            pick = torch.maximum if entry.reduce_fx == "max" else torch.minimum
+            entry.total = value.float() if entry.total is None else pick(entry.total, value)
 
     def step_metrics(self) -> dict[str, Any]:
         """Names (with `_step` suffix where needed) -> this step's values; then cleared."""
-        out = {}
-        for name, value in self.step_values.items():
-            entry = self.entries[name]
-            out[f"{name}_step" if entry.on_epoch else name] = value
+        out = self.step_values
+        if not out:
+            return {}
         self.step_values = {}
+        if self._forked:
+            out = {f"{k}_step" if k in self._forked else k: v for k, v in out.items()}
         return out
 
     def epoch_metrics(self) -> dict[str, torch.Tensor]:
@@ -138,6 +153,8 @@ class Results:
         Lightning's callback_metrics hold both, so `monitor="loss"` works for a metric
         logged with on_step=True and on_epoch=True.
         """
+        if not self._forked:
+            return metrics
         out = dict(metrics)
         for key, value in metrics.items():
             for suffix in ("_step", "_epoch"):

@@ -171,6 +171,7 @@ class Trainer:
         self.num_training_batches: int | float = 0
         self.num_val_batches: int = 0
         self.checkpoints: CheckpointManager | None = None
+        self._tagging: Any = None  # the thread sending the run's tags (see _loggers_start)
         self._results: Results | None = None
         self._batch_idx = 0  # batches of the current epoch already consumed
         self._epoch_done = False  # True between an epoch's last batch and the next epoch
@@ -299,6 +300,8 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         model, ddp_model, precision = self.module, self._ddp_model, self.precision
+        # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
+        step = ddp_model if ddp_model is not self._step_wrapper else model.training_step
         accumulate = self.accumulate_grad_batches
         results = self._results = self._train_results
         start_epoch(self.train_loader, self.current_epoch, self._seed, self._batch_idx)
@@ -317,14 +320,15 @@ class Trainer:
             last_micro = micro_step == accumulate - 1 or batch_idx + 1 == total
             with self.dist.no_sync(ddp_model, skip_sync=not last_micro):
                 with precision.forward_context():
-                    output = ddp_model(batch, batch_idx)
+                    output = step(batch, batch_idx)
                 loss = output["loss"] if isinstance(output, dict) else output
                 if loss is not None:
                     precision.backward(loss / accumulate if accumulate > 1 else loss)
             if last_micro:
                 self._optimizer_step()
             step_metrics = results.step_metrics()
-            self.callback_metrics.update(results.with_plain_names(step_metrics))
+            if step_metrics:
+                self.callback_metrics.update(results.with_plain_names(step_metrics))
             batch_idx += 1
             self._batch_idx = batch_idx
             if last_micro and self.loggers and self.global_step % self.log_every_n_steps == 0:
@@ -479,7 +483,8 @@ class Trainer:
         self._call("setup", stage)
         if stage == "fit":
             model = self.precision.convert_module(model)
-            self._ddp_model = self.dist.wrap(_StepWrapper(model))
+            self._step_wrapper = _StepWrapper(model)
+            self._ddp_model = self.dist.wrap(self._step_wrapper)
             self.checkpoints = CheckpointManager(
                 str(Path(self.checkpoint_dir) / "resume"),
                 keep_last=self.keep_last_checkpoints,
@@ -494,12 +499,19 @@ class Trainer:
         self._call("teardown", stage)
 
     def _loggers_start(self) -> None:
-        artifacts = trainer_state.run_artifacts(self)
+        params, artifacts = trainer_state.run_params(self), trainer_state.run_artifacts(self)
         for lg in self.loggers:
-            lg.log_hyperparams(trainer_state.run_params(self))
-            lg.set_tags(trainer_state.run_tags(self))
+            lg.log_hyperparams(params)
             for path, folder in artifacts:
                 lg.log_artifact(path, folder)
+        # The tags hash the recipe and ask git about it (subprocesses): not on this thread.
+        self._tagging = trainer_state.send_run_tags_async(self)
+
+    def _set_state_tag(self, state: str) -> None:
+        if self._tagging is not None:
+            self._tagging.join()  # the run's first tags go before its state changes
+        for lg in self.loggers:
+            lg.set_tags({"launcher.state": state})
 
     def _loggers_end(self) -> None:
         best = getattr(self.checkpoint_callback, "best_model_path", None)
@@ -508,14 +520,14 @@ class Trainer:
                 lg.log_artifact(best, "checkpoints")
 
     def _finish(self, status: str) -> None:
+        self._set_state_tag(status.lower())
         for lg in self.loggers:
-            lg.set_tags({"launcher.state": status.lower()})
             lg.finalize(status)
 
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, SystemExit) and exc.code == REQUEUE_EXIT_CODE:
+            self._set_state_tag("waiting for requeue")
             for lg in self.loggers:
-                lg.set_tags({"launcher.state": "waiting for requeue"})
                 lg.flush()
             return
         self._call("on_exception", exc)

@@ -11,6 +11,8 @@ rank so each rank gets its own back on resume.
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -274,6 +276,27 @@ def run_artifacts(trainer: Any) -> list[tuple[str, str]]:
     if resolved.is_file():
         out.append((str(resolved), "config"))
     return out
+
+
+def send_run_tags_async(trainer: Any) -> threading.Thread | None:
+    """Compute `run_tags` and hand them to every logger, on a helper thread (join it first
+    before setting more tags, so these never overwrite later ones)."""
+    loggers = list(trainer.loggers)
+    if not loggers:
+        return None
+
+    def send() -> None:
+        try:
+            tags = run_tags(trainer)
+        except Exception as exc:  # tags are bookkeeping: never fail the run over them
+            logging.getLogger("launcher").warning("run tags not recorded: %s", exc)
+            return
+        for lg in loggers:
+            lg.set_tags(tags)
+
+    thread = threading.Thread(target=send, name="launcher-run-tags", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_tags(trainer: Any) -> dict[str, str]:

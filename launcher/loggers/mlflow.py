@@ -9,7 +9,9 @@ Store: `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else `sqlite:///<save_dir>/m
 (artifacts in `<save_dir>/mlartifacts`). When the store is unreachable the records go to a
 crash-safe spool in `spool_dir` (see `launcher.loggers.spool`); the background thread retries
 every `retry_interval` seconds and replays the spool in order once the store is back, or
-`launch sync RUN_DIR` uploads it later. A run that could not be created at start-up is created
+`launch sync RUN_DIR` uploads it later. The MLflow client itself runs in a helper process
+(`sender_process=True`, see `launcher.loggers.sender_process`), so its interpreter time is not
+taken from training. A run that could not be created at start-up is created
 on reconnect; until then `run_id` is None and the checkpoint holds its placeholder (`run_ref`).
 
 Resume: `load_state_dict` (before any logging) continues the checkpointed run (status back to
@@ -40,6 +42,7 @@ from launcher.loggers.mlflow_sender import (
     flatten_params,
     metric_records,
 )
+from launcher.loggers.sender_process import RemoteSender
 from launcher.loggers.spool import Spool, replay
 from launcher.loggers.system_metrics import SystemMetricsSampler
 from launcher.tracking import is_connection_error, local_artifact_root, resolve_tracking_uri
@@ -67,6 +70,7 @@ class MLflowLogger(Logger):
         log_system_metrics: bool = True,
         system_metrics_interval: float = 10.0,
         retry_interval: float = 5.0,
+        sender_process: bool = True,
     ) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri, save_dir)
         if self.tracking_uri.startswith("sqlite:///"):
@@ -77,6 +81,7 @@ class MLflowLogger(Logger):
         self.log_system_metrics = log_system_metrics
         self.system_metrics_interval = system_metrics_interval
         self.retry_interval = retry_interval
+        self.sender_process = sender_process
         self._tags = clean_tags(tags or {})
         self._ref = f"{PENDING_PREFIX}{uuid.uuid4().hex}"  # the real id once the run exists
         self._watermarks: dict[str, int] = {}  # metric key -> highest step accepted
@@ -206,7 +211,10 @@ class MLflowLogger(Logger):
 
     def _loop(self) -> None:
         try:
-            self._sender = Sender(self.tracking_uri, warn=self._warn_once)
+            # MLflow's client code runs in a helper process unless told otherwise: its
+            # interpreter time would otherwise be taken from training (see sender_process).
+            make = RemoteSender if self.sender_process else Sender
+            self._sender = make(self.tracking_uri, warn=self._warn_once)
             if self.spool.has_pending():  # left by a crashed predecessor: goes first
                 self._offline = True
                 self._try_replay()

@@ -1,0 +1,196 @@
+"""`RemoteSender`: the `Sender`'s MLflow work done in a helper process, off the trainer's GIL.
+
+MLflow's client is pure Python (SQLAlchemy for a local store, requests + protobuf for a
+server): a few milliseconds of interpreter time per request. Done on a thread of the training
+process, that time is taken from the training loop whenever the two want the GIL at once
+(bench/overhead.py measured ~3% of a small model's fit). So the logger's background thread
+keeps its logic (queue, spool, retries, exactly-once bookkeeping) and hands each record to a
+child process that owns the `Sender`:
+
+    sender = RemoteSender("sqlite:///outputs/mlflow.db", warn=print)
+    sender.apply({"op": "metrics", "run": run_id, "metrics": [["loss", 0.5, 1718000000000, 3]]})
+
+One child per tracking URI and training process, started on first use (it imports mlflow, a
+second or two of its own CPU) and reused by later runs of the same process. It ignores the
+job's signals (SIGTERM/SIGINT/SIGUSR*: the trainer decides when to stop) and exits when the
+training process closes its end of the pipe, also when that process is killed. If the child
+dies, requests raise `ConnectionError`: the logger spools as when the store is unreachable, and
+the next request starts a new child.
+
+Wire format: pickled tuples, each prefixed with its length, over the child's stdin/stdout
+(its own prints go to stderr).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+_HEADER = struct.Struct("!I")
+
+
+class SenderRejected(Exception):
+    """The store refused a request (not a connection problem); carries the child's message."""
+
+
+def _write(stream: BinaryIO, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read(stream: BinaryIO) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+class _Child:
+    """One `python -m launcher.loggers.sender_process URI` and its pipes."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "launcher.loggers.sender_process", tracking_uri],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        self.lock = threading.Lock()
+
+    def call(self, request: tuple) -> tuple:
+        with self.lock:
+            try:
+                _write(self.proc.stdin, request)
+                return _read(self.proc.stdout)
+            except (EOFError, OSError) as exc:
+                self.proc.poll()
+                raise ConnectionError(
+                    f"the MLflow sender process exited (code {self.proc.returncode})"
+                ) from exc
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()  # EOF: the child finishes its request and exits
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+_children: dict[str, _Child] = {}
+_children_lock = threading.Lock()
+
+
+def _child_for(tracking_uri: str) -> _Child:
+    with _children_lock:
+        child = _children.get(tracking_uri)
+        if child is None or not child.alive():
+            child = _children[tracking_uri] = _Child(tracking_uri)
+        return child
+
+
+@atexit.register
+def _close_children() -> None:
+    with _children_lock:
+        for child in _children.values():
+            child.close()
+        _children.clear()
+
+
+class RemoteSender:
+    """`Sender`'s interface (as the logger and `spool.replay` use it), served by a child."""
+
+    def __init__(self, tracking_uri: str, warn: Callable[[str, str], None] | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.warn = warn or (lambda kind, message: None)
+        self.runs: dict[str, str] = {}  # placeholder or stale id -> real run id (mirrored)
+        self.experiment_ids: dict[str, str] = {}
+        self._forget = False
+        try:
+            _child_for(tracking_uri)  # start it now: its mlflow import overlaps our start-up
+        except OSError:
+            pass  # apply() reports it as a connection error, so records get spooled
+
+    def resolve(self, ref: str) -> str:
+        return self.runs.get(ref, ref)
+
+    def forget_server_state(self) -> None:
+        self._forget = True  # sent with the next request
+
+    def apply(self, record: dict[str, Any]) -> bool:
+        """Send one record through the child; raises as `Sender.apply` would, for the caller's
+        purposes: `ConnectionError` when the store (or the child) is unreachable, else
+        `SenderRejected`."""
+        request = ("apply", record, dict(self.runs), self._forget)
+        self._forget = False
+        try:
+            child = _child_for(self.tracking_uri)
+        except OSError as exc:  # cannot start a process: handled like an unreachable store
+            raise ConnectionError(f"cannot start the MLflow sender process: {exc}") from exc
+        status, value, runs, experiment_ids, warnings = child.call(request)
+        self.runs.update(runs)
+        self.experiment_ids.update(experiment_ids)
+        for kind, message in warnings:
+            self.warn(kind, message)
+        if status == "connection":
+            self._forget = True
+            raise ConnectionError(value)
+        if status == "rejected":
+            raise SenderRejected(value)
+        return value
+
+
+def serve(tracking_uri: str, requests: BinaryIO, replies: BinaryIO) -> None:
+    """The child's loop: apply records until the parent closes the pipe."""
+    from launcher.loggers.mlflow_sender import Sender
+    from launcher.tracking import is_connection_error
+
+    warnings: list[tuple[str, str]] = []
+    sender = Sender(tracking_uri, warn=lambda kind, message: warnings.append((kind, message)))
+    while True:
+        try:
+            _op, record, runs, forget = _read(requests)
+        except EOFError:
+            return
+        sender.runs.update(runs)
+        if forget:
+            sender.forget_server_state()
+        try:
+            status, value = "ok", sender.apply(record)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
+            kind = "connection" if is_connection_error(exc) else "rejected"
+            status, value = kind, f"{type(exc).__name__}: {exc}"
+        _write(replies, (status, value, sender.runs, sender.experiment_ids, warnings[:]))
+        warnings.clear()
+
+
+def main() -> None:
+    for name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)  # the trainer decides when to stop
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything MLflow prints goes to stderr, never into the reply pipe
+    sys.stdout = sys.stderr
+    serve(sys.argv[1], sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()
