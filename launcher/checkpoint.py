@@ -34,8 +34,12 @@ __all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "safe_load",
 MANIFEST = "manifest.json"
 
 
-def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> str:
-    """`torch.save` to `path` atomically (tmp + fsync + rename); returns the file's SHA-256."""
+def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike, sync_dir: bool = True) -> str:
+    """`torch.save` to `path` atomically (tmp + fsync + rename); returns the file's SHA-256.
+
+    `sync_dir=False` leaves the directory's fsync (which makes the rename durable) to the
+    caller, when it writes more into the same directory and syncs it once at the end.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -46,7 +50,8 @@ def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> str:
         raw.flush()
         os.fsync(raw.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
     return digest.hexdigest()
 
 
@@ -160,7 +165,9 @@ class CheckpointManager:
 
     def _write(self, state: dict[str, Any], name: str, step: int) -> None:
         path = self.dirpath / name
-        sha = atomic_torch_save(state, path)
+        # One directory fsync, after the manifest's rename, makes both renames durable; until
+        # then a crash leaves the old manifest, which does not name this file.
+        sha = atomic_torch_save(state, path, sync_dir=False)
         entries = [e for e in self.entries() if e["file"] != name]
         entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
                         "step": step, "time": time.time()})  # fmt: skip

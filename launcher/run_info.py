@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +39,35 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def git_info(path: str) -> dict[str, str]:
-    """Commit and dirtiness of the git work tree holding `path` ({} outside git)."""
+    """Commit and dirtiness of the git work tree holding `path` ({} outside git).
+
+    Safe to call from a helper thread while the training thread forks DataLoader workers: git
+    runs through posix_spawn (`close_fds=False`) and writes to a temporary file, so a worker
+    forked meanwhile holds no pipe or error pipe that this call would wait on.
+    """
     folder = str(Path(path).resolve().parent)
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode != 0:
-            return {}
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=folder, capture_output=True, text=True, timeout=5,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
+    commit = _git(folder, "rev-parse", "HEAD")
+    if commit is None:
         return {}
-    return {"git.commit": commit.stdout.strip(), "git.dirty": str(bool(status.stdout.strip()))}
+    status = _git(folder, "status", "--porcelain", "--untracked-files=no")
+    return {"git.commit": commit.strip(), "git.dirty": str(bool((status or "").strip()))}
+
+
+def _git(folder: str, *args: str) -> str | None:
+    """`git -C folder args...` output, or None when it fails (not a repository, no git)."""
+    git = shutil.which("git")  # an absolute path: posix_spawn is used only for those
+    if git is None:
+        return None
+    with tempfile.TemporaryFile() as out:
+        try:
+            done = subprocess.run([git, "-C", folder, *args], stdout=out,
+                                  stderr=subprocess.DEVNULL, timeout=5, close_fds=False)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode != 0:
+            return None
+        out.seek(0)
+        return out.read().decode(errors="replace")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from launcher.checkpoint import CheckpointManager, atomic_torch_save, safe_load
+from launcher.checkpoint import CheckpointManager, atomic_torch_save, safe_load, to_cpu
 from launcher.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,3 +99,20 @@ def test_sigkill_during_writes_always_leaves_a_loadable_checkpoint(tmp_path: Pat
         proc.wait()
         path, state = CheckpointManager(str(tmp_path)).load_latest()
         assert torch.equal(state["w"], torch.full((3_000_000,), float(state["step"])))
+
+
+def test_snapshot_is_independent_and_reuses_buffers():
+    import random
+
+    weights = torch.arange(6.0).reshape(2, 3)
+    rng = random.getstate()  # a tuple of 625 ints: shared, not copied element by element
+    state = {"w": weights, "rng": rng, "steps": [1, 2], "meta": {"name": "x", "lr": 0.1}}
+    first = to_cpu(state)
+    assert first["rng"] == rng and first["rng"][1] is rng[1] and first["meta"] == state["meta"]
+    assert first["steps"] == [1, 2] and first["steps"] is not state["steps"]
+    weights += 1  # training goes on after save() returned
+    state["steps"].append(3)
+    assert torch.equal(first["w"], torch.arange(6.0).reshape(2, 3)) and first["steps"] == [1, 2]
+    second = to_cpu(state, into=first)
+    assert second["w"].data_ptr() == first["w"].data_ptr()  # the earlier buffer, refilled
+    assert torch.equal(second["w"], weights) and second["steps"] == [1, 2, 3]

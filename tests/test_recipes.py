@@ -33,6 +33,8 @@ def test_digits_quickstart_reaches_95_percent_and_is_tracked_in_mlflow(tmp_path:
     assert params["launch.backend"] == "local" and "launch.seed" in params
     tags = run.data.tags
     assert tags["launcher.recipe"] == "digits" and len(tags["recipe.sha256"]) == 64
+    # Sent from a helper thread, yet never after (so never over) the final state.
+    assert tags["launcher.state"] == "finished" and tags["git.commit"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"recipe", "config"} <= artifacts
     best = list((tmp_path / "out" / "digits" / "quickstart" / "checkpoints").glob("digits-best-*"))

@@ -5,6 +5,9 @@ python -m pytest tests/test_tracking.py -x -q
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -192,3 +195,21 @@ def test_runs_without_a_store_and_sync_without_a_spool_are_user_errors(cli, tmp_
     result = runner.invoke(app, ["sync", str(tmp_path)])
     assert isinstance(result.exception, UserError) and "nothing to sync" in str(result.exception)
     assert not Path(tmp_path / "mlflow.db").exists()  # listing never creates a store
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "true"), ("false", "false")])
+def test_importing_launcher_turns_mlflow_telemetry_off(preset, expected):
+    """MLflow 3 would phone home from every training process; ours talk to their store only."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
+    if preset is not None:
+        env["MLFLOW_DISABLE_TELEMETRY"] = preset  # a user's explicit choice wins
+    code = (
+        "import launcher, os; from mlflow.telemetry.utils import is_telemetry_disabled; "
+        "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], is_telemetry_disabled())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    value, disabled = out.stdout.split()
+    assert value == expected
+    if preset is None:
+        assert disabled == "True"

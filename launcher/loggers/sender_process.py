@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
+import select
 import signal
 import struct
 import subprocess
@@ -66,11 +67,16 @@ class _Child:
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        # Started from the logger's thread while the training thread may be forking DataLoader
+        # workers: close_fds=False makes Popen use posix_spawn, whose child never holds
+        # Popen's error pipe (a worker forked meanwhile would keep it open, and Popen would
+        # wait for it forever). Our own descriptors are non-inheritable anyway.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "launcher.loggers.sender_process", tracking_uri],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
+            close_fds=False,
         )
         self.lock = threading.Lock()
 
@@ -78,12 +84,29 @@ class _Child:
         with self.lock:
             try:
                 _write(self.proc.stdin, request)
-                return _read(self.proc.stdout)
+                header = self._receive(_HEADER.size)
+                return pickle.loads(self._receive(_HEADER.unpack(header)[0]))
             except (EOFError, OSError) as exc:
                 self.proc.poll()
                 raise ConnectionError(
                     f"the MLflow sender process exited (code {self.proc.returncode})"
                 ) from exc
+
+    def _receive(self, size: int) -> bytes:
+        """Read `size` reply bytes; EOFError once the child is gone. Polls the child as well as
+        the pipe: a process forked from ours meanwhile may hold the pipe's write end open."""
+        fd, data = self.proc.stdout.fileno(), b""
+        while len(data) < size:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if not ready:
+                if self.proc.poll() is not None:
+                    raise EOFError
+                continue
+            chunk = os.read(fd, size - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
 
     def alive(self) -> bool:
         return self.proc.poll() is None
