@@ -28,6 +28,9 @@ _ALIASES = {
 VALID_PRECISIONS = sorted(_ALIASES)
 
 
+_NULL = contextlib.nullcontext()  # reusable, unlike most context managers
+
+
 def normalize_precision(value: str | int | None) -> str:
     """Map Lightning's spellings (32, 16, "bf16", 8...) onto our canonical names."""
     key = "32" if value is None else str(value).lower()
@@ -48,7 +51,7 @@ class Precision:
         return module
 
     def forward_context(self) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext()
+        return _NULL
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()

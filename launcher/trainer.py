@@ -13,6 +13,7 @@ loggers. Checkpoint state assembly lives in `launcher/trainer_state.py`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from launcher.trainer_setup import (
     size_of_batch,
 )
 
+_NULL = contextlib.nullcontext()  # reusable: entering it twice is fine
 _STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
 
 
@@ -172,6 +174,7 @@ class Trainer:
         self.num_val_batches: int = 0
         self.checkpoints: CheckpointManager | None = None
         self._tagging: Any = None  # the thread sending the run's tags (see _loggers_start)
+        self._periodic = False  # any periodic (step/time) checkpoints configured (set in fit)
         self._results: Results | None = None
         self._batch_idx = 0  # batches of the current epoch already consumed
         self._epoch_done = False  # True between an epoch's last batch and the next epoch
@@ -301,7 +304,9 @@ class Trainer:
     def _train_epoch(self) -> None:
         model, ddp_model, precision = self.module, self._ddp_model, self.precision
         # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
-        step = ddp_model if ddp_model is not self._step_wrapper else model.training_step
+        distributed = ddp_model is not self._step_wrapper
+        step = ddp_model if distributed else model.training_step
+        batch_start = self._hooks.get("on_train_batch_start")
         accumulate = self.accumulate_grad_batches
         results = self._results = self._train_results
         start_epoch(self.train_loader, self.current_epoch, self._seed, self._batch_idx)
@@ -315,10 +320,10 @@ class Trainer:
                 break
             batch = move_to_device(batch, self.device)
             results.batch_size = size_of_batch(batch)
-            self._call("on_train_batch_start", batch, batch_idx)
-            micro_step = batch_idx % accumulate
-            last_micro = micro_step == accumulate - 1 or batch_idx + 1 == total
-            with self.dist.no_sync(ddp_model, skip_sync=not last_micro):
+            if batch_start:
+                self._call("on_train_batch_start", batch, batch_idx)
+            last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
+            with self.dist.no_sync(ddp_model, skip_sync=not last_micro) if distributed else _NULL:
                 with precision.forward_context():
                     output = step(batch, batch_idx)
                 loss = output["loss"] if isinstance(output, dict) else output
@@ -362,11 +367,13 @@ class Trainer:
         """Periodic checkpoints, preemption signals, max_steps. True ends the epoch early."""
         if 0 < self.max_steps <= self.global_step:
             self.should_stop = True
-        check_now = self.world_size == 1 or self.global_step % self.signal_sync_every_n_steps == 0
-        if check_now:
+        single = self.env.world_size == 1
+        if single and self.signals.received is None and not self._periodic:
+            return self.should_stop  # the common case, every step: nothing to decide
+        if single or self.global_step % self.signal_sync_every_n_steps == 0:
             due = self._periodic_checkpoint_due()
             signalled = self.signals.received is not None
-            if self.world_size > 1:  # every rank must agree on the same step boundary
+            if not single:  # every rank must agree on the same step boundary
                 flags = self.dist.all_reduce(torch.tensor([int(due), int(signalled)]), "max")
                 due, signalled = bool(flags[0]), bool(flags[1])
             if signalled:
@@ -484,6 +491,9 @@ class Trainer:
         if stage == "fit":
             model = self.precision.convert_module(model)
             self._step_wrapper = _StepWrapper(model)
+            self._periodic = self.enable_checkpointing and bool(
+                self.checkpoint_every_n_steps or self.checkpoint_every_seconds
+            )
             self._ddp_model = self.dist.wrap(self._step_wrapper)
             self.checkpoints = CheckpointManager(
                 str(Path(self.checkpoint_dir) / "resume"),

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from launcher.commands.runs import register
 from launcher.errors import UserError
+from launcher.loggers import sender_process
 from launcher.loggers.mlflow import MLflowLogger
 from launcher.loggers.mlflow_sender import flatten_params, is_secret_key
 from launcher.loggers.spool import Spool, replay_spool
@@ -292,9 +293,12 @@ def test_resume_drops_the_steps_the_crashed_job_already_logged(live_mlflow_serve
         logger.log_metrics({"loss": value(step)}, step=step)
     logger.finalize("FINISHED")
 
-    assert logger.run_id == state["run_id"]
-    assert history(uri, state["run_id"], "loss") == [(s, value(s)) for s in range(40)]
-    assert client(uri).get_run(state["run_id"]).info.status == "FINISHED"
+    # The checkpoint may hold the run's id or, taken before the run existed, its placeholder:
+    # either way the resumed job continues that one run.
+    run = find_run(uri, experiment)
+    assert logger.run_id == run.info.run_id and state["run_id"] in (None, run.info.run_id)
+    assert history(uri, run.info.run_id, "loss") == [(s, value(s)) for s in range(40)]
+    assert run.info.status == "FINISHED"
 
 
 def test_resume_with_a_spooled_crash_and_the_server_down(live_mlflow_server, tmp_path):
@@ -337,3 +341,31 @@ def test_state_dict_rules(tmp_path):
     with pytest.raises(RuntimeError, match="before any logging"):
         logger.load_state_dict({"run_id": "x"})
     logger.finalize("KILLED")
+
+
+def test_state_dict_never_waits_for_the_run_and_its_placeholder_resumes_it(tmp_path):
+    """A checkpoint taken before the (cold) sender process has created the run holds the
+    placeholder; the resumed logger finds and continues that same run."""
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"  # a new store: seconds to set up
+    experiment = f"exp-{uuid.uuid4().hex[:8]}"
+    first = MLflowLogger(experiment, tracking_uri=uri, save_dir=str(tmp_path / "a"),
+                         log_system_metrics=False)  # fmt: skip
+    first.log_metrics({"loss": value(0)}, step=0)
+    started = time.monotonic()
+    state = first.state_dict()
+    assert time.monotonic() - started < 0.5
+    assert state["run_id"] is None and state["run_ref"].startswith("pending-")
+    assert state["watermarks"] == {"loss": 0}
+    first.finalize("KILLED")  # the job died after that checkpoint (its run now exists)
+    sender_process._close_children()  # the resumed job is a new process, with a new sender
+
+    second = MLflowLogger(experiment, tracking_uri=uri, save_dir=str(tmp_path / "b"),
+                          log_system_metrics=False)  # fmt: skip
+    second.load_state_dict(state)
+    second.log_metrics({"loss": value(0)}, step=0)  # already logged: dropped
+    second.log_metrics({"loss": value(1)}, step=1)
+    second.finalize("FINISHED")
+    assert second.run_id == first.run_id
+    run = client(uri).get_run(second.run_id)
+    assert run.info.status == "FINISHED"
+    assert history(uri, second.run_id, "loss") == [(0, value(0)), (1, value(1))]

@@ -51,7 +51,7 @@ log = logging.getLogger("launcher.loggers.mlflow")
 
 _TICK_S = 1.0  # how often queued metrics are sent; flush() does not wait for it
 _READY_TIMEOUT_S = 60.0
-_STATE_KEYS = {"run_id", "run_ref", "experiment_id", "watermarks"}
+_STATE_KEYS = {"run_id", "run_ref", "experiment_id", "experiment", "watermarks"}
 
 
 class MLflowLogger(Logger):
@@ -162,10 +162,14 @@ class MLflowLogger(Logger):
             )
 
     def state_dict(self) -> dict[str, Any]:
+        # Never waits for the run to exist (a cold sender process takes seconds to create it):
+        # until then the checkpoint holds the placeholder, which finds the run on resume.
+        ref = self._ref
         return {
-            "run_id": self.run_id,
-            "run_ref": self._ref,
+            "run_id": None if ref.startswith(PENDING_PREFIX) else ref,
+            "run_ref": ref,
             "experiment_id": self.experiment_id,
+            "experiment": self.experiment_name,
             "watermarks": dict(self._watermarks),
         }
 
@@ -180,6 +184,10 @@ class MLflowLogger(Logger):
         ref = state_dict.get("run_ref") or state_dict.get("run_id")
         if ref:
             self._ref = ref
+        if ref and ref.startswith(PENDING_PREFIX) and state_dict.get("experiment"):
+            # A placeholder is looked up by tag in its experiment: the run's, whatever this
+            # job would have named a new one (a real run id continues its run anywhere).
+            self.experiment_name = state_dict["experiment"]
         marks = {k: int(v) for k, v in (state_dict.get("watermarks") or {}).items()}
         if ref and self.spool.path.exists():
             for key, step in self.spool.pending_watermarks(ref).items():

@@ -147,7 +147,9 @@ class RemoteSender:
         self.warn = warn or (lambda kind, message: None)
         self.runs: dict[str, str] = {}  # placeholder or stale id -> real run id (mirrored)
         self.experiment_ids: dict[str, str] = {}
-        self._forget = False
+        # A shared child may have cached what the server held for an earlier logger: a new
+        # session asks the server again.
+        self._forget = True
         try:
             _child_for(tracking_uri)  # start it now: its mlflow import overlaps our start-up
         except OSError:
