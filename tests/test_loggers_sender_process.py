@@ -18,6 +18,7 @@ import pytest
 from launcher.loggers import sender_process
 from launcher.loggers.mlflow import MLflowLogger
 from launcher.loggers.sender_process import RemoteSender, SenderRejected
+from tests.forking import fork_while
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,21 +153,7 @@ def test_starting_the_child_from_a_thread_survives_concurrent_forks(tmp_path):
             senders.append(RemoteSender(f"sqlite:///{tmp_path / f'm{i}.db'}"))
             took.append(time.monotonic() - begun)
 
-    thread = threading.Thread(target=start)
-    thread.start()
-    children = []
-    try:
-        while thread.is_alive() and len(children) < 300:
-            pid = os.fork()
-            if pid == 0:
-                time.sleep(3)
-                os._exit(0)
-            children.append(pid)
-            time.sleep(0.002)
-        thread.join(60)
-    finally:
-        for pid in children:
-            os.waitpid(pid, 0)
-    assert len(took) == 5 and children
+    forked = fork_while(threading.Thread(target=start), gap_s=0.002)
+    assert len(took) == 5 and forked
     assert max(took) < 1.5, f"starting the sender process waited on a forked process: {took}"
     senders[-1].apply(open_record("pending-x"))  # and the child works

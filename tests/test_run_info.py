@@ -5,13 +5,13 @@ python -m pytest tests/test_run_info.py -x -q
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 from launcher.run_info import git_info, mask_secrets
+from tests.forking import fork_while
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,22 +44,8 @@ def test_git_info_on_a_helper_thread_survives_concurrent_forks():
             infos.append(git_info(str(REPO / "recipes" / "digits.py")))
             timings.append(time.monotonic() - started)
 
-    thread = threading.Thread(target=ask_git)
-    thread.start()
-    children = []
-    try:
-        while thread.is_alive() and len(children) < 200:
-            pid = os.fork()
-            if pid == 0:  # a "DataLoader worker": keeps every inherited descriptor for 3 s
-                time.sleep(3)
-                os._exit(0)
-            children.append(pid)
-            time.sleep(0.003)
-        thread.join(60)
-    finally:
-        for pid in children:
-            os.waitpid(pid, 0)
-    assert len(timings) == 8 and children
+    forked = fork_while(threading.Thread(target=ask_git))
+    assert len(timings) == 8 and forked
     assert max(timings) < 2.0, f"git_info waited on a forked process: {timings}"
     assert all(info["git.commit"] for info in infos)
 
