@@ -56,41 +56,21 @@ class Results:
         batch_size: int | None = None,
     ) -> None:
         entry = self.entries.get(name)
-        if entry is not None and type(value) is torch.Tensor and not entry.sync_dist:
-            # The hot path (a plain tensor, logged before): no checks, no copies.
-            value = value.detach()
-            if entry.on_step:
-                self.step_values[name] = value
-            if entry.on_epoch:
-                self._accumulate(entry, value, batch_size)
-            return
-        if entry is None:
-            training = self.stage == "train"
-            entry = _Entry(
-                on_step=training if on_step is None else on_step,
-                on_epoch=(not training) if on_epoch is None else on_epoch,
-                prog_bar=prog_bar,
-                logger=logger,
-                sync_dist=sync_dist,
-                reduce_fx=reduce_fx,
-            )
-            if reduce_fx not in _REDUCE:
-                raise ValueError(f"self.log({name!r}): reduce_fx must be one of {sorted(_REDUCE)}")
-            self.entries[name] = entry
-            if entry.on_step and entry.on_epoch:
-                self._forked.add(name)
-            saved = self._pending.pop(name, None)
-            if saved is not None:
-                entry.total, entry.weight = saved["total"], saved["weight"]
-        if hasattr(value, "compute") and hasattr(value, "reset"):
-            entry.metric = value
-            if entry.on_step:
-                cached = getattr(value, "_forward_cache", None)
-                if cached is not None:
-                    self.step_values[name] = cached
-            return
-        if not isinstance(value, torch.Tensor):
-            value = torch.tensor(float(value))
+        # A plain tensor under a name logged before (every step's case) skips straight to the
+        # bookkeeping below; the rest creates the entry or handles metric objects and numbers.
+        if entry is None or type(value) is not torch.Tensor:
+            if entry is None:
+                entry = self._new_entry(name, prog_bar, logger, on_step, on_epoch, sync_dist,
+                                        reduce_fx)  # fmt: skip
+            if hasattr(value, "compute") and hasattr(value, "reset"):
+                entry.metric = value
+                if entry.on_step:
+                    cached = getattr(value, "_forward_cache", None)
+                    if cached is not None:
+                        self.step_values[name] = cached
+                return
+            if not isinstance(value, torch.Tensor):
+                value = torch.tensor(float(value))
         value = value.detach()
         if entry.on_step:
             if entry.sync_dist and self._all_reduce is not None:
@@ -98,6 +78,28 @@ class Results:
             self.step_values[name] = value
         if entry.on_epoch:
             self._accumulate(entry, value, batch_size)
+
+    def _new_entry(self, name: str, prog_bar: bool, logger: bool, on_step: bool | None,
+                   on_epoch: bool | None, sync_dist: bool, reduce_fx: str) -> _Entry:  # fmt: skip
+        """A new entry for `name` with Lightning's defaults (restoring a resumed accumulator)."""
+        training = self.stage == "train"
+        entry = _Entry(
+            on_step=training if on_step is None else on_step,
+            on_epoch=(not training) if on_epoch is None else on_epoch,
+            prog_bar=prog_bar,
+            logger=logger,
+            sync_dist=sync_dist,
+            reduce_fx=reduce_fx,
+        )
+        if reduce_fx not in _REDUCE:
+            raise ValueError(f"self.log({name!r}): reduce_fx must be one of {sorted(_REDUCE)}")
+        self.entries[name] = entry
+        if entry.on_step and entry.on_epoch:
+            self._forked.add(name)
+        saved = self._pending.pop(name, None)
+        if saved is not None:
+            entry.total, entry.weight = saved["total"], saved["weight"]
+        return entry
 
     def _accumulate(self, entry: _Entry, value: torch.Tensor, batch_size: int | None) -> None:
         weight = float(batch_size or self.batch_size)
