@@ -32,6 +32,8 @@ from launcher.run_info import file_sha256
 __all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "safe_load", "to_cpu"]
 
 MANIFEST = "manifest.json"
+# Immutable leaves: `to_cpu` shares them with the snapshot instead of copying.
+_ATOMS = (int, float, str, bytes, bool, type(None))
 
 
 def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike, sync_dir: bool = True) -> str:
@@ -95,10 +97,6 @@ def to_cpu(state: Any, into: Any = None) -> Any:
         old = into if isinstance(into, (list, tuple)) and len(into) == len(state) else None
         return type(state)(to_cpu(v, old[i] if old else None) for i, v in enumerate(state))
     return copy.deepcopy(state)
-
-
-# Immutable leaves: shared with the snapshot instead of copied.
-_ATOMS = (int, float, str, bytes, bool, type(None))
 
 
 class CheckpointManager:

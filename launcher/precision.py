@@ -28,9 +28,6 @@ _ALIASES = {
 VALID_PRECISIONS = sorted(_ALIASES)
 
 
-_NULL = contextlib.nullcontext()  # reusable, unlike most context managers
-
-
 def normalize_precision(value: str | int | None) -> str:
     """Map Lightning's spellings (32, 16, "bf16", 8...) onto our canonical names."""
     key = "32" if value is None else str(value).lower()
@@ -51,7 +48,7 @@ class Precision:
         return module
 
     def forward_context(self) -> contextlib.AbstractContextManager:
-        return _NULL
+        return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()

@@ -13,7 +13,6 @@ loggers. Checkpoint state assembly lives in `launcher/trainer_state.py`.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,6 @@ from launcher.trainer_setup import (
     size_of_batch,
 )
 
-_NULL = contextlib.nullcontext()  # reusable: entering it twice is fine
 _STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
 
 
@@ -304,8 +302,7 @@ class Trainer:
     def _train_epoch(self) -> None:
         model, ddp_model, precision = self.module, self._ddp_model, self.precision
         # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
-        distributed = ddp_model is not self._step_wrapper
-        step = ddp_model if distributed else model.training_step
+        step = ddp_model if ddp_model is not self._step_wrapper else model.training_step
         batch_start = self._hooks.get("on_train_batch_start")
         accumulate = self.accumulate_grad_batches
         results = self._results = self._train_results
@@ -323,7 +320,7 @@ class Trainer:
             if batch_start:
                 self._call("on_train_batch_start", batch, batch_idx)
             last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
-            with self.dist.no_sync(ddp_model, skip_sync=not last_micro) if distributed else _NULL:
+            with self.dist.no_sync(ddp_model, skip_sync=not last_micro):
                 with precision.forward_context():
                     output = step(batch, batch_idx)
                 loss = output["loss"] if isinstance(output, dict) else output

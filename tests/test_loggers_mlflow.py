@@ -268,23 +268,19 @@ CHILD = """
 """
 
 
-def test_resume_drops_the_steps_the_crashed_job_already_logged(live_mlflow_server, tmp_path):
-    uri, experiment, state_path = (
-        live_mlflow_server.uri,
-        f"exp-{uuid.uuid4().hex[:8]}",
-        tmp_path / "s",
-    )
-    child = run_child(
-        CHILD,
-        experiment=experiment,
-        uri=uri,
-        save_dir=str(tmp_path),
-        steps=30,
-        checkpoint_step=14,
-        state_path=str(state_path),
-    )
+def crashed_job(uri: str, tmp_path: Path, checkpoint_step: int) -> tuple[str, dict]:
+    """Run CHILD (30 steps, logger state saved at `checkpoint_step`, then a crash); returns its
+    experiment name and the saved logger state."""
+    experiment, state_path = f"exp-{uuid.uuid4().hex[:8]}", tmp_path / "s"
+    child = run_child(CHILD, experiment=experiment, uri=uri, save_dir=str(tmp_path), steps=30,
+                      checkpoint_step=checkpoint_step, state_path=str(state_path))  # fmt: skip
     assert child.returncode == 1, child.stderr
-    state = json.loads(state_path.read_text())
+    return experiment, json.loads(state_path.read_text())
+
+
+def test_resume_drops_the_steps_the_crashed_job_already_logged(live_mlflow_server, tmp_path):
+    uri = live_mlflow_server.uri
+    experiment, state = crashed_job(uri, tmp_path, checkpoint_step=14)
     assert state["watermarks"] == {"loss": 14}
 
     logger = new_logger(uri, tmp_path)
@@ -302,23 +298,9 @@ def test_resume_drops_the_steps_the_crashed_job_already_logged(live_mlflow_serve
 
 
 def test_resume_with_a_spooled_crash_and_the_server_down(live_mlflow_server, tmp_path):
-    uri, experiment, state_path = (
-        live_mlflow_server.uri,
-        f"exp-{uuid.uuid4().hex[:8]}",
-        tmp_path / "s",
-    )
+    uri = live_mlflow_server.uri
     live_mlflow_server.stop()  # the crashed job never reached the server: all 30 steps spooled
-    child = run_child(
-        CHILD,
-        experiment=experiment,
-        uri=uri,
-        save_dir=str(tmp_path),
-        steps=30,
-        checkpoint_step=19,
-        state_path=str(state_path),
-    )
-    assert child.returncode == 1, child.stderr
-    state = json.loads(state_path.read_text())
+    experiment, state = crashed_job(uri, tmp_path, checkpoint_step=19)
     assert state["run_id"] is None and state["run_ref"].startswith("pending-")
 
     logger = new_logger(uri, tmp_path)

@@ -86,7 +86,7 @@ def test_child_ignores_job_signals_and_a_dead_child_is_replaced(tmp_path):
     child.proc.wait()
     # A request to a dead child is a connection error (the logger spools and retries)...
     with pytest.raises(ConnectionError, match="sender process exited"):
-        child.call(("apply", {"op": "tags", "run": "pending-1", "tags": {}}, {}, False))
+        child.call(({"op": "tags", "run": "pending-1", "tags": {}}, {}, False))
     # ...and the next one starts a new child; the run mapping survived in the parent.
     sender.apply({"op": "tags", "run": "pending-1", "tags": {"b": "2"}})
     assert sender_process._children[uri] is not child

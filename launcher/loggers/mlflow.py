@@ -105,6 +105,9 @@ class MLflowLogger(Logger):
         """The MLflow run id; None while the store has been unreachable since start-up."""
         self._start()
         self._ready.wait(_READY_TIMEOUT_S)
+        return self._known_run_id()
+
+    def _known_run_id(self) -> str | None:
         return None if self._ref.startswith(PENDING_PREFIX) else self._ref
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
@@ -164,10 +167,9 @@ class MLflowLogger(Logger):
     def state_dict(self) -> dict[str, Any]:
         # Never waits for the run to exist (a cold sender process takes seconds to create it):
         # until then the checkpoint holds the placeholder, which finds the run on resume.
-        ref = self._ref
         return {
-            "run_id": None if ref.startswith(PENDING_PREFIX) else ref,
-            "run_ref": ref,
+            "run_id": self._known_run_id(),
+            "run_ref": self._ref,
             "experiment_id": self.experiment_id,
             "experiment": self.experiment_name,
             "watermarks": dict(self._watermarks),

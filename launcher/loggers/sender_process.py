@@ -17,7 +17,8 @@ training process closes its end of the pipe, also when that process is killed. I
 dies, requests raise `ConnectionError`: the logger spools as when the store is unreachable, and
 the next request starts a new child.
 
-Wire format: pickled tuples, each prefixed with its length, over the child's stdin/stdout
+Wire format: pickled tuples, each prefixed with its length: (record, runs, forget) to the
+child, (status, value, runs, experiment_ids, warnings) back, over the child's stdin/stdout
 (its own prints go to stderr).
 """
 
@@ -49,15 +50,22 @@ def _write(stream: BinaryIO, obj: Any) -> None:
     stream.flush()
 
 
-def _read(stream: BinaryIO) -> Any:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise EOFError
-    (size,) = _HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError
-    return pickle.loads(data)
+def _read(receive: Callable[[int], bytes]) -> Any:
+    """One message; `receive(n)` returns exactly n bytes or raises EOFError."""
+    (size,) = _HEADER.unpack(receive(_HEADER.size))
+    return pickle.loads(receive(size))
+
+
+def _exactly(stream: BinaryIO) -> Callable[[int], bytes]:
+    """`receive` over a blocking stream: a short read means the other side is gone."""
+
+    def receive(size: int) -> bytes:
+        data = stream.read(size)
+        if len(data) < size:
+            raise EOFError
+        return data
+
+    return receive
 
 
 class _Child:
@@ -84,8 +92,7 @@ class _Child:
         with self.lock:
             try:
                 _write(self.proc.stdin, request)
-                header = self._receive(_HEADER.size)
-                return pickle.loads(self._receive(_HEADER.unpack(header)[0]))
+                return _read(self._receive)
             except (EOFError, OSError) as exc:
                 self.proc.poll()
                 raise ConnectionError(
@@ -165,7 +172,7 @@ class RemoteSender:
         """Send one record through the child; raises as `Sender.apply` would, for the caller's
         purposes: `ConnectionError` when the store (or the child) is unreachable, else
         `SenderRejected`."""
-        request = ("apply", record, dict(self.runs), self._forget)
+        request = (record, dict(self.runs), self._forget)
         self._forget = False
         try:
             child = _child_for(self.tracking_uri)
@@ -191,9 +198,10 @@ def serve(tracking_uri: str, requests: BinaryIO, replies: BinaryIO) -> None:
 
     warnings: list[tuple[str, str]] = []
     sender = Sender(tracking_uri, warn=lambda kind, message: warnings.append((kind, message)))
+    receive = _exactly(requests)
     while True:
         try:
-            _op, record, runs, forget = _read(requests)
+            record, runs, forget = _read(receive)
         except EOFError:
             return
         sender.runs.update(runs)
