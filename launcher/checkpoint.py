@@ -28,6 +28,7 @@ import torch
 
 from launcher.errors import UserError
 from launcher.run_info import file_sha256
+from launcher.threads import start_thread
 
 __all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "safe_load", "to_cpu"]
 
@@ -36,11 +37,17 @@ MANIFEST = "manifest.json"
 _ATOMS = (int, float, str, bytes, bool, type(None))
 
 
-def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike, sync_dir: bool = True) -> str:
+def atomic_torch_save(
+    state: dict[str, Any],
+    path: str | os.PathLike,
+    sync_dir: bool = True,
+    before_rename: Callable[[], None] | None = None,
+) -> str:
     """`torch.save` to `path` atomically (tmp + fsync + rename); returns the file's SHA-256.
 
     `sync_dir=False` leaves the directory's fsync (which makes the rename durable) to the
     caller, when it writes more into the same directory and syncs it once at the end.
+    `before_rename` runs once the bytes are on disk, just before the file takes its name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +58,12 @@ def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike, sync_dir: 
         torch.save(state, writer)
         raw.flush()
         os.fsync(raw.fileno())
+    if before_rename is not None:
+        try:
+            before_rename()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     os.replace(tmp, path)
     if sync_dir:
         _fsync_dir(path.parent)
@@ -117,28 +130,29 @@ class CheckpointManager:
         state: dict[str, Any],
         step: int,
         blocking: bool | None = None,
-        before_write: Callable[[], None] | None = None,
+        before_write: Callable[[], Callable[[], None]] | None = None,
     ) -> str:
         """Write `state` as `step-XXXXXXXX.ckpt`; async unless `blocking` or configured so.
 
-        `before_write` runs just before the file is written (in the writer thread when async):
-        the trainer uses it to make the metrics the checkpoint covers durable first.
+        `before_write` is called as the write starts (in the writer thread when async) and
+        returns a wait, called once the file's bytes are on disk and before the file takes its
+        name and enters the manifest. The trainer starts the upload of the metrics the
+        checkpoint covers there and waits for it at the end, so the two overlap.
         """
         started = time.perf_counter()
         self.wait()  # at most one save in flight
         name = f"step-{step:09d}.ckpt"
         if blocking or not self.async_save:
-            if before_write is not None:
-                before_write()
-            self._write(state, name, step)
+            self._write(state, name, step, before_write)
         else:
             # The training loop may change tensors right after save() returns: snapshot them,
             # into the previous snapshot's buffers (that write has finished: see wait()).
             snapshot = self._snapshot = to_cpu(state, self._snapshot)
-            self._thread = threading.Thread(
-                target=self._write_guarded, args=(snapshot, name, step, before_write), daemon=False
+            self._thread = start_thread(
+                lambda: self._write_guarded(snapshot, name, step, before_write),
+                "checkpoint-writer",
+                daemon=False,  # a save in flight at exit still completes
             )
-            self._thread.start()
         self.blocked_seconds += time.perf_counter() - started
         return str(self.dirpath / name)
 
@@ -155,17 +169,18 @@ class CheckpointManager:
         self, state: dict[str, Any], name: str, step: int, before_write: Callable | None
     ) -> None:
         try:
-            if before_write is not None:
-                before_write()
-            self._write(state, name, step)
+            self._write(state, name, step, before_write)
         except BaseException as exc:  # noqa: BLE001 - handed to the training thread
             self._error = exc
 
-    def _write(self, state: dict[str, Any], name: str, step: int) -> None:
+    def _write(
+        self, state: dict[str, Any], name: str, step: int, before_write: Callable | None = None
+    ) -> None:
         path = self.dirpath / name
+        wait = before_write() if before_write is not None else None
         # One directory fsync, after the manifest's rename, makes both renames durable; until
         # then a crash leaves the old manifest, which does not name this file.
-        sha = atomic_torch_save(state, path, sync_dir=False)
+        sha = atomic_torch_save(state, path, sync_dir=False, before_rename=wait)
         entries = [e for e in self.entries() if e["file"] != name]
         entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
                         "step": step, "time": time.time()})  # fmt: skip

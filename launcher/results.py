@@ -39,7 +39,7 @@ class Results:
         self._all_reduce = all_reduce  # callable(tensor, op) -> tensor, or None (one process)
         self.entries: dict[str, _Entry] = {}
         self.step_values: dict[str, Any] = {}  # logged this step: name -> tensor/float
-        self.batch_size = 1
+        self.batch: Any = None  # the batch being processed: weights epoch means by its size
         self._pending: dict[str, Any] = {}
         self._forked: set[str] = set()  # names logged both on_step and on_epoch
 
@@ -102,7 +102,7 @@ class Results:
         return entry
 
     def _accumulate(self, entry: _Entry, value: torch.Tensor, batch_size: int | None) -> None:
-        weight = float(batch_size or self.batch_size)
+        weight = float(batch_size or size_of_batch(self.batch))
         if entry.reduce_fx == "mean":
             term = value.float() * weight
             entry.total = term if entry.total is None else entry.total + term
@@ -125,6 +125,7 @@ class Results:
 
     def epoch_metrics(self) -> dict[str, torch.Tensor]:
         """Epoch values of everything logged with `on_epoch`, then reset for the next epoch."""
+        self.batch = None  # don't hold the epoch's last batch (GPU memory) any longer
         out: dict[str, torch.Tensor] = {}
         for name, entry in self.entries.items():
             if not entry.on_epoch:
@@ -183,3 +184,16 @@ class Results:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore accumulators; each is installed when its name is first logged again."""
         self._pending = dict(state)
+
+
+def size_of_batch(batch: Any) -> int:
+    """The batch size: the first dimension of the first tensor found in `batch` (else 1)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0] if batch.dim() else 1
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            return size_of_batch(item)
+    if isinstance(batch, dict):
+        for item in batch.values():
+            return size_of_batch(item)
+    return 1

@@ -46,11 +46,17 @@ def git_info(path: str) -> dict[str, str]:
     forked meanwhile holds no pipe or error pipe that this call would wait on.
     """
     folder = str(Path(path).resolve().parent)
-    commit = _git(folder, "rev-parse", "HEAD")
-    if commit is None:
+    # One git process for both facts (each start holds our GIL for a moment): porcelain v2
+    # heads its output with "# branch.oid <commit>"; every other line is a changed file.
+    status = _git(folder, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    if status is None:
         return {}
-    status = _git(folder, "status", "--porcelain", "--untracked-files=no")
-    return {"git.commit": commit.strip(), "git.dirty": str(bool((status or "").strip()))}
+    lines = status.splitlines()
+    commit = next((ln.split()[2] for ln in lines if ln.startswith("# branch.oid ")), None)
+    if commit is None or commit == "(initial)":  # no commit yet
+        return {}
+    dirty = any(ln and not ln.startswith("#") for ln in lines)
+    return {"git.commit": commit, "git.dirty": str(dirty)}
 
 
 def _git(folder: str, *args: str) -> str | None:

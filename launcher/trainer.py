@@ -38,7 +38,6 @@ from launcher.trainer_setup import (
     move_to_device,
     resolve_device,
     resolve_loaders,
-    size_of_batch,
 )
 
 _STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
@@ -316,7 +315,7 @@ class Trainer:
             if batch_idx >= total:
                 break
             batch = move_to_device(batch, self.device)
-            results.batch_size = size_of_batch(batch)
+            results.batch = batch  # sized only if an epoch mean needs it
             if batch_start:
                 self._call("on_train_batch_start", batch, batch_idx)
             last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
@@ -439,7 +438,7 @@ class Trainer:
                 if batch_idx >= limit:
                     break
                 batch = move_to_device(batch, self.device)
-                self._results.batch_size = size_of_batch(batch)
+                self._results.batch = batch
                 with self.precision.forward_context():
                     output = step_fn(batch, batch_idx)
                 self._call(f"on_{hook_stage}_batch_end", output, batch, batch_idx)

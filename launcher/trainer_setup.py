@@ -110,19 +110,6 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def size_of_batch(batch: Any) -> int:
-    """The batch size: the first dimension of the first tensor found in `batch`."""
-    if isinstance(batch, torch.Tensor):
-        return batch.shape[0] if batch.dim() else 1
-    if isinstance(batch, (list, tuple)):
-        for item in batch:
-            return size_of_batch(item)
-    if isinstance(batch, dict):
-        for item in batch.values():
-            return size_of_batch(item)
-    return 1
-
-
 def build_loggers(trainer: Any, model: Any) -> list[Any]:
     """Resolve Trainer(logger=...): True -> MLflow (default store), False -> none."""
     arg = trainer._logger_arg

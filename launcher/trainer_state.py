@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from launcher.errors import UserError
 from launcher.run_info import flatten, mask_secrets
 from launcher.run_info import run_tags as _run_tags
 from launcher.seed import load_rng_state, rng_state
+from launcher.threads import start_thread
 
 FORMAT_VERSION = 1
 
@@ -102,13 +104,16 @@ def save_resume_checkpoint(trainer: Any, finished: bool = False, blocking: bool 
     if state is not None:
         # Metrics up to this step must be stored (or spooled) before a checkpoint claims them:
         # a resumed run re-logs only what comes after it, so nothing is lost or duplicated.
-        # With async saves the writer thread waits for that, not the training loop.
+        # Their upload starts as the write does and is waited for just before the file takes
+        # its name (by the writer thread when async), so the two overlap.
         loggers = list(trainer.loggers)
+
+        def flush_loggers() -> Callable[[], None]:
+            waits = [lg.request_flush() for lg in loggers]
+            return lambda: [wait() for wait in waits]
+
         path = trainer.checkpoints.save(
-            state,
-            trainer.global_step,
-            blocking=blocking or finished,
-            before_write=lambda: [lg.flush() for lg in loggers],
+            state, trainer.global_step, blocking=blocking or finished, before_write=flush_loggers
         )
     trainer.barrier()
     return path
@@ -294,9 +299,7 @@ def send_run_tags_async(trainer: Any) -> threading.Thread | None:
         for lg in loggers:
             lg.set_tags(tags)
 
-    thread = threading.Thread(target=send, name="launcher-run-tags", daemon=True)
-    thread.start()
-    return thread
+    return start_thread(send, "launcher-run-tags")
 
 
 def run_tags(trainer: Any) -> dict[str, str]:

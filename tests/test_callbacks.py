@@ -21,6 +21,7 @@ from launcher.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
     ProgressBar,
+    progress,
 )
 from launcher.callbacks.lr_monitor import optimizer_names
 from launcher.errors import UserError
@@ -474,11 +475,15 @@ def drive_epoch(bar, trainer, n_batches, n_val=0, epoch=0):
     bar.on_train_epoch_end(trainer, None)
 
 
+# These drive batches instantly: an unbounded rate keeps the per-second cap out of the way.
+UNCAPPED = 1e12
+
+
 def test_plain_lines_every_n_steps(tmp_path):
     out = io.StringIO()
     trainer = CountingTrainer(tmp_path)
     trainer.num_training_batches = 300
-    bar = ProgressBar(stream=out)
+    bar = ProgressBar(refresh_rate_hz=UNCAPPED, stream=out)
     bar.setup(trainer, None, "fit")
     drive_epoch(bar, trainer, 300, n_val=5, epoch=2)
     lines = out.getvalue().splitlines()
@@ -496,13 +501,13 @@ def test_plain_interval_option_unknown_total_and_cap(tmp_path):
     out = io.StringIO()
     trainer = CountingTrainer(tmp_path)
     trainer.num_training_batches = 1000  # 1000/20 = 50: capped at 50 anyway
-    bar = ProgressBar(stream=out)
+    bar = ProgressBar(refresh_rate_hz=UNCAPPED, stream=out)
     bar.setup(trainer, None, "fit")
     drive_epoch(bar, trainer, 1000)
     assert len(out.getvalue().splitlines()) == 21
     out.truncate(0), out.seek(0)
     trainer.num_training_batches = math.inf
-    bar = ProgressBar(plain_every_n_steps=40, stream=out)
+    bar = ProgressBar(plain_every_n_steps=40, refresh_rate_hz=UNCAPPED, stream=out)
     bar.setup(trainer, None, "fit")
     drive_epoch(bar, trainer, 100)
     lines = out.getvalue().splitlines()
@@ -511,6 +516,50 @@ def test_plain_interval_option_unknown_total_and_cap(tmp_path):
         "epoch 0 step 80",
     ]
     assert len(lines) == 3
+
+
+class FakeClock:
+    """`time.monotonic` for the progress module: each batch takes `step_s` seconds."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.reads = 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+def drive_timed(bar, trainer, n_batches, step_s, clock):
+    trainer.current_epoch = 0
+    bar.on_train_epoch_start(trainer, None)
+    for i in range(n_batches):
+        clock.now += step_s
+        bar.on_train_batch_end(trainer, None, None, None, i)
+    bar.on_train_epoch_end(trainer, None)
+
+
+@pytest.mark.parametrize(
+    ("step_s", "progress_lines"),
+    [
+        (0.1, 20),  # a line every 15 batches = 1.5 s apart: under the 4/s cap, all print
+        (0.001, 2),  # 15 ms apart: at most one per 0.25 s, so lines at 0.015 s and 0.27 s
+    ],
+)
+def test_plain_lines_are_capped_per_second(tmp_path, monkeypatch, step_s, progress_lines):
+    clock = FakeClock()
+    monkeypatch.setattr(progress.time, "monotonic", clock.monotonic)
+    out = io.StringIO()
+    trainer = CountingTrainer(tmp_path)
+    trainer.num_training_batches = 300
+    bar = ProgressBar(stream=out)  # refresh_rate_hz=4
+    bar.setup(trainer, None, "fit")
+    drive_timed(bar, trainer, 300, step_s, clock)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == progress_lines + 1  # + the epoch summary
+    assert lines[0].startswith("epoch 0 step 15/300 ")
+    # The clock is read on batches due by count (20) and for printed lines, not per batch (300).
+    assert clock.reads <= 2 * 20 + 3
 
 
 def test_only_rank_zero_speaks(tmp_path):

@@ -54,6 +54,52 @@ def test_async_save_returns_before_the_write_and_snapshots_the_state(tmp_path: P
     assert torch.equal(second["w"], torch.full((2_000_000,), 2.0))
 
 
+@pytest.mark.parametrize("async_save", [False, True])
+def test_before_write_starts_with_the_write_and_its_wait_ends_it(
+    tmp_path: Path, async_save: bool
+) -> None:
+    """The trainer starts its metrics upload in `before_write` and waits for it in the callable
+    that returns: the checkpoint must not be visible (under its name or in the manifest) until
+    that wait returns, but by then its bytes are written."""
+    manager = CheckpointManager(str(tmp_path), async_save=async_save)
+    seen = []
+
+    def files() -> list[tuple[str, int]]:
+        return sorted((p.name, p.stat().st_size) for p in tmp_path.iterdir() if ".tmp" in p.name)
+
+    def wait() -> None:
+        names = sorted(p.name for p in tmp_path.glob("*.ckpt"))
+        seen.append(("wait", names, [e["step"] for e in manager.entries()], files()))
+
+    def before_write():
+        seen.append(("start", files()))
+        return wait
+
+    manager.save(_state(1), 1)
+    manager.save(_state(2), 2, before_write=before_write)
+    manager.wait()
+    [start, (_, names, steps, temporary)] = seen
+    assert start == ("start", [])  # called before anything of the new file exists
+    assert names == ["step-000000001.ckpt"] and steps == [1]
+    assert len(temporary) == 1 and temporary[0][1] > 1000 * 4  # the new file, written in full
+    assert [e["step"] for e in manager.entries()] == [1, 2]
+
+
+@pytest.mark.parametrize("async_save", [False, True])
+def test_a_failing_wait_leaves_the_previous_checkpoints(tmp_path: Path, async_save: bool) -> None:
+    manager = CheckpointManager(str(tmp_path), async_save=async_save)
+    manager.save(_state(1), 1)
+
+    def wait() -> None:
+        raise RuntimeError("metrics upload failed")
+
+    with pytest.raises(RuntimeError, match="metrics upload failed"):
+        manager.save(_state(2), 2, before_write=lambda: wait)
+        manager.wait()  # async: the writer's error surfaces here
+    assert [e["step"] for e in manager.entries()] == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "step-000000001.ckpt"]
+
+
 def test_a_pickled_callable_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "evil.ckpt"
     torch.save({"model": {}, "hook": os.system}, bad)

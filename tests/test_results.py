@@ -177,11 +177,23 @@ def test_validation_epoch_metrics_reach_the_logger(run):
 # -- Results on its own ------------------------------------------------------------------------
 def test_explicit_batch_size_overrides_the_detected_one():
     results = Results("validate")
-    results.batch_size = 100  # would dominate if the explicit sizes were ignored
+    results.batch = torch.zeros(100, 2)  # its size would dominate if ignored
     results.log("loss", torch.tensor(1.0), batch_size=1)
     results.log("loss", torch.tensor(4.0), batch_size=3)
     assert results.epoch_metrics()["loss"].item() == pytest.approx((1 + 12) / 4)
     assert results.epoch_metrics() == {}  # reset after each epoch
+
+
+def test_epoch_means_weight_by_the_size_of_the_current_batch():
+    results = Results("validate")
+    results.batch = (torch.zeros(1, 3), torch.zeros(1))  # (x, y): 1 sample
+    results.log("loss", torch.tensor(1.0))
+    results.batch = {"x": torch.zeros(3, 5), "y": torch.zeros(3)}  # 3 samples
+    results.log("loss", torch.tensor(4.0))
+    results.batch = "not a tensor"  # counts as 1
+    results.log("loss", torch.tensor(7.0))
+    assert results.epoch_metrics()["loss"].item() == pytest.approx((1 + 12 + 7) / 5)
+    assert results.batch is None  # the epoch's last batch is not kept
 
 
 def test_sync_dist_uses_the_reduction():

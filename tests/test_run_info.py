@@ -20,6 +20,7 @@ def test_git_info_of_a_repository_and_of_a_plain_folder(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
     repo = tmp_path / "repo"
     (repo / "recipe.py").write_text("x = 1\n")
+    assert git_info(str(repo / "recipe.py")) == {}  # no commit yet: nothing to record
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "add", "recipe.py"], check=True)
     subprocess.run([*git, "commit", "-qm", "one"], check=True)
@@ -27,6 +28,11 @@ def test_git_info_of_a_repository_and_of_a_plain_folder(tmp_path):
     assert git_info(str(repo / "recipe.py")) == {"git.commit": head.strip(), "git.dirty": "False"}
     (repo / "recipe.py").write_text("x = 2\n")
     assert git_info(str(repo / "recipe.py"))["git.dirty"] == "True"
+    subprocess.run([*git, "add", "recipe.py"], check=True)  # staged, not committed: still dirty
+    assert git_info(str(repo / "recipe.py")) == {"git.commit": head.strip(), "git.dirty": "True"}
+    (repo / "notes.txt").write_text("untracked files don't count\n")
+    subprocess.run([*git, "commit", "-qm", "two"], check=True)
+    assert git_info(str(repo / "recipe.py"))["git.dirty"] == "False"
     (tmp_path / "plain").mkdir()
     assert git_info(str(tmp_path / "plain" / "recipe.py")) == {}
 

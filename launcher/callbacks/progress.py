@@ -7,13 +7,15 @@
 
 On a TTY: `epoch 2 ━━━━━━━━━━ 120/300 35.1 it/s eta 0:00:05 train_loss=0.231`, redrawn at most
 `refresh_rate_hz` times a second. Elsewhere (SLURM/Ray log files) one line every N batches
-(default about 20 per epoch, at least every 50 batches):
+(default about 20 per epoch, at least every 50 batches), and at most `refresh_rate_hz` lines a
+second, so fast epochs don't flood the log:
 
     epoch 2 step 120/300 (40%) 35.1 it/s eta 0:00:05 train_loss=0.231
 
 and after every epoch one summary line with the epoch metrics. Only global rank 0 prints.
 A batch that does not print costs a counter increment and, on a TTY, one `time.monotonic()`
-comparison: no string formatting, no tensor access.
+comparison: no string formatting, no tensor access. In log files the clock is read only on the
+batches that are due to print.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class ProgressBar(Callback):
         self._next_train = _NEVER
         self._next_eval = _NEVER
         self._plain_every = 50
+        self._plain_quiet_until = 0.0  # plain mode: no line before this monotonic time
 
     # ---------------------------------------------------------------- lifecycle
     def setup(self, trainer: Any, module: Any, stage: str) -> None:
@@ -191,6 +194,10 @@ class ProgressBar(Callback):
             if phase.count < self._next_train:
                 return
             self._next_train += self._plain_every
+            now = time.monotonic()
+            if now < self._plain_quiet_until:
+                return  # due by count, but a line went out less than 1/refresh_rate_hz ago
+            self._plain_quiet_until = now + self.refresh_interval_s
         phase.position = batch_idx + 1
         self._show(phase, trainer.progress_bar_metrics)
 

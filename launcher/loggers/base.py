@@ -11,6 +11,7 @@ training loop, so implementations must return quickly (queue work, send it elsew
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -39,6 +40,16 @@ class Logger:
     def flush(self) -> None:
         """Block until everything queued so far has been handed to the tracker."""
 
+    def request_flush(self) -> Callable[[], None]:
+        """Start handing everything logged so far to the tracker; returns a wait for it.
+
+        The trainer calls it when it takes a checkpoint and waits just before the checkpoint
+        file becomes visible, so writing the file and sending the metrics overlap. The default
+        flushes at once.
+        """
+        self.flush()
+        return _done
+
     def finalize(self, status: str) -> None:
         """End the run with `status` in {"FINISHED", "FAILED", "KILLED"}; flushes first."""
 
@@ -48,3 +59,7 @@ class Logger:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue the run described by `state_dict` (called before any logging)."""
+
+
+def _done() -> None:
+    """The wait of a flush that has already happened."""

@@ -31,6 +31,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from launcher.loggers.mlflow_sender import (
 from launcher.loggers.sender_process import RemoteSender
 from launcher.loggers.spool import Spool, replay
 from launcher.loggers.system_metrics import SystemMetricsSampler
+from launcher.threads import start_thread
 from launcher.tracking import is_connection_error, local_artifact_root, resolve_tracking_uri
 
 log = logging.getLogger("launcher.loggers.mlflow")
@@ -135,14 +137,22 @@ class MLflowLogger(Logger):
         self._put(("artifact", {"path": os.path.abspath(path), "artifact_path": artifact_path}))
 
     def flush(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            return
+        self.request_flush()()
+
+    def request_flush(self) -> Callable[[], None]:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return lambda: None  # no background thread: nothing is queued
         done = threading.Event()
         self._queue.append(("flush", done))
         self._wake.set()
-        while not done.wait(1.0):
-            if not self._thread.is_alive():
-                return
+
+        def wait() -> None:
+            while not done.wait(1.0):
+                if not thread.is_alive():
+                    return
+
+        return wait
 
     def finalize(self, status: str) -> None:
         if self._closed:
@@ -205,8 +215,7 @@ class MLflowLogger(Logger):
 
     def _start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="mlflow-logger", daemon=True)
-            self._thread.start()
+            self._thread = start_thread(self._loop, "mlflow-logger")
             atexit.register(self._flush_at_exit)
 
     def _flush_at_exit(self) -> None:
