@@ -25,8 +25,9 @@ def seed_everything(seed: int) -> int:
 def rng_state() -> dict[str, Any]:
     """The RNG states of this process, as plain tensors/lists (safe for weights_only loads)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
-        "python": _to_lists(random.getstate()),
+        "python": [version, list(internal), gauss],
         "numpy": {
             "kind": kind,
             "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -58,9 +59,3 @@ def load_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _to_lists(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_to_lists(v) for v in value]
-    return value
