@@ -8,7 +8,8 @@ The fit loop (`_fit_loop` / `_train_epoch`) reads top to bottom: forward under t
 precision's autocast, `no_sync` on non-final micro-steps, backward, unscale, clip, step,
 schedulers, logging, checkpoints. Everything else is a small object it calls:
 `ClusterEnvironment`, `Distributed`, `Precision`, `CheckpointManager`, `Results`, callbacks and
-loggers. Checkpoint state assembly lives in `launcher/trainer_state.py`.
+loggers. Elsewhere: checkpoint state in `launcher/trainer_state.py`, the validation/test loop
+in `launcher/eval_loop.py`, what loggers are told about the run in `launcher/run_tracking.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from launcher import trainer_state
+from launcher import eval_loop, run_tracking, trainer_state
 from launcher.checkpoint import CheckpointManager
 from launcher.cluster_env import ClusterEnvironment
 from launcher.distributed import Distributed
@@ -170,7 +171,7 @@ class Trainer:
         self.num_training_batches: int | float = 0
         self.num_val_batches: int = 0
         self.checkpoints: CheckpointManager | None = None
-        self._tagging: Any = None  # the thread sending the run's tags (see _loggers_start)
+        self._tagging: Any = None  # the thread sending the run's tags (run_tracking)
         self._periodic = False  # any periodic (step/time) checkpoints configured (set in fit)
         self._results: Results | None = None
         self._batch_idx = 0  # batches of the current epoch already consumed
@@ -264,15 +265,15 @@ class Trainer:
             self._train_results = Results("train", self.dist.all_reduce)
             if ckpt_path and trainer_state.restore(self, ckpt_path):
                 return  # the run had already finished
-            self._loggers_start()
+            run_tracking.start_run(self)
             self._call("on_fit_start")
             self.signals.install()
             self._fit_loop()
             self._call("on_fit_end")
             if self.enable_checkpointing:
                 trainer_state.save_resume_checkpoint(self, finished=True)
-            self._loggers_end()
-            self._finish("FINISHED")
+            run_tracking.upload_best_checkpoint(self)
+            run_tracking.end_run(self, "FINISHED")
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -282,12 +283,12 @@ class Trainer:
     def validate(self, model: Any, dataloaders: Any = None, datamodule: Any = None,
                  ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
         """Run one validation epoch; returns `[{metric: value}]` like Lightning."""
-        return self._evaluate("validate", model, dataloaders, datamodule, ckpt_path)
+        return eval_loop.evaluate(self, "validate", model, dataloaders, datamodule, ckpt_path)
 
     def test(self, model: Any, dataloaders: Any = None, datamodule: Any = None,
              ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
         """Run one test epoch; returns `[{metric: value}]` like Lightning."""
-        return self._evaluate("test", model, dataloaders, datamodule, ckpt_path)
+        return eval_loop.evaluate(self, "test", model, dataloaders, datamodule, ckpt_path)
 
     # -- the fit loop ---------------------------------------------------------------------
     def _fit_loop(self) -> None:
@@ -395,7 +396,8 @@ class Trainer:
             self.val_loader is not None
             and (self.current_epoch + 1) % self.check_val_every_n_epoch == 0
         ):
-            epoch_metrics.update(self._run_eval("validate", self.val_loader, self.num_val_batches))
+            val = eval_loop.run_eval(self, "validate", self.val_loader, self.num_val_batches)
+            epoch_metrics.update(val)
         for config in self.lr_scheduler_configs:
             if config.interval == "epoch" and (self.current_epoch + 1) % config.frequency == 0:
                 self._step_scheduler(config)
@@ -421,55 +423,6 @@ class Trainer:
             config.scheduler.step(self.callback_metrics[config.monitor])
         else:
             config.scheduler.step()
-
-    # -- validation and test --------------------------------------------------------------
-    def _run_eval(self, stage: str, loader: Any, limit: int | float) -> dict[str, torch.Tensor]:
-        model = self.module
-        hook_stage = "validation" if stage == "validate" else "test"
-        step_fn = getattr(model, f"{hook_stage}_step", None)
-        if step_fn is None or limit == 0:
-            return {}
-        previous, self._results = self._results, Results(stage, self.dist.all_reduce)
-        was_training = model.training
-        model.eval()
-        self._call(f"on_{hook_stage}_epoch_start")
-        with torch.no_grad():
-            for batch_idx, batch in enumerate(loader):
-                if batch_idx >= limit:
-                    break
-                batch = move_to_device(batch, self.device)
-                self._results.batch = batch
-                with self.precision.forward_context():
-                    output = step_fn(batch, batch_idx)
-                self._call(f"on_{hook_stage}_batch_end", output, batch, batch_idx)
-        metrics = self._results.epoch_metrics()
-        self._eval_logger_names = self._results.names("logger")
-        self._eval_prog_names = self._results.names("prog_bar")
-        self.callback_metrics.update(self._results.with_plain_names(metrics))
-        self._call(f"on_{hook_stage}_epoch_end")
-        self._results = previous
-        model.train(was_training)
-        return metrics
-
-    def _evaluate(self, stage: str, model: Any, dataloaders: Any, datamodule: Any,
-                  ckpt_path: str | None) -> list[dict[str, float]]:  # fmt: skip
-        self._start(stage, model, datamodule)
-        try:
-            loader = resolve_loaders(self, model, datamodule, None, dataloaders, stage=stage)[1]
-            if loader is None:
-                raise UserError(f"{stage}: no dataloader; define {_LOADER_HOOK[stage]}()")
-            loader = make_resumable(loader, 0, self.global_rank, self.world_size, shuffle=False)
-            if ckpt_path:
-                trainer_state.load_weights(self, ckpt_path)
-            limit = self.limit_val_batches if stage == "validate" else self.limit_test_batches
-            metrics = self._run_eval(stage, loader, limit_batches(loader, limit))
-            values = {k: float(v) for k, v in metrics.items()}
-            self.log_metrics(values)
-            if self.is_global_zero and values and self.enable_progress_bar:
-                print(f"{stage}: " + "  ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
-            return [values]
-        finally:
-            self._end(stage)
 
     # -- set-up and tear-down ----------------------------------------------------------------
     def _start(self, stage: str, model: Any, datamodule: Any) -> None:
@@ -504,41 +457,15 @@ class Trainer:
             self.checkpoints.wait()
         self._call("teardown", stage)
 
-    def _loggers_start(self) -> None:
-        params, artifacts = trainer_state.run_params(self), trainer_state.run_artifacts(self)
-        for lg in self.loggers:
-            lg.log_hyperparams(params)
-            for path, folder in artifacts:
-                lg.log_artifact(path, folder)
-        # The tags hash the recipe and ask git about it (subprocesses): not on this thread.
-        self._tagging = trainer_state.send_run_tags_async(self)
-
-    def _set_state_tag(self, state: str) -> None:
-        if self._tagging is not None:
-            self._tagging.join()  # the run's first tags go before its state changes
-        for lg in self.loggers:
-            lg.set_tags({"launcher.state": state})
-
-    def _loggers_end(self) -> None:
-        best = getattr(self.checkpoint_callback, "best_model_path", None)
-        if best and self.launch_settings.get("log_checkpoints") and Path(best).is_file():
-            for lg in self.loggers:
-                lg.log_artifact(best, "checkpoints")
-
-    def _finish(self, status: str) -> None:
-        self._set_state_tag(status.lower())
-        for lg in self.loggers:
-            lg.finalize(status)
-
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, SystemExit) and exc.code == REQUEUE_EXIT_CODE:
-            self._set_state_tag("waiting for requeue")
+            run_tracking.set_state(self, "waiting for requeue")
             for lg in self.loggers:
                 lg.flush()
             return
         self._call("on_exception", exc)
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-        self._finish("KILLED" if interrupted else "FAILED")
+        run_tracking.end_run(self, "KILLED" if interrupted else "FAILED")
 
     def _call(self, hook: str, *args: Any) -> None:
         for fn, wants_trainer in self._hooks.get(hook, ()):
@@ -589,6 +516,3 @@ class Trainer:
             f"{who} monitors {name!r}, which was never logged; logged metrics: {logged}. "
             f'Log it with self.log("{name}", ...) or change the monitor.'
         )
-
-
-_LOADER_HOOK = {"validate": "val_dataloader", "test": "test_dataloader"}

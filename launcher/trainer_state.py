@@ -11,8 +11,6 @@ rank so each rank gets its own back on resume.
 from __future__ import annotations
 
 import json
-import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +21,7 @@ import torch.distributed as torch_dist
 
 from launcher.checkpoint import CheckpointManager, atomic_torch_save, safe_load
 from launcher.errors import UserError
-from launcher.run_info import flatten, mask_secrets
-from launcher.run_info import run_tags as _run_tags
 from launcher.seed import load_rng_state, rng_state
-from launcher.threads import start_thread
 
 FORMAT_VERSION = 1
 
@@ -42,7 +37,7 @@ def agree_on_run_dir(trainer: Any, model: Any) -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = str(Path(trainer.default_root_dir) / experiment / f"{experiment}-{stamp}")
     run_dir = trainer.broadcast(run_dir)
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not trainer.fast_dev_run:  # fast_dev_run leaves no files
         try:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -254,66 +249,3 @@ def _load_metric_states(module: torch.nn.Module, states: dict[str, Any]) -> None
 def _plain(value: Any) -> Any:
     """Primitives only (str for anything else), so weights-only loading accepts it."""
     return json.loads(json.dumps(value, default=str))
-
-
-# -- what loggers record --------------------------------------------------------------------
-def run_params(trainer: Any) -> dict[str, Any]:
-    """Hyperparameters + trainer settings + launch settings, flat and secret-masked."""
-    hparams = dict(getattr(trainer.module, "hparams", {}))
-    settings = {
-        "max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
-        "precision": trainer.precision.name, "accumulate_grad_batches":
-        trainer.accumulate_grad_batches, "gradient_clip_val": trainer.gradient_clip_val,
-        "seed": trainer.seed, "world_size": trainer.world_size, "device": trainer.device.type,
-    }  # fmt: skip
-    params = {**flatten(hparams), **flatten(settings, "trainer."),
-              **flatten(trainer.launch_settings, "launch.")}  # fmt: skip
-    return mask_secrets(params)
-
-
-def run_artifacts(trainer: Any) -> list[tuple[str, str]]:
-    """(file, artifact folder) pairs every run uploads: the recipe and the resolved config."""
-    out = []
-    recipe = trainer.launch_settings.get("recipe")
-    if recipe and Path(recipe).is_file():
-        out.append((recipe, "recipe"))
-    resolved = Path(trainer.run_dir) / "launch.json"
-    if resolved.is_file():
-        out.append((str(resolved), "config"))
-    return out
-
-
-def send_run_tags_async(trainer: Any) -> threading.Thread | None:
-    """Compute `run_tags` and hand them to every logger, on a helper thread (join it first
-    before setting more tags, so these never overwrite later ones)."""
-    loggers = list(trainer.loggers)
-    if not loggers:
-        return None
-
-    def send() -> None:
-        try:
-            tags = run_tags(trainer)
-        except Exception as exc:  # tags are bookkeeping: never fail the run over them
-            logging.getLogger("launcher").warning("run tags not recorded: %s", exc)
-            return
-        for lg in loggers:
-            lg.set_tags(tags)
-
-    return start_thread(send, "launcher-run-tags")
-
-
-def run_tags(trainer: Any) -> dict[str, str]:
-    settings = trainer.launch_settings
-    recipe = settings.get("recipe")
-    if recipe is None:
-        try:
-            import inspect
-
-            recipe = inspect.getfile(type(trainer.module))
-        except (TypeError, OSError):
-            recipe = None
-    env = trainer.env
-    tags = _run_tags(recipe, settings.get("backend", "local"), env.job_id, env.restart_count)
-    tags["launcher.state"] = "running"
-    tags["launcher.resumes"] = str(getattr(trainer, "_resumes", 0))
-    return tags

@@ -170,6 +170,7 @@ def test_fast_dev_run_runs_n_batches_and_leaves_no_files(
     assert trainer.current_epoch == 1 and trainer.global_step == batches
     assert trainer.loggers == []
     assert files_under(tmp_path) == []  # no checkpoint, no logger output
+    assert not (tmp_path / "out").exists()  # not even an empty run directory
 
 
 # -- DataModule and explicit dataloaders ---------------------------------------------------------
