@@ -21,6 +21,8 @@ from torch import nn
 
 from launcher.cluster_env import ClusterEnvironment
 
+_NO_OP = contextlib.nullcontext()  # reusable and reentrant
+
 _OPS = {
     "sum": torch_dist.ReduceOp.SUM,
     "max": torch_dist.ReduceOp.MAX,
@@ -95,7 +97,7 @@ class Distributed:
         """Skip the gradient all-reduce on non-final accumulation micro-steps."""
         if skip_sync and isinstance(model, nn.parallel.DistributedDataParallel):
             return model.no_sync()
-        return contextlib.nullcontext()
+        return _NO_OP  # shared: entered every step
 
     def barrier(self) -> None:
         if self.is_distributed:

@@ -19,6 +19,8 @@ import torch
 
 from launcher.errors import UserError
 
+_NO_OP = contextlib.nullcontext()  # reusable and reentrant
+
 _ALIASES = {
     "32": "32-true", "32-true": "32-true", "fp32": "32-true",
     "16": "16-mixed", "16-mixed": "16-mixed", "fp16": "16-mixed",
@@ -48,7 +50,7 @@ class Precision:
         return module
 
     def forward_context(self) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext()
+        return _NO_OP  # shared: entered every step
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()

@@ -435,7 +435,7 @@ class Trainer:
         if datamodule is not None:
             datamodule.trainer = self
         self.callbacks = build_callbacks(self, model) if stage == "fit" else []
-        self._hooks = collect_hooks(self.callbacks, model)
+        self._hooks = collect_hooks(self, self.callbacks, model)
         self._call("setup", stage)
         if stage == "fit":
             model = self.precision.convert_module(model)
@@ -468,11 +468,8 @@ class Trainer:
         run_tracking.end_run(self, "KILLED" if interrupted else "FAILED")
 
     def _call(self, hook: str, *args: Any) -> None:
-        for fn, wants_trainer in self._hooks.get(hook, ()):
-            if wants_trainer:
-                fn(self, self.module, *args)
-            else:
-                fn(*args)
+        for fn in self._hooks.get(hook, ()):
+            fn(*args)
 
     def _checkpoint_and_requeue(self) -> None:
         name = self.signals.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from pathlib import Path
@@ -166,18 +167,22 @@ _HOOKS = (
 )  # fmt: skip
 
 
-def collect_hooks(callbacks: list[Any], model: Any) -> dict[str, list[tuple[Any, bool]]]:
-    """hook name -> [(bound method, takes (trainer, module) first)], skipping base no-ops."""
+def collect_hooks(trainer: Any, callbacks: list[Any], model: Any) -> dict[str, list[Any]]:
+    """hook name -> callables taking the hook's own arguments, skipping base no-ops.
+
+    Callback hooks come with `(trainer, model)` already bound (`functools.partial`), so calling
+    one costs no more than calling a model hook: some run every step.
+    """
     from launcher.callbacks.base import Callback
 
-    hooks: dict[str, list[tuple[Any, bool]]] = {}
+    hooks: dict[str, list[Any]] = {}
     for name in _HOOKS:
         for cb in callbacks:
             fn = getattr(cb, name, None)
             base = getattr(Callback, name, None)
             if fn is None or getattr(type(cb), name, None) is base:
                 continue
-            hooks.setdefault(name, []).append((fn, True))
+            hooks.setdefault(name, []).append(functools.partial(fn, trainer, model))
         if getattr(type(model), name, None) is not None:  # Lightning-style model hooks
-            hooks.setdefault(name, []).append((getattr(model, name), False))
+            hooks.setdefault(name, []).append(getattr(model, name))
     return hooks
