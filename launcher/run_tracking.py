@@ -24,14 +24,14 @@ from launcher.threads import start_thread
 def start_run(trainer: Any) -> None:
     """Hand the run's params and artifacts to every logger; send its tags from a helper thread."""
     loggers = list(trainer.loggers)
+    trainer._tagging = None
+    if not loggers:  # ranks other than 0, or logger=False: nothing to assemble
+        return
     params, artifacts = run_params(trainer), run_artifacts(trainer)
     for lg in loggers:
         lg.log_hyperparams(params)
         for path, folder in artifacts:
             lg.log_artifact(path, folder)
-    trainer._tagging = None
-    if not loggers:
-        return
 
     def send_tags() -> None:
         try:
@@ -47,9 +47,8 @@ def start_run(trainer: Any) -> None:
 
 def set_state(trainer: Any, state: str) -> None:
     """Set the `launcher.state` tag ("running", "waiting for requeue", "finished"...)."""
-    tagging = getattr(trainer, "_tagging", None)
-    if tagging is not None:
-        tagging.join()  # the run's first tags go before its state changes
+    if trainer._tagging is not None:
+        trainer._tagging.join()  # the run's first tags go before its state changes
     for lg in trainer.loggers:
         lg.set_tags({"launcher.state": state})
 
