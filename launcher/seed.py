@@ -27,7 +27,9 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
-        "python": [version, list(internal), gauss],
+        # One tensor, not 625 ints: a checkpoint's pickling cost is per object, and it is
+        # paid on the writer thread while the training thread waits for the GIL.
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
         "numpy": {
             "kind": kind,
             "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -45,7 +47,9 @@ def rng_state() -> dict[str, Any]:
 def load_rng_state(state: dict[str, Any]) -> None:
     """Restore what `rng_state()` captured."""
     version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+    if isinstance(internal, torch.Tensor):
+        internal = internal.tolist()
+    random.setstate((version, tuple(internal), gauss))  # older checkpoints: a list
     npst = state["numpy"]
     np.random.set_state(
         (

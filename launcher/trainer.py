@@ -454,7 +454,7 @@ class Trainer:
     def _end(self, stage: str) -> None:
         self.signals.restore()
         if self.checkpoints is not None:
-            self.checkpoints.wait()
+            self.checkpoints.close()
         self._call("teardown", stage)
 
     def _fail(self, exc: BaseException) -> None:
