@@ -143,9 +143,12 @@ class CheckpointManager:
         """Write `state` as `step-XXXXXXXX.ckpt`; async unless `blocking` or configured so.
 
         `before_write` is called as the write starts (in the writer thread when async) and
-        returns a wait, called once the file's bytes are on disk and before the file takes its
-        name and enters the manifest. The trainer starts the upload of the metrics the
-        checkpoint covers there and waits for it at the end, so the two overlap.
+        returns a wait; the file takes its name and enters the manifest only after that wait.
+        The trainer starts the upload of the metrics the checkpoint covers there. A blocking
+        save waits for it once the file's bytes are on disk, so upload and write overlap while
+        training waits. An async save waits for it before it serializes: nothing is gained by
+        overlapping them in the background, and both at once (MLflow's helper process and the
+        writer) took CPU from the training thread on 2 cores (bench/overhead.py: ~0.5%).
         """
         started = time.perf_counter()
         self.wait()  # at most one save in flight
@@ -157,7 +160,7 @@ class CheckpointManager:
             # into the previous snapshot's buffers (that write has finished: see wait()).
             snapshot = self._snapshot = to_cpu(state, self._snapshot)
             self._idle.clear()
-            self._jobs.put((snapshot, name, step, before_write))
+            self._jobs.put((snapshot, name, step, before_write, False))
             if self._writer is None:
                 self._writer = start_thread(self._serve, "checkpoint-writer")
                 _open_managers.add(self)
@@ -194,10 +197,18 @@ class CheckpointManager:
                 self._idle.set()
 
     def _write(
-        self, state: dict[str, Any], name: str, step: int, before_write: Callable | None = None
+        self,
+        state: dict[str, Any],
+        name: str,
+        step: int,
+        before_write: Callable | None = None,
+        overlap: bool = True,
     ) -> None:
         path = self.dirpath / name
         wait = before_write() if before_write is not None else None
+        if wait is not None and not overlap:
+            wait()
+            wait = None
         # One directory fsync, after the manifest's rename, makes both renames durable; until
         # then a crash leaves the old manifest, which does not name this file.
         sha = atomic_torch_save(state, path, sync_dir=False, before_rename=wait)

@@ -99,8 +99,8 @@ def save_resume_checkpoint(trainer: Any, finished: bool = False, blocking: bool 
     if state is not None:
         # Metrics up to this step must be stored (or spooled) before a checkpoint claims them:
         # a resumed run re-logs only what comes after it, so nothing is lost or duplicated.
-        # Their upload starts as the write does and is waited for just before the file takes
-        # its name (by the writer thread when async), so the two overlap.
+        # Their upload starts with the save and is waited for before the file takes its name
+        # (see CheckpointManager.save for when it overlaps the write).
         loggers = list(trainer.loggers)
 
         def flush_loggers() -> Callable[[], None]:
