@@ -239,13 +239,7 @@ def measure(epochs: int, rounds: int) -> dict:
 
 
 def run_workers(processes: int, epochs: int, rounds: int) -> list[dict]:
-    """`measure` in `processes` fresh interpreters, one after the other.
-
-    A process's memory layout (where the allocator puts each step's tensors) makes all of its
-    fits a little faster or slower: the same code measured 1.030-1.064 in separate runs, and
-    the bare loop alone 2.21-2.31 s. So, as pyperf does, the rounds are spread over several
-    processes and the figure is the median over all their rounds.
-    """
+    """`measure` in `processes` fresh interpreters, one after the other (why: module doc)."""
     results = []
     for index in range(processes):
         print(f"process {index + 1}/{processes}", flush=True)
@@ -260,7 +254,7 @@ def run_workers(processes: int, epochs: int, rounds: int) -> list[dict]:
     return results
 
 
-def report(results: list[dict], epochs: int) -> None:
+def report(results: list[dict]) -> None:
     """The table and summary lines over every process's rounds (ratios paired per round)."""
     times = {name: [t for r in results for t in r["times"][name]] for name in VARIANTS}
     phases = {name: {key: [v for r in results for v in r["phases"][name][key]]
@@ -324,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{epochs * 300} steps, 1 torch thread; {processes} process(es) x {rounds} "
           f"interleaved rounds, each after 1 warm-up")  # fmt: skip
     results = run_workers(processes, epochs, rounds) if processes > 1 else [measure(epochs, rounds)]
-    report(results, epochs)
+    report(results)
     return 0
 
 

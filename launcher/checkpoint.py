@@ -160,7 +160,7 @@ class CheckpointManager:
             # into the previous snapshot's buffers (that write has finished: see wait()).
             snapshot = self._snapshot = to_cpu(state, self._snapshot)
             self._idle.clear()
-            self._jobs.put((snapshot, name, step, before_write, False))
+            self._jobs.put((snapshot, name, step, before_write))
             if self._writer is None:
                 self._writer = start_thread(self._serve, "checkpoint-writer")
                 _open_managers.add(self)
@@ -189,7 +189,7 @@ class CheckpointManager:
         """The writer thread: one job at a time until `close()` sends None."""
         while (job := self._jobs.get()) is not None:
             try:
-                self._write(*job)
+                self._write(*job, overlap=False)  # see save(): async saves don't overlap
             except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                 self._error = exc
             finally:

@@ -1,6 +1,6 @@
 """Helper threads that start without stalling the training thread.
 
-    thread = start_thread(write_checkpoint, "checkpoint-writer", daemon=False)
+    thread = start_thread(serve_checkpoints, "checkpoint-writer")
 
 `threading.Thread.start()` returns only once the new thread has run and the caller has the
 GIL back. A new thread that goes straight into Python work (pickling a checkpoint, hashing a

@@ -48,7 +48,7 @@ class Logger:
         flushes at once.
         """
         self.flush()
-        return _done
+        return already_done
 
     def finalize(self, status: str) -> None:
         """End the run with `status` in {"FINISHED", "FAILED", "KILLED"}; flushes first."""
@@ -61,5 +61,5 @@ class Logger:
         """Continue the run described by `state_dict` (called before any logging)."""
 
 
-def _done() -> None:
+def already_done() -> None:
     """The wait of a flush that has already happened."""

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from launcher.loggers.base import Logger
+from launcher.loggers.base import Logger, already_done
 from launcher.loggers.mlflow_sender import (
     PENDING_PREFIX,
     Sender,
@@ -142,7 +142,7 @@ class MLflowLogger(Logger):
     def request_flush(self) -> Callable[[], None]:
         thread = self._thread
         if thread is None or not thread.is_alive():
-            return lambda: None  # no background thread: nothing is queued
+            return already_done  # no background thread: nothing is queued
         done = threading.Event()
         self._queue.append(("flush", done))
         self._wake.set()
