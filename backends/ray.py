@@ -239,7 +239,7 @@ class RayBackend(Backend):
 
 
 def _ray_settings(spec: LaunchSpec) -> Any:
-    from launcher.config import RayConfig, from_dict
+    from launcher.cli.cluster_config import RayConfig, from_dict
 
     return from_dict(RayConfig, spec.cluster.get("ray") or {}, "ray")
 

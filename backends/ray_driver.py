@@ -27,7 +27,7 @@ from typing import Any
 from launcher.spec import LaunchSpec
 
 DEFAULT_WORKER = "launcher.worker:main"
-# Same as launcher.distributed's default: a hung peer fails the group in 2 minutes, not 30.
+# Same as launcher.train.distributed's default: a hung peer fails the group in 2 minutes, not 30.
 # A peer that dies is noticed at once (its sockets close); see the README's Ray section.
 PROCESS_GROUP_TIMEOUT_S = 120
 USER_ERROR_EXIT_CODE = 2  # launcher.errors.USER_ERROR_EXIT_CODE; retrying cannot fix it

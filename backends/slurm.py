@@ -8,7 +8,7 @@
     backend.status(job)                         # JobState.RUNNING
     for line in backend.logs(job, rank=1, follow=True): print(line, end="")
 
-Settings come from the cluster config's `slurm:` section (`launcher.config.SlurmConfig`). The
+Settings come from the cluster config's `slurm:` section (`launcher.cli.cluster_config.SlurmConfig`). The
 job asks for `--nodes`, one task per device, `--signal=USR2@<grace>`, `--requeue` and
 `--open-mode=append`; each task runs `backends.slurm_task.SlurmTask`, which calls
 `launcher.worker.main(RUN_DIR/launch.json)` and requeues the job after a checkpoint on a
@@ -33,7 +33,7 @@ from typing import Any
 
 from backends.base import Backend, DryRun, Job, JobState
 from backends.slurm_task import SlurmTask, outcome_path, write_outcome
-from launcher.config import SlurmConfig, cluster_config_from_dict
+from launcher.cli.cluster_config import SlurmConfig, cluster_config_from_dict
 from launcher.errors import UserError
 from launcher.spec import LaunchSpec
 

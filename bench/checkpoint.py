@@ -11,7 +11,7 @@ Per round, interleaved:
 - **sync**: `torch.save(state, path)`, what a hand-written loop does (returns once the bytes
   are in the page cache).
 - **async**: `CheckpointManager(async_save=True).save(state, step)`; the blocked time is
-  what `save()` takes to return: the copy of the state (`launcher.checkpoint.to_cpu`) plus
+  what `save()` takes to return: the copy of the state (`launcher.train.checkpoint_store.to_cpu`) plus
   starting the writer thread. Then `wait()` until the file, its fsync and the manifest are
   durable ("until durable", not blocking training).
 - **resume**: `load_latest()`: SHA-256 verification plus `torch.load(weights_only=True)`.
@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from bench.common import fmt_spread, interleave, machine_line, paired_ratios, summary_line  # noqa: E402
-from launcher.checkpoint import CheckpointManager, file_sha256, safe_load, to_cpu  # noqa: E402
+from launcher.train.checkpoint_store import CheckpointManager, file_sha256, safe_load, to_cpu  # noqa: E402
 
 WIDTH = 4096
 TARGET = 0.10

@@ -225,7 +225,7 @@ fi
 # Create the runs' MLflow store now: a new sqlite store costs seconds of CPU on the logger's
 # thread, which would otherwise overlap the first run's measured steps.
 mkdir -p "$OUT/runs"
-"$PY" -c "import sys, mlflow; from launcher.tracking import default_tracking_uri
+"$PY" -c "import sys, mlflow; from launcher.tracking.reader import default_tracking_uri
 mlflow.MlflowClient(default_tracking_uri(sys.argv[1])).search_experiments()" "$OUT/runs" \
   >"$OUT/mlflow-store.log" 2>&1 || echo "gpu_check: could not pre-create the MLflow store (see $OUT/mlflow-store.log)"
 

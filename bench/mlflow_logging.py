@@ -32,7 +32,7 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 
 from launcher.loggers.mlflow import MLflowLogger  # noqa: E402
-from launcher.mlflow_server import free_port, start_server, stop_server, wait_for_server  # noqa: E402
+from launcher.tracking.server import free_port, start_server, stop_server, wait_for_server  # noqa: E402
 
 
 def make_loop():

@@ -20,12 +20,12 @@ __version__ = "0.1.0"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 _LAZY = {
-    "Module": "launcher.module",
-    "LightningModule": "launcher.module",
-    "DataModule": "launcher.datamodule",
-    "LightningDataModule": "launcher.datamodule",
-    "Trainer": "launcher.trainer",
-    "seed_everything": "launcher.seed",
+    "Module": "launcher.train.module",
+    "LightningModule": "launcher.train.module",
+    "DataModule": "launcher.train.datamodule",
+    "LightningDataModule": "launcher.train.datamodule",
+    "Trainer": "launcher.train.trainer",
+    "seed_everything": "launcher.train.seed",
 }
 
 __all__ = list(_LAZY)

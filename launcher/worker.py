@@ -57,9 +57,9 @@ def resume_path(spec: LaunchSpec) -> str | None:
 
 def run(spec: LaunchSpec) -> int:
     """Train `spec` in this process; returns the exit code."""
-    from launcher.recipe import load_recipe, resolve_overrides
-    from launcher.seed import seed_everything
-    from launcher.trainer import Trainer
+    from launcher.cli.recipe import load_recipe, resolve_overrides
+    from launcher.train.seed import seed_everything
+    from launcher.train.trainer import Trainer
 
     recipe = load_recipe(spec.recipe, spec.module)
     overrides = resolve_overrides(recipe, spec.overrides)

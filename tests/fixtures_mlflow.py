@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.mlflow_server import free_port, start_server, stop_server, wait_for_server
+from launcher.tracking.server import free_port, start_server, stop_server, wait_for_server
 
 
 class MlflowServer:

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from launcher.checkpoint import CheckpointManager
 from launcher.spec import LaunchSpec
+from launcher.train.checkpoint_store import CheckpointManager
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "tests" / "recipes" / "tiny.py")
@@ -148,6 +148,6 @@ def launch_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.Comple
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(
-        [sys.executable, "-m", "launcher.cli", *args, "--output-dir", str(cwd / "out")],
+        [sys.executable, "-m", "launcher.cli.app", *args, "--output-dir", str(cwd / "out")],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torchvision.datasets.mnist
 
-from launcher.trainer import Trainer
+from launcher.train.trainer import Trainer
 from tests.mnist_files import write_fake_mnist
 
 EXAMPLE = Path(__file__).parent / "recipes" / "seed_mnist.py"

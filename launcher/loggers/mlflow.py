@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from launcher.common.threads import start_thread
 from launcher.loggers.base import Logger, already_done
 from launcher.loggers.mlflow_sender import (
     PENDING_PREFIX,
@@ -46,8 +47,7 @@ from launcher.loggers.mlflow_sender import (
 from launcher.loggers.sender_process import RemoteSender
 from launcher.loggers.spool import Spool, replay
 from launcher.loggers.system_metrics import SystemMetricsSampler
-from launcher.threads import start_thread
-from launcher.tracking import is_connection_error, local_artifact_root, resolve_tracking_uri
+from launcher.tracking.reader import is_connection_error, local_artifact_root, resolve_tracking_uri
 
 log = logging.getLogger("launcher.loggers.mlflow")
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from math import isfinite
 from typing import Any
 
-from launcher.run_info import MASK, flatten, is_secret_key, mask_secrets
-from launcher.tracking import configure_http_env
+from launcher.tracking.reader import configure_http_env
+from launcher.tracking.run_info import MASK, flatten, is_secret_key, mask_secrets
 
 PENDING_PREFIX = "pending-"
 RUN_REF_TAG = "launcher.run_ref"

@@ -194,7 +194,7 @@ class RemoteSender:
 def serve(tracking_uri: str, requests: BinaryIO, replies: BinaryIO) -> None:
     """The child's loop: apply records until the parent closes the pipe."""
     from launcher.loggers.mlflow_sender import Sender
-    from launcher.tracking import is_connection_error
+    from launcher.tracking.reader import is_connection_error
 
     warnings: list[tuple[str, str]] = []
     sender = Sender(tracking_uri, warn=lambda kind, message: warnings.append((kind, message)))

@@ -26,7 +26,7 @@ from typing import Any
 
 from launcher.errors import UserError
 from launcher.loggers.mlflow_sender import Sender
-from launcher.tracking import is_connection_error, resolve_tracking_uri
+from launcher.tracking.reader import is_connection_error, resolve_tracking_uri
 
 SPOOL_FILE = "mlflow_spool.jsonl"
 STATE_FILE = "mlflow_spool.state.json"

@@ -1,0 +1,32 @@
+"""The `launch` command line: the only code that knows both `launcher` and `backends`.
+
+    app.py            the Typer app: the default `run` command, `UserError` -> exit code 2
+    options.py        option aliases shared by several commands
+    launch.py         run, resume            jobs.py   jobs, status, logs, cancel
+    runs.py           runs, compare, ui, sync (MLflow)
+    spec_builder.py   flags + cluster YAML + `--set` -> one `LaunchSpec`
+    recipe.py         find the Module/DataModule in a recipe file (workers use it too)
+    cluster_config.py cluster YAML -> typed dataclasses
+
+May import anything in `launcher` and `backends`; nothing in `launcher` imports it except the
+worker (for recipe loading). `main` is imported lazily so `launcher.cli.recipe` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (`launch = launcher.cli:main`)."""
+    from launcher.cli.app import main as app_main
+
+    app_main(argv)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from launcher.cli.app import app
+
+        return app
+    raise AttributeError(f"module 'launcher.cli' has no attribute {name!r}")

@@ -1,0 +1,166 @@
+"""`launch run` (also plain `launch RECIPE.py`) and `launch resume`.
+
+    launch examples/mnist.py --max-epochs 2 --set lr=0.01
+    launch examples/mnist.py --nodes 2 --gpus 8 --backend slurm --cluster my_cluster --wait
+    launch examples/mnist.py --accelerator cpu --devices 2 --dry-run
+    launch resume mnist-20250101-120000
+
+The commands only parse flags; `build_spec` (spec_builder.py) turns them into a `LaunchSpec`
+and `submit_spec` hands it to a backend and records the job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from backends.base import DryRun, Job, JobState
+from backends.registry import JobRegistry
+from launcher.cli.options import DebugOption, DryRunOption, JobArgument, WaitOption
+from launcher.cli.spec_builder import PRECISIONS, LaunchOptions, build_spec
+from launcher.errors import UserError
+from launcher.spec import SPEC_FILENAME, LaunchSpec
+
+__all__ = ["LaunchOptions", "build_spec", "register", "resume_spec", "submit_spec"]
+
+
+def submit_spec(
+    spec: LaunchSpec,
+    dry_run: bool = False,
+    wait: bool = False,
+    registry: JobRegistry | None = None,
+) -> int:
+    """Write `launch.json`, submit it to its backend, record the job; return the exit code.
+
+    The local backend runs in the foreground and its workers' exit code is returned. Other
+    backends return at once (0), or with `wait` follow the logs: 0 on SUCCEEDED, else 1.
+    """
+    from backends import get_backend
+
+    spec.write()
+    backend = get_backend(spec.backend)
+    result = backend.submit(spec, dry_run=dry_run)
+    if isinstance(result, DryRun):
+        typer.echo(result.text, nl=not result.text.endswith("\n"))
+        return 0
+    registry = registry or JobRegistry()
+    registry.record(result, spec)
+    if "exit_code" in result.extra:  # a foreground backend: the run is over
+        return int(result.extra["exit_code"])
+    typer.echo(f"submitted {result.handle} ({spec.name}); run dir {spec.run_dir}")
+    if not wait:
+        typer.echo(f"  follow: launch logs {result.handle} --follow")
+        return 0
+    state = follow(backend, result, registry)
+    typer.echo(f"{result.handle}: {state.value}", err=True)
+    return 0 if state == JobState.SUCCEEDED else 1
+
+
+def follow(backend: object, job: Job, registry: JobRegistry) -> JobState:
+    """Print the job's logs until it ends; return (and record) its final state."""
+    for line in backend.logs(job, follow=True):  # type: ignore[attr-defined]
+        typer.echo(line, nl=False)
+    state = backend.wait(job)  # type: ignore[attr-defined]
+    registry.update(dataclasses.replace(job, extra={**job.extra, "state": state.value}))
+    return state
+
+
+def resume_spec(ref: str, registry: JobRegistry) -> LaunchSpec:
+    """The spec of a recorded job (or run directory), set to resume from its checkpoints."""
+    if (Path(ref) / SPEC_FILENAME).is_file():
+        spec_path, backend = Path(ref) / SPEC_FILENAME, None
+    else:
+        job = registry.get(ref)
+        spec_path, backend = Path(job.run_dir) / SPEC_FILENAME, job.backend
+    if not spec_path.is_file():
+        raise UserError(f"cannot resume {ref}: {spec_path} is gone; start it again with launch")
+    try:
+        spec = LaunchSpec.read(str(spec_path))
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"cannot resume {ref}: {spec_path} is not a launch spec ({exc})") from exc
+    return dataclasses.replace(spec, resume="auto", backend=backend or spec.backend)
+
+
+# -- Typer commands --------------------------------------------------------------------------
+
+
+def run(
+    recipe: Annotated[str, typer.Argument(help="The recipe file, e.g. examples/mnist.py.")],
+    backend: Annotated[
+        str | None, typer.Option(help="local | slurm | ray (default: the cluster's, else local)")
+    ] = None,
+    nodes: Annotated[int, typer.Option(help="Number of nodes.")] = 1,
+    gpus: Annotated[int | None, typer.Option(help="GPUs per node (one process each).")] = None,
+    devices: Annotated[
+        int | None, typer.Option(help="Processes per node (CPU processes with --accelerator cpu).")
+    ] = None,
+    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu")] = "auto",
+    precision: Annotated[str | None, typer.Option(help=f"One of {', '.join(PRECISIONS)}.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Stop after this many epochs.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    fast_dev_run: Annotated[
+        bool,
+        typer.Option(
+            "--fast-dev-run", help="One batch of train/val to smoke-test (N batches: --set)."
+        ),
+    ] = False,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE for the Module, DataModule or Trainer (repeat)."),
+    ] = None,
+    module: Annotated[
+        str | None, typer.Option(help="The Module class, when the recipe has several.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name (default: RECIPE-YYYYmmdd-HHMMSS).")
+    ] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default: the recipe's name).")
+    ] = None,
+    output_dir: Annotated[
+        str | None, typer.Option(help="Runs go to OUTPUT_DIR/EXPERIMENT/NAME (default: ./outputs).")
+    ] = None,
+    cluster: Annotated[
+        str | None, typer.Option(help="Cluster config: a name in cluster_configs/ or a path.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Global random seed.")] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="auto (default) | a checkpoint | a run directory.")
+    ] = None,
+    no_resume: Annotated[
+        bool, typer.Option("--no-resume", help="Start fresh, ignoring checkpoints.")
+    ] = False,
+    max_restarts: Annotated[int, typer.Option(help="Restart failed workers N times.")] = 0,
+    log_checkpoints: Annotated[
+        bool, typer.Option("--log-checkpoints", help="Upload checkpoints to MLflow.")
+    ] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    wait: WaitOption = False,
+    dry_run: DryRunOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Run a recipe: locally in the foreground, or submitted to SLURM or Ray."""
+    flags = {k: v for k, v in locals().items() if k not in ("wait", "dry_run")}
+    spec = build_spec(LaunchOptions(**{**flags, "overrides": overrides or []}))
+    raise typer.Exit(submit_spec(spec, dry_run=dry_run, wait=wait))
+
+
+def resume(
+    job: JobArgument,
+    wait: WaitOption = False,
+    dry_run: DryRunOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Resubmit a job (or run directory) with the same settings, resuming from its checkpoint."""
+    registry = JobRegistry()
+    spec = resume_spec(job, registry)
+    raise typer.Exit(submit_spec(spec, dry_run=dry_run, wait=wait, registry=registry))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `run` and `resume` to `app`."""
+    app.command("run")(run)
+    app.command("resume")(resume)

@@ -1,0 +1,224 @@
+"""`build_spec`: the `launch run` flags, a cluster config and the recipe, resolved into a spec.
+
+    spec = build_spec(LaunchOptions("examples/mnist.py", nodes=2, gpus=8, backend="slurm"))
+    spec.world_size                            # -> 16
+
+Every check of what the user typed happens here, before anything is submitted, and fails
+with a `UserError` that names the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launcher.cli.cluster_config import (
+    ClusterConfig,
+    RayConfig,
+    SlurmConfig,
+    config_to_dict,
+    find_cluster_config,
+    load_cluster_config,
+)
+from launcher.errors import UserError
+from launcher.spec import LaunchSpec
+
+PRECISIONS = ("32", "32-true", "16", "16-mixed", "bf16", "bf16-mixed", "8", "fp8")
+ACCELERATORS = ("auto", "cpu", "gpu")
+DEFAULT_OUTPUT_DIR = "./outputs"
+# Trainer arguments the worker fills from the spec, and the flag that sets each.
+FLAG_OWNED_TRAINER_ARGS = {
+    "accelerator": "--accelerator",
+    "devices": "--devices or --gpus",
+    "num_nodes": "--nodes",
+    "run_dir": "--output-dir/--experiment/--name",
+    "default_root_dir": "--output-dir",
+    "experiment_name": "--experiment",
+    "run_name": "--name",
+    "launch_settings": "the launch flags",
+}
+
+
+@dataclass
+class LaunchOptions:
+    """The `launch run` flags, as given (None: not given)."""
+
+    recipe: str
+    backend: str | None = None
+    nodes: int = 1
+    gpus: int | None = None
+    devices: int | None = None
+    accelerator: str = "auto"
+    precision: str | None = None
+    max_epochs: int | None = None
+    max_steps: int | None = None
+    fast_dev_run: bool = False
+    overrides: list[str] = field(default_factory=list)  # ["lr=0.01", ...]
+    module: str | None = None
+    name: str | None = None
+    experiment: str | None = None
+    output_dir: str | None = None
+    cluster: str | None = None
+    seed: int | None = None
+    resume: str | None = None
+    no_resume: bool = False
+    max_restarts: int = 0
+    log_checkpoints: bool = False
+    address: str | None = None
+    debug: bool = False
+
+
+def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> LaunchSpec:
+    """Validate the flags and resolve them, the cluster config and the recipe into a spec.
+
+    Example: `build_spec(LaunchOptions("mnist.py", max_epochs=1)).run_dir`. `trainer_cls`
+    replaces `launcher.train.trainer.Trainer` when checking `--set trainer.*` keys (for tests).
+    """
+    from backends import BACKENDS
+    from launcher.cli.recipe import load_recipe, resolve_overrides
+
+    cluster_file = find_cluster_config(options.cluster).resolve() if options.cluster else None
+    cluster = load_cluster_config(str(cluster_file)) if cluster_file else ClusterConfig()
+    backend = options.backend or cluster.backend
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+    _check_counts(options)
+    accelerator, devices = _devices(options, backend, cluster)
+    if options.precision is not None and options.precision not in PRECISIONS:
+        raise UserError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
+    if options.address and backend != "ray":
+        raise UserError(f"--address is the Ray cluster address; add --backend ray (not {backend})")
+    if backend == "slurm":
+        cluster.slurm = cluster.slurm or SlurmConfig()
+        if accelerator == "gpu":
+            cluster.slurm.gpus_per_node = devices
+    if backend == "ray":
+        cluster.ray = cluster.ray or RayConfig()
+        cluster.ray.address = options.address or cluster.ray.address
+
+    overrides = _parse_sets(options.overrides)
+    recipe = load_recipe(options.recipe, options.module)
+    typed = resolve_overrides(recipe, overrides, trainer_cls=trainer_cls)  # checks keys, types
+    # The worker sets these from the spec; a `--set` for them would be silently dropped.
+    clashes = sorted(typed.trainer.keys() & FLAG_OWNED_TRAINER_ARGS.keys())
+    if clashes:
+        key = clashes[0]
+        raise UserError(
+            f"--set {key}: the launcher sets Trainer({key}=...) itself; "
+            f"use {FLAG_OWNED_TRAINER_ARGS[key]} instead"
+        )
+
+    name = options.name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    experiment = options.experiment or recipe.name
+    for flag, value in (("--name", name), ("--experiment", experiment)):
+        if not value.strip() or "/" in value or value in (".", ".."):
+            raise UserError(f"{flag} {value!r}: use a plain name without '/'")
+    output_dir = options.output_dir or cluster.output_dir or DEFAULT_OUTPUT_DIR
+    run_dir = Path(os.path.expandvars(output_dir)).expanduser().resolve() / experiment / name
+    _check_writable(run_dir, output_dir)
+
+    return LaunchSpec(
+        recipe=recipe.path,
+        run_dir=str(run_dir),
+        name=name,
+        experiment=experiment,
+        backend=backend,
+        nodes=options.nodes,
+        devices_per_node=devices,
+        accelerator=accelerator,
+        precision=options.precision,
+        max_epochs=options.max_epochs,
+        max_steps=options.max_steps,
+        fast_dev_run=options.fast_dev_run,
+        seed=options.seed,
+        module=recipe.module_cls.__name__ if options.module else None,
+        overrides=overrides,
+        resume=_resume(options),
+        max_restarts=options.max_restarts,
+        tracking_uri=cluster.tracking_uri,
+        log_checkpoints=options.log_checkpoints,
+        cluster=config_to_dict(cluster),
+        cluster_file=str(cluster_file) if cluster_file else None,
+        debug=options.debug,
+    )
+
+
+def _check_counts(options: LaunchOptions) -> None:
+    for flag, value, minimum in (
+        ("--nodes", options.nodes, 1),
+        ("--gpus", options.gpus, 1),
+        ("--devices", options.devices, 1),
+        ("--max-restarts", options.max_restarts, 0),
+    ):
+        if value is not None and value < minimum:
+            raise UserError(f"{flag} {value}: must be at least {minimum}")
+    if options.accelerator not in ACCELERATORS:
+        raise UserError(
+            f"--accelerator {options.accelerator}: choose one of {', '.join(ACCELERATORS)}"
+        )
+
+
+def _devices(options: LaunchOptions, backend: str, cluster: ClusterConfig) -> tuple[str, int]:
+    """(accelerator, processes per node) from --gpus/--devices/--accelerator and the cluster."""
+    accelerator, devices = options.accelerator, options.devices
+    if options.gpus is not None:
+        if accelerator == "cpu":
+            raise UserError("--gpus with --accelerator cpu: drop one (CPU processes: --devices N)")
+        if devices is not None and devices != options.gpus:
+            raise UserError(f"--gpus {options.gpus} and --devices {devices} disagree; drop one")
+        accelerator, devices = "gpu", options.gpus
+    elif devices is None and backend == "slurm" and cluster.slurm and cluster.slurm.gpus_per_node:
+        if accelerator != "cpu":
+            accelerator, devices = "gpu", cluster.slurm.gpus_per_node
+    devices = devices or 1
+    if accelerator == "gpu" and backend == "local":
+        import torch  # only when GPUs are asked for on this machine
+
+        available = torch.cuda.device_count()
+        if available < devices:
+            raise UserError(
+                f"asked for {devices} GPU(s) per node but this machine has {available}. "
+                f"Drop --gpus, or run CPU processes with --accelerator cpu --devices {devices}"
+            )
+    return accelerator, devices
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {pair}: expected KEY=VALUE, e.g. --set lr=0.01")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def _resume(options: LaunchOptions) -> str:
+    if options.no_resume:
+        if options.resume is not None:
+            raise UserError("--resume and --no-resume contradict each other; drop one")
+        return "never"
+    if options.resume in (None, "auto"):
+        return "auto"
+    path = Path(options.resume).expanduser()
+    if not path.exists():
+        raise UserError(
+            f"--resume {options.resume}: no such checkpoint or run directory; "
+            "pass an existing path, or --resume auto"
+        )
+    return str(path.resolve())
+
+
+def _check_writable(run_dir: Path, output_dir: str) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to the output directory {output_dir} ({exc.strerror}: "
+            f"{exc.filename or run_dir}); pass --output-dir PATH to a writable folder"
+        ) from exc

@@ -1,0 +1,314 @@
+"""Crash-safe checkpoint files: atomic writes, a checksummed manifest, async saves.
+
+A checkpoint is a plain dict of stateful parts (see ARCHITECTURE.md). Writes go to a
+temporary file in the same directory, are fsynced, then renamed over the target; only then
+does the manifest record the file and its SHA-256. A crash at any moment leaves the previous
+checkpoints loadable. Loading uses `torch.load(weights_only=True)`: a checkpoint can hold
+tensors, numbers, strings and containers, never code.
+
+    manager = CheckpointManager("run/checkpoints/resume", keep_last=3, async_save=True)
+    manager.save(state, step=120)      # returns after copying state to CPU
+    path, state = manager.load_latest()
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from launcher.common.threads import start_thread
+from launcher.errors import UserError
+from launcher.tracking.run_info import file_sha256
+
+__all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "safe_load", "to_cpu"]
+
+MANIFEST = "manifest.json"
+# Immutable leaves: `to_cpu` shares them with the snapshot instead of copying.
+_ATOMS = (int, float, str, bytes, bool, type(None))
+
+
+def atomic_torch_save(
+    state: dict[str, Any],
+    path: str | os.PathLike,
+    sync_dir: bool = True,
+    before_rename: Callable[[], None] | None = None,
+) -> str:
+    """`torch.save` to `path` atomically (tmp + fsync + rename); returns the file's SHA-256.
+
+    `sync_dir=False` leaves the directory's fsync (which makes the rename durable) to the
+    caller, when it writes more into the same directory and syncs it once at the end.
+    `before_rename` runs once the bytes are on disk, just before the file takes its name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    digest = hashlib.sha256()
+    with open(tmp, "wb") as raw:
+        writer = _HashingWriter(raw, digest)
+        torch.save(state, writer)
+        raw.flush()
+        os.fsync(raw.fileno())
+    if before_rename is not None:
+        try:
+            before_rename()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, path)
+    if sync_dir:
+        _fsync_dir(path.parent)
+    return digest.hexdigest()
+
+
+def safe_load(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint without ever executing code from it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure means "not a usable checkpoint"
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise UserError(
+                f"refusing to load {path}: it contains pickled code or objects "
+                f"({_first_line(exc)}). Checkpoints may hold only tensors and plain data."
+            ) from exc
+        raise
+
+
+def to_cpu(state: Any, into: Any = None) -> Any:
+    """A deep copy of `state` with every tensor copied to CPU memory.
+
+    `into` is an earlier snapshot of the same structure: tensors of matching shape and dtype
+    are copied into its buffers instead of fresh memory (page-faulting in gigabytes of new
+    memory costs several times the copy itself).
+    """
+    if isinstance(state, torch.Tensor):
+        if (
+            isinstance(into, torch.Tensor)
+            and into.shape == state.shape
+            and into.dtype == state.dtype
+            and into is not state
+        ):
+            return into.copy_(state.detach())
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, _ATOMS):
+        return state
+    if isinstance(state, dict):
+        old = into if isinstance(into, dict) else {}
+        return {k: to_cpu(v, old.get(k)) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        if all(isinstance(v, _ATOMS) for v in state):  # e.g. Python's 625-int RNG state
+            return state if isinstance(state, tuple) else list(state)
+        old = into if isinstance(into, (list, tuple)) and len(into) == len(state) else None
+        return type(state)(to_cpu(v, old[i] if old else None) for i, v in enumerate(state))
+    return copy.deepcopy(state)
+
+
+class CheckpointManager:
+    """Rolling checkpoints in one directory, listed newest-last in `manifest.json`."""
+
+    def __init__(self, dirpath: str, keep_last: int = 3, async_save: bool = False) -> None:
+        self.dirpath = Path(dirpath)
+        self.keep_last = max(1, keep_last)
+        self.async_save = async_save
+        # One long-lived writer thread per manager, fed through `_jobs`: starting a thread per
+        # save cost the training thread ~0.7 ms each (bench/overhead.py, 2 cores).
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._idle = threading.Event()  # set while no save is in flight
+        self._idle.set()
+        self._error: BaseException | None = None
+        self._snapshot: Any = None  # the last async snapshot; its buffers are reused
+        self.blocked_seconds = 0.0  # time the training loop spent inside save()
+
+    # -- saving ---------------------------------------------------------------------------
+    def save(
+        self,
+        state: dict[str, Any],
+        step: int,
+        blocking: bool | None = None,
+        before_write: Callable[[], Callable[[], None]] | None = None,
+    ) -> str:
+        """Write `state` as `step-XXXXXXXX.ckpt`; async unless `blocking` or configured so.
+
+        `before_write` is called as the write starts (in the writer thread when async) and
+        returns a wait; the file takes its name and enters the manifest only after that wait.
+        The trainer starts the upload of the metrics the checkpoint covers there. A blocking
+        save waits for it once the file's bytes are on disk, so upload and write overlap while
+        training waits. An async save waits for it before it serializes: nothing is gained by
+        overlapping them in the background, and both at once (MLflow's helper process and the
+        writer) took CPU from the training thread on 2 cores (bench/overhead.py: ~0.5%).
+        """
+        started = time.perf_counter()
+        self.wait()  # at most one save in flight
+        name = f"step-{step:09d}.ckpt"
+        if blocking or not self.async_save:
+            self._write(state, name, step, before_write)
+        else:
+            # The training loop may change tensors right after save() returns: snapshot them,
+            # into the previous snapshot's buffers (that write has finished: see wait()).
+            snapshot = self._snapshot = to_cpu(state, self._snapshot)
+            self._idle.clear()
+            self._jobs.put((snapshot, name, step, before_write))
+            if self._writer is None:
+                self._writer = start_thread(self._serve, "checkpoint-writer")
+                _open_managers.add(self)
+        self.blocked_seconds += time.perf_counter() - started
+        return str(self.dirpath / name)
+
+    def wait(self) -> None:
+        """Block until the in-flight save (if any) is on disk; re-raise its error."""
+        self._idle.wait()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        """Finish the save in flight (re-raising its error) and stop the writer thread."""
+        try:
+            self.wait()
+        finally:
+            if self._writer is not None:
+                self._jobs.put(None)
+                self._writer.join()
+                self._writer = None
+                _open_managers.discard(self)
+
+    def _serve(self) -> None:
+        """The writer thread: one job at a time until `close()` sends None."""
+        while (job := self._jobs.get()) is not None:
+            try:
+                self._write(*job, overlap=False)  # see save(): async saves don't overlap
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+                self._error = exc
+            finally:
+                job = None  # the snapshot stays referenced by _snapshot only
+                self._idle.set()
+
+    def _write(
+        self,
+        state: dict[str, Any],
+        name: str,
+        step: int,
+        before_write: Callable | None = None,
+        overlap: bool = True,
+    ) -> None:
+        path = self.dirpath / name
+        wait = before_write() if before_write is not None else None
+        if wait is not None and not overlap:
+            wait()
+            wait = None
+        # One directory fsync, after the manifest's rename, makes both renames durable; until
+        # then a crash leaves the old manifest, which does not name this file.
+        sha = atomic_torch_save(state, path, sync_dir=False, before_rename=wait)
+        entries = [e for e in self.entries() if e["file"] != name]
+        entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
+                        "step": step, "time": time.time()})  # fmt: skip
+        stale, entries = entries[: -self.keep_last], entries[-self.keep_last :]
+        self._write_manifest(entries)
+        for entry in stale:  # only after the manifest no longer points at them
+            (self.dirpath / entry["file"]).unlink(missing_ok=True)
+
+    def _write_manifest(self, entries: list[dict[str, Any]]) -> None:
+        tmp = self.dirpath / f".{MANIFEST}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"checkpoints": entries}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dirpath / MANIFEST)
+        _fsync_dir(self.dirpath)
+
+    # -- loading --------------------------------------------------------------------------
+    def entries(self) -> list[dict[str, Any]]:
+        """Manifest entries, oldest first ([] when there is no manifest yet)."""
+        try:
+            with open(self.dirpath / MANIFEST) as f:
+                return list(json.load(f)["checkpoints"])
+        except FileNotFoundError:
+            return []
+        except (json.JSONDecodeError, KeyError, TypeError):
+            warnings.warn(f"{self.dirpath / MANIFEST} is unreadable; scanning files", stacklevel=2)
+            files = sorted(self.dirpath.glob("step-*.ckpt"))
+            return [{"file": p.name, "sha256": None, "step": int(p.stem[5:])} for p in files]
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.entries())
+
+    def load_latest(self) -> tuple[str, dict[str, Any]]:
+        """The newest checkpoint that verifies; warns about (and skips) corrupt ones."""
+        entries = self.entries()
+        problems = []
+        for entry in reversed(entries):
+            path = self.dirpath / entry["file"]
+            try:
+                if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+                    raise ValueError("checksum mismatch (truncated or modified)")
+                state = safe_load(path)
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - try the previous one
+                problems.append(f"{path.name}: {_first_line(exc)}")
+                warnings.warn(
+                    f"checkpoint {path} is unusable ({_first_line(exc)}); "
+                    "falling back to the previous one",
+                    stacklevel=2,
+                )
+                continue
+            return str(path), state
+        if not entries:
+            raise UserError(f"no checkpoint in {self.dirpath} to resume from")
+        raise UserError(
+            f"every checkpoint in {self.dirpath} is corrupt, nothing was deleted: "
+            + "; ".join(problems)
+            + ". Start over with --no-resume (and a new --name), or restore a backup."
+        )
+
+
+# Managers with a writer thread. The thread is a daemon (an idle one must not keep the
+# interpreter alive), so a save still in flight at exit is finished here; atexit runs while
+# daemon threads still do.
+_open_managers: weakref.WeakSet[CheckpointManager] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_saves_at_exit() -> None:
+    for manager in list(_open_managers):
+        manager._idle.wait()
+
+
+class _HashingWriter:
+    """A write-only file object that hashes what passes through it."""
+
+    def __init__(self, raw: Any, digest: Any) -> None:
+        self.raw, self.digest = raw, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

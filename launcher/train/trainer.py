@@ -1,0 +1,516 @@
+"""`Trainer`: runs a `Module`'s fit / validate / test loops.
+
+    trainer = Trainer(max_epochs=5, precision="bf16-mixed", accumulate_grad_batches=4)
+    trainer.fit(model, datamodule=dm)            # resumes with ckpt_path="last"
+    trainer.test(model, datamodule=dm)
+
+The fit loop (`_fit_loop` / `_train_epoch`) reads top to bottom: forward under the
+precision's autocast, `no_sync` on non-final micro-steps, backward, unscale, clip, step,
+schedulers, logging, checkpoints. Everything else is a small object it calls:
+`ClusterEnvironment`, `Distributed`, `Precision`, `CheckpointManager`, `Results`, callbacks and
+loggers. Elsewhere: checkpoint state in `launcher/trainer_state.py`, the validation/test loop
+in `launcher/eval_loop.py`, what loggers are told about the run in `launcher/run_record.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from launcher.cluster_env import ClusterEnvironment
+from launcher.errors import REQUEUE_EXIT_CODE, UserError
+from launcher.train import eval_loop, run_record
+from launcher.train import state as trainer_state
+from launcher.train.checkpoint_store import CheckpointManager
+from launcher.train.distributed import Distributed
+from launcher.train.optim import parse_optimizers
+from launcher.train.precision import build_precision
+from launcher.train.preemption import PreemptionSignals
+from launcher.train.resolve import (
+    build_callbacks,
+    build_loggers,
+    collect_hooks,
+    limit_batches,
+    move_to_device,
+    resolve_device,
+    resolve_loaders,
+)
+from launcher.train.results import Results
+from launcher.train.sampler import make_resumable, start_epoch
+
+_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
+
+
+class _StepWrapper(nn.Module):
+    """Routes DDP's forward into `training_step`, so DDP sees every training forward."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch: Any, batch_idx: int) -> Any:
+        return self.module.training_step(batch, batch_idx)
+
+
+class Trainer:
+    """Lightning's Trainer arguments, plus checkpoint/resume settings of our own.
+
+    Our own: `seed` (seeds everything and the data order), `checkpoint_every_n_steps` and
+    `checkpoint_every_seconds` (periodic resume checkpoints), `keep_last_checkpoints`,
+    `async_checkpointing`, `run_dir` (where checkpoints and logs go), `experiment_name`,
+    `run_name`, `tracking_uri`, `process_group_timeout` (seconds), `launch_settings` (recorded
+    as params and checked on resume).
+    """
+
+    def __init__(
+        self,
+        max_epochs: int | None = None,
+        max_steps: int = -1,
+        accelerator: str = "auto",
+        devices: int | str = "auto",
+        num_nodes: int = 1,
+        strategy: str = "auto",
+        precision: str | int = "32-true",
+        callbacks: list[Any] | Any | None = None,
+        logger: Any = True,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        fast_dev_run: bool | int = False,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        check_val_every_n_epoch: int = 1,
+        log_every_n_steps: int = 50,
+        enable_progress_bar: bool = True,
+        enable_checkpointing: bool = True,
+        default_root_dir: str | None = None,
+        deterministic: bool = False,
+        seed: int | None = None,
+        checkpoint_every_n_steps: int | None = None,
+        checkpoint_every_seconds: float | None = None,
+        keep_last_checkpoints: int = 3,
+        async_checkpointing: bool = True,
+        run_dir: str | None = None,
+        experiment_name: str | None = None,
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        process_group_timeout: float = 120.0,
+        signal_sync_every_n_steps: int = 8,
+        launch_settings: dict[str, Any] | None = None,
+    ) -> None:
+        if accumulate_grad_batches < 1:
+            raise UserError("accumulate_grad_batches must be >= 1")
+        if num_nodes < 1:
+            raise UserError(f"num_nodes must be >= 1, got {num_nodes}")
+        self.fast_dev_run = int(fast_dev_run) if fast_dev_run is not True else 1
+        self.max_epochs = 1 if self.fast_dev_run else (max_epochs if max_epochs else None)
+        if self.max_epochs is None and max_steps in (-1, None):
+            self.max_epochs = 1000  # Lightning's default
+        self.max_steps = -1 if self.fast_dev_run or max_steps is None else max_steps
+        self.accelerator, self.devices, self.num_nodes = accelerator, devices, num_nodes
+        self.strategy = strategy
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.limit_train_batches = self.fast_dev_run or limit_train_batches
+        self.limit_val_batches = self.fast_dev_run or limit_val_batches
+        self.limit_test_batches = self.fast_dev_run or limit_test_batches
+        self.check_val_every_n_epoch = check_val_every_n_epoch
+        self.log_every_n_steps = max(1, log_every_n_steps)
+        self.enable_progress_bar = enable_progress_bar
+        self.enable_checkpointing = enable_checkpointing and not self.fast_dev_run
+        self.default_root_dir = str(default_root_dir or Path.cwd() / "outputs")
+        self.deterministic, self.seed = deterministic, seed
+        self.checkpoint_every_n_steps = checkpoint_every_n_steps
+        self.checkpoint_every_seconds = checkpoint_every_seconds
+        self.keep_last_checkpoints, self.async_checkpointing = (
+            keep_last_checkpoints,
+            async_checkpointing,
+        )
+        self.run_dir, self.experiment_name, self.run_name = run_dir, experiment_name, run_name
+        self.tracking_uri = tracking_uri
+        self.signal_sync_every_n_steps = max(1, signal_sync_every_n_steps)
+        self.launch_settings = dict(launch_settings or {})
+        self._precision_arg, self._logger_arg = precision, logger
+        self._user_callbacks = (
+            callbacks
+            if isinstance(callbacks, list)
+            else ([callbacks] if callbacks is not None else [])
+        )
+
+        self.env = ClusterEnvironment.detect()
+        self.device = resolve_device(accelerator, devices, num_nodes, self.env)
+        if strategy not in _STRATEGIES:
+            raise UserError(
+                f"unknown strategy {strategy!r}; this trainer supports {', '.join(_STRATEGIES)}"
+            )
+        find_unused = strategy == "ddp_find_unused_parameters_true"
+        self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused)
+        self.precision = build_precision(precision, self.device)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if seed is not None:
+            from launcher.train.seed import seed_everything
+
+            seed_everything(seed)
+
+        self.current_epoch = 0
+        self.global_step = 0
+        self.should_stop = False
+        self.stage = "fit"
+        self.callbacks: list[Any] = []
+        self.loggers: list[Any] = []
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.lr_scheduler_configs: list[Any] = []
+        self.callback_metrics: dict[str, torch.Tensor] = {}
+        self.logged_metrics: dict[str, float] = {}
+        self.num_training_batches: int | float = 0
+        self.num_val_batches: int = 0
+        self.checkpoints: CheckpointManager | None = None
+        self._tagging: Any = None  # the thread sending the run's tags (run_tracking)
+        self._periodic = False  # any periodic (step/time) checkpoints configured (set in fit)
+        self._results: Results | None = None
+        self._batch_idx = 0  # batches of the current epoch already consumed
+        self._epoch_done = False  # True between an epoch's last batch and the next epoch
+        self.signals = PreemptionSignals()
+        self._last_periodic_save = time.monotonic()
+        self.module: Any = None
+
+    # -- what callbacks and models read ----------------------------------------------------
+    @property
+    def global_rank(self) -> int:
+        return self.env.global_rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.env.local_rank
+
+    @property
+    def world_size(self) -> int:
+        return self.env.world_size
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.env.global_rank == 0
+
+    @property
+    def logger(self) -> Any:
+        return self.loggers[0] if self.loggers else None
+
+    @property
+    def checkpoint_callback(self) -> Any:
+        """The first `ModelCheckpoint` callback, or None."""
+        return next((c for c in self.callbacks if type(c).__name__ == "ModelCheckpoint"), None)
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return str(Path(self.run_dir or self.default_root_dir) / "checkpoints")
+
+    @property
+    def progress_bar_metrics(self) -> dict[str, float]:
+        names = self._prog_bar_names()
+        return {k: float(v) for k, v in self.callback_metrics.items() if k in names}
+
+    def barrier(self) -> None:
+        self.dist.barrier()
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return self.dist.broadcast(obj, src)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Send `metrics` to every logger (rank 0 only), at `step` (default: global step)."""
+        if not self.loggers or not metrics:
+            return
+        step = self.global_step if step is None else step
+        values = {k: float(v) for k, v in metrics.items()}
+        self.logged_metrics.update(values)
+        for lg in self.loggers:
+            lg.log_metrics(values, step)
+
+    def save_checkpoint(self, filepath: str, weights_only: bool = False) -> None:
+        """Write a full checkpoint to `filepath` (call on every rank; rank 0 writes)."""
+        trainer_state.save_to(self, filepath, weights_only)
+
+    # -- entry points ---------------------------------------------------------------------
+    def fit(
+        self,
+        model: Any,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        datamodule: Any = None,
+        ckpt_path: str | None = None,
+    ) -> None:
+        """Train `model`; `ckpt_path` ("last", a file or a run dir) resumes exactly."""
+        self._start("fit", model, datamodule)
+        try:
+            train_loader, val_loader = resolve_loaders(
+                self, model, datamodule, train_dataloaders, val_dataloaders
+            )
+            seed = self._agree_on_seed()
+            self.train_loader = make_resumable(
+                train_loader, seed, self.global_rank, self.world_size
+            )
+            self.val_loader = val_loader and make_resumable(
+                val_loader, seed, self.global_rank, self.world_size, shuffle=False
+            )
+            self.num_training_batches = limit_batches(self.train_loader, self.limit_train_batches)
+            self.num_val_batches = int(limit_batches(self.val_loader, self.limit_val_batches))
+            self.optimizers, self.lr_scheduler_configs = parse_optimizers(
+                model.configure_optimizers()
+            )
+            self._train_results = Results("train", self.dist.all_reduce)
+            if ckpt_path and trainer_state.restore(self, ckpt_path):
+                return  # the run had already finished
+            run_record.start_run(self)
+            self._call("on_fit_start")
+            self.signals.install()
+            self._fit_loop()
+            self._call("on_fit_end")
+            if self.enable_checkpointing:
+                trainer_state.save_resume_checkpoint(self, finished=True)
+            run_record.upload_best_checkpoint(self)
+            run_record.end_run(self, "FINISHED")
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        finally:
+            self._end("fit")
+
+    def validate(self, model: Any, dataloaders: Any = None, datamodule: Any = None,
+                 ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
+        """Run one validation epoch; returns `[{metric: value}]` like Lightning."""
+        return eval_loop.evaluate(self, "validate", model, dataloaders, datamodule, ckpt_path)
+
+    def test(self, model: Any, dataloaders: Any = None, datamodule: Any = None,
+             ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
+        """Run one test epoch; returns `[{metric: value}]` like Lightning."""
+        return eval_loop.evaluate(self, "test", model, dataloaders, datamodule, ckpt_path)
+
+    # -- the fit loop ---------------------------------------------------------------------
+    def _fit_loop(self) -> None:
+        while not self._fit_done():
+            if not self._epoch_done:
+                self._train_epoch()
+            if self.should_stop and not self._epoch_done:
+                break  # stopped mid-epoch (max_steps or a callback): no epoch-end work
+            self._end_of_epoch()
+
+    def _train_epoch(self) -> None:
+        model, ddp_model, precision = self.module, self._ddp_model, self.precision
+        # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
+        step = ddp_model if ddp_model is not self._step_wrapper else model.training_step
+        batch_start = self._hooks.get("on_train_batch_start")
+        accumulate = self.accumulate_grad_batches
+        results = self._results = self._train_results
+        start_epoch(self.train_loader, self.current_epoch, self._seed, self._batch_idx)
+        if self._batch_idx == 0:
+            self._call("on_train_epoch_start")
+        model.train()
+        total = self.num_training_batches
+        batch_idx = self._batch_idx
+        for batch in self.train_loader:
+            if batch_idx >= total:
+                break
+            batch = move_to_device(batch, self.device)
+            results.batch = batch  # sized only if an epoch mean needs it
+            if batch_start:
+                self._call("on_train_batch_start", batch, batch_idx)
+            last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
+            with self.dist.no_sync(ddp_model, skip_sync=not last_micro):
+                with precision.forward_context():
+                    output = step(batch, batch_idx)
+                loss = output["loss"] if isinstance(output, dict) else output
+                if loss is not None:
+                    precision.backward(loss / accumulate if accumulate > 1 else loss)
+            if last_micro:
+                self._optimizer_step()
+            step_metrics = results.step_metrics()
+            if step_metrics:
+                self.callback_metrics.update(results.with_plain_names(step_metrics))
+            batch_idx += 1
+            self._batch_idx = batch_idx
+            if last_micro and self.loggers and self.global_step % self.log_every_n_steps == 0:
+                self.log_metrics(self._logger_step_metrics(step_metrics))
+            self._call("on_train_batch_end", output, batch, batch_idx - 1)
+            if last_micro and self._after_optimizer_step():
+                return
+        self._epoch_done = True
+
+    def _optimizer_step(self) -> None:
+        precision, clip = self.precision, self.gradient_clip_val
+        stepped = True
+        for optimizer in self.optimizers:
+            precision.unscale(optimizer)  # hooks and clipping see true gradients (no-op off fp16)
+            self._call("on_before_optimizer_step", optimizer)
+            if clip:
+                params = [p for g in optimizer.param_groups for p in g["params"]]
+                if self.gradient_clip_algorithm == "value":
+                    nn.utils.clip_grad_value_(params, clip)
+                else:
+                    nn.utils.clip_grad_norm_(params, clip)
+            stepped = precision.optimizer_step(optimizer) and stepped
+            optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        if stepped:  # fp16 skipped steps (inf/NaN) must not advance the schedule
+            for config in self.lr_scheduler_configs:
+                if config.interval == "step" and self.global_step % config.frequency == 0:
+                    self._step_scheduler(config)
+
+    def _after_optimizer_step(self) -> bool:
+        """Periodic checkpoints, preemption signals, max_steps. True ends the epoch early."""
+        if 0 < self.max_steps <= self.global_step:
+            self.should_stop = True
+        single = self.env.world_size == 1
+        if single and self.signals.received is None and not self._periodic:
+            return self.should_stop  # the common case, every step: nothing to decide
+        if single or self.global_step % self.signal_sync_every_n_steps == 0:
+            due = self._periodic_checkpoint_due()
+            signalled = self.signals.received is not None
+            if not single:  # every rank must agree on the same step boundary
+                flags = self.dist.all_reduce(torch.tensor([int(due), int(signalled)]), "max")
+                due, signalled = bool(flags[0]), bool(flags[1])
+            if signalled:
+                self._checkpoint_and_requeue()
+            if due and not self.should_stop:
+                trainer_state.save_resume_checkpoint(self)
+                self._last_periodic_save = time.monotonic()
+        return self.should_stop
+
+    def _periodic_checkpoint_due(self) -> bool:
+        if not self.enable_checkpointing:
+            return False
+        every = self.checkpoint_every_n_steps
+        if every and self.global_step % every == 0:
+            return True
+        seconds = self.checkpoint_every_seconds
+        return bool(seconds) and time.monotonic() - self._last_periodic_save >= seconds
+
+    def _end_of_epoch(self) -> None:
+        epoch_metrics = self._train_results.epoch_metrics()
+        self.callback_metrics.update(self._train_results.with_plain_names(epoch_metrics))
+        if (
+            self.val_loader is not None
+            and (self.current_epoch + 1) % self.check_val_every_n_epoch == 0
+        ):
+            val = eval_loop.run_eval(self, "validate", self.val_loader, self.num_val_batches)
+            epoch_metrics.update(val)
+        for config in self.lr_scheduler_configs:
+            if config.interval == "epoch" and (self.current_epoch + 1) % config.frequency == 0:
+                self._step_scheduler(config)
+        self._call("on_train_epoch_end")
+        self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": self.current_epoch})
+        self.current_epoch += 1
+        self._batch_idx, self._epoch_done = 0, False
+        if 0 < self.max_steps <= self.global_step:
+            self.should_stop = True
+        if self.enable_checkpointing and not self._fit_done():
+            trainer_state.save_resume_checkpoint(self)
+            self._last_periodic_save = time.monotonic()
+
+    def _fit_done(self) -> bool:
+        if self.should_stop or (0 < self.max_steps <= self.global_step):
+            return True
+        return self.max_epochs is not None and self.current_epoch >= self.max_epochs
+
+    def _step_scheduler(self, config: Any) -> None:
+        if config.monitor:
+            if config.monitor not in self.callback_metrics:
+                raise UserError(self._missing_metric_message(config.monitor, "lr_scheduler"))
+            config.scheduler.step(self.callback_metrics[config.monitor])
+        else:
+            config.scheduler.step()
+
+    # -- set-up and tear-down ----------------------------------------------------------------
+    def _start(self, stage: str, model: Any, datamodule: Any) -> None:
+        self.stage = stage
+        self.module = model
+        object.__setattr__(model, "_trainer", self)
+        self.dist.setup()
+        self.run_dir = trainer_state.agree_on_run_dir(self, model)
+        model.to(self.device)
+        if datamodule is not None:
+            datamodule.trainer = self
+        self.callbacks = build_callbacks(self, model) if stage == "fit" else []
+        self._hooks = collect_hooks(self, self.callbacks, model)
+        self._call("setup", stage)
+        if stage == "fit":
+            model = self.precision.convert_module(model)
+            self._step_wrapper = _StepWrapper(model)
+            self._periodic = self.enable_checkpointing and bool(
+                self.checkpoint_every_n_steps or self.checkpoint_every_seconds
+            )
+            self._ddp_model = self.dist.wrap(self._step_wrapper)
+            self.checkpoints = CheckpointManager(
+                str(Path(self.checkpoint_dir) / "resume"),
+                keep_last=self.keep_last_checkpoints,
+                async_save=self.async_checkpointing,
+            )
+            self.loggers = build_loggers(self, model) if self.is_global_zero else []
+
+    def _end(self, stage: str) -> None:
+        self.signals.restore()
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+        self._call("teardown", stage)
+
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, SystemExit) and exc.code == REQUEUE_EXIT_CODE:
+            run_record.set_state(self, "waiting for requeue")
+            for lg in self.loggers:
+                lg.flush()
+            return
+        self._call("on_exception", exc)
+        interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+        run_record.end_run(self, "KILLED" if interrupted else "FAILED")
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for fn in self._hooks.get(hook, ()):
+            fn(*args)
+
+    def _checkpoint_and_requeue(self) -> None:
+        name = self.signals.name
+        path = trainer_state.save_resume_checkpoint(self, blocking=True)
+        if self.is_global_zero:
+            print(f"[launcher] received {name}: checkpointed step {self.global_step} to {path}; "
+                  f"exiting with code {REQUEUE_EXIT_CODE} (requeue me)", flush=True)  # fmt: skip
+        raise SystemExit(REQUEUE_EXIT_CODE)
+
+    # -- small helpers -------------------------------------------------------------------------
+    def _agree_on_seed(self) -> int:
+        if self.seed is None:
+            self.seed = int(torch.randint(0, 2**31 - 1, (1,), generator=torch.Generator().manual_seed(
+                int(time.time_ns() % 2**31)
+            )).item())  # fmt: skip
+        self._seed = int(self.broadcast(self.seed))
+        return self._seed
+
+    def _prog_bar_names(self) -> set[str]:
+        names = self._train_results.names("prog_bar") if hasattr(self, "_train_results") else set()
+        names = set(names) | getattr(self, "_eval_prog_names", set())
+        expanded = set(names)
+        for n in names:
+            expanded.update({f"{n}_step", f"{n}_epoch"})
+        return expanded
+
+    def _logger_step_metrics(self, step_metrics: dict[str, Any]) -> dict[str, Any]:
+        names = self._train_results.names("logger")
+        return {
+            k: v for k, v in step_metrics.items()
+            if k in names or k.removesuffix("_step") in names and k.endswith("_step")
+        }  # fmt: skip
+
+    def _logger_names_only(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        names = self._train_results.names("logger") | getattr(self, "_eval_logger_names", set())
+        return {k: v for k, v in metrics.items() if k.removesuffix("_epoch") in names}
+
+    def _missing_metric_message(self, name: str, who: str) -> str:
+        logged = ", ".join(sorted(self.callback_metrics)) or "none"
+        return (
+            f"{who} monitors {name!r}, which was never logged; logged metrics: {logged}. "
+            f'Log it with self.log("{name}", ...) or change the monitor.'
+        )

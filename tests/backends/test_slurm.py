@@ -1,0 +1,317 @@
+"""The SLURM backend, against a real 2-node SLURM cluster on this host (tests/fixtures_slurm.py).
+
+    python -m pytest tests/test_slurm.py -x -q            # starts the cluster (root) first
+
+The first tests need no cluster (dry-run golden file, state mapping, preemption/time-limit
+classification). The rest submit real jobs: a gloo all-reduce across the two nodes, a
+2-node training run equal to the local backend's, a real preemption by a `high`-partition job
+and a time limit reached with `--signal` (each: checkpoint, requeue, resume, bitwise equal
+weights, one continuous MLflow run), and `launch jobs/status/logs/cancel/resume`.
+Regenerate the golden file with `UPDATE_GOLDEN=1`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from backends.base import Job, JobState
+from backends.registry import JobRegistry
+from backends.slurm import SLURM_STATES, SlurmBackend
+from backends.slurm_task import interruption_reason
+from launcher.cli.app import app
+from launcher.train.checkpoint_store import CheckpointManager
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = str(REPO / "tests" / "recipes" / "slurm_tiny.py")
+GOLDEN = REPO / "tests" / "golden" / "slurm_dry_run.sbatch"
+TRAIN = ["--nodes", "2", "--devices", "1", "--accelerator", "cpu", "--max-steps", "40"]
+
+
+def launch(*args: str) -> object:
+    result = CliRunner().invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def final_weights(run_dir: str) -> dict[str, torch.Tensor]:
+    _, state = CheckpointManager(str(Path(run_dir) / "checkpoints" / "resume")).load_latest()
+    assert state["loop"]["finished"] and state["loop"]["global_step"] == 40
+    return state["model"]
+
+
+def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+# -- no cluster needed ------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_exact_sbatch_script_and_submits_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))
+    result = launch(
+        "run", RECIPE, "--cluster", "example_slurm", "--nodes", "2", "--gpus", "8",
+        "--output-dir", str(tmp_path), "--name", "golden", "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = result.stdout.replace(str(tmp_path), "/RUNS").replace(sys.executable, "PYTHON")
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+    for flag in ("--signal=USR2@120", "--requeue", "--open-mode=append", "--nodes=2",
+                 "--ntasks-per-node=8", "--gpus-per-node=8", "module load cuda"):  # fmt: skip
+        assert flag in text
+    assert not (tmp_path / "slurm_tiny" / "golden" / "slurm").exists()  # nothing submitted
+    assert JobRegistry().list() == []
+
+
+def test_every_slurm_state_maps_onto_one_job_state():
+    # The job states of `man squeue` (SLURM 22.05).
+    documented = (
+        "BOOT_FAIL CANCELLED COMPLETED CONFIGURING COMPLETING DEADLINE FAILED NODE_FAIL "
+        "OUT_OF_MEMORY PENDING PREEMPTED RUNNING RESV_DEL_HOLD REQUEUE_FED REQUEUE_HOLD "
+        "REQUEUED RESIZING REVOKED SIGNALING SPECIAL_EXIT STAGE_OUT STOPPED SUSPENDED TIMEOUT"
+    ).split()
+    assert sorted(SLURM_STATES) == sorted(documented)
+    assert all(isinstance(state, JobState) for state in SLURM_STATES.values())
+    assert SLURM_STATES["COMPLETED"] == JobState.SUCCEEDED
+    assert SLURM_STATES["TIMEOUT"] == JobState.TIMEOUT
+    for alive in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED"):
+        assert not SLURM_STATES[alive].is_terminal(), alive
+    for failed in ("FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"):
+        assert SLURM_STATES[failed] == JobState.FAILED, failed
+
+
+def test_preemption_and_time_limit_are_told_apart():
+    base = {"JobState": "RUNNING", "StartTime": "2030-01-01T10:00:00", "TimeLimit": "01:00:00"}
+    preempted = {**base, "PreemptTime": "2030-01-01T10:05:00", "RunTime": "00:05:00"}
+    assert interruption_reason(preempted, grace_s=60).startswith("preempted")
+    # A PreemptTime from before this start belongs to an earlier, already requeued run.
+    timed = {**base, "PreemptTime": "2030-01-01T09:00:00", "RunTime": "00:59:00"}
+    assert interruption_reason(timed, grace_s=60).startswith("time limit approaching")
+    manual = {**base, "PreemptTime": "None", "RunTime": "00:10:00"}
+    assert interruption_reason(manual, grace_s=60).startswith("signalled")
+    ending = {**manual, "JobState": "COMPLETING"}
+    assert interruption_reason(ending, grace_s=60).startswith("ending")
+
+
+def test_missing_sbatch_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM tools on PATH
+    monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))
+    result = launch(RECIPE, "--cluster", "local_slurm", "--output-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "sbatch not found" in result.stderr and "slurm_cluster.sh start" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("backend: slurm\nslurm:\n  partiton: low\n", "unknown key 'partiton'"),
+        ("backend: slurm\nslurm:\n  max_requeues: many\n", "slurm.max_requeues: expected an int"),
+    ],
+)
+def test_bad_cluster_config_is_a_user_error(tmp_path, yaml_text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml_text)
+    result = launch(RECIPE, "--cluster", str(config), "--output-dir", str(tmp_path))
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_missing_cluster_config_is_a_user_error(tmp_path):
+    result = launch(RECIPE, "--cluster", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2 and "not found" in result.stderr
+
+
+# -- against the real cluster -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs(slurm_cluster, tmp_path_factory):
+    """Output dir and job registry shared by this module's runs; MLflow in a local store."""
+    out = tmp_path_factory.mktemp("slurm_runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAUNCHER_HOME", str(out / "home"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield out
+
+
+def submit_slow(runs: Path, name: str, step_sleep: float = 0.3) -> tuple[Job, Path]:
+    """Submit a run whose steps take `step_sleep` s while the returned file exists, and wait
+    until it is training (its first checkpoint is written); remove the file to speed it up."""
+    slow = runs / f"{name}.slow"
+    slow.touch()
+    job = submit(runs, name, "--set", f"step_sleep={step_sleep}", "--set", f"slow_while={slow}")
+    manifest = Path(job.run_dir) / "checkpoints" / "resume" / "manifest.json"
+    wait_for(manifest.exists, 90, f"{name} to start training")
+    return job, slow
+
+
+def submit(runs: Path, name: str, *extra: str) -> Job:
+    result = launch(RECIPE, "--cluster", "local_slurm", *TRAIN, "--output-dir", str(runs),
+                    "--name", name, *extra)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return JobRegistry().get(name)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(runs) -> dict[str, torch.Tensor]:
+    """A 2-node x 1-task run submitted with `launch ... --wait`, never interrupted."""
+    result = launch(RECIPE, "--cluster", "local_slurm", *TRAIN, "--output-dir", str(runs),
+                    "--name", "uninterrupted", "--wait")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert JobRegistry().get("uninterrupted").extra["state"] == "SUCCEEDED"
+    return final_weights(str(runs / "slurm_tiny" / "uninterrupted"))
+
+
+def mlflow_run(runs: Path, name: str):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{runs}/mlflow.db")
+    found = client.search_runs(
+        [client.get_experiment_by_name("slurm_tiny").experiment_id],
+        filter_string=f"attributes.run_name = '{name}'",
+    )
+    assert len(found) == 1, f"expected one MLflow run named {name}, got {len(found)}"
+    steps = [m.step for m in client.get_metric_history(found[0].info.run_id, "train_loss")]
+    return found[0], steps
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_submitit_gloo_all_reduce_across_two_nodes(slurm_cluster, tmp_path):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=tmp_path)
+    executor.update_parameters(nodes=2, tasks_per_node=1, timeout_min=2, slurm_partition="low")
+    job = executor.submit(_all_reduce)
+    assert sorted(job.results()) == [(3.0, "n1"), (3.0, "n2")]
+
+
+def _all_reduce() -> tuple[float, str]:
+    import torch.distributed as dist
+
+    from launcher.cluster_env import ClusterEnvironment
+
+    env = ClusterEnvironment.detect()
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://{env.main_address}:{env.main_port}",
+        rank=env.global_rank, world_size=env.world_size,
+    )  # fmt: skip
+    value = torch.tensor([float(env.global_rank + 1)])
+    dist.all_reduce(value)
+    dist.destroy_process_group()
+    return value.item(), os.environ["SLURMD_NODENAME"]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_two_node_training_equals_the_local_backend(runs, uninterrupted):
+    result = launch(RECIPE, "--backend", "local", *TRAIN, "--output-dir", str(runs),
+                    "--name", "local-reference")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    local = final_weights(str(runs / "slurm_tiny" / "local-reference"))
+    for key in local:
+        torch.testing.assert_close(uninterrupted[key], local[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_preemption_checkpoints_requeues_and_resumes_bitwise(runs, uninterrupted):
+    job, slow = submit_slow(runs, "preempted")
+    high = subprocess.run(
+        ["sbatch", "--partition=high", "--exclusive", "--nodes=2", "--output=/dev/null",
+         "--wrap", "sleep 1"], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "Submitted" in high.stdout
+    backend = SlurmBackend()
+    wait_for(lambda: backend.status(job) == JobState.REQUEUED, 60, "the requeue")
+    slow.unlink()
+    assert backend.wait(job, poll_seconds=1) == JobState.SUCCEEDED
+    log = "".join(backend.logs(job))
+    assert "received SIGUSR2" in log and "preempted at" in log and "resumed from" in log
+    assert_bitwise_equal(final_weights(job.run_dir), uninterrupted)
+    run, steps = mlflow_run(runs, "preempted")
+    assert steps == list(range(1, 41))  # one continuous, duplicate-free step axis
+    assert run.data.tags["launcher.requeue_count"] == "1"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_time_limit_signal_checkpoints_requeues_and_resumes_bitwise(runs, uninterrupted):
+    job, slow = submit_slow(runs, "timed", step_sleep=1.3)  # SLURM's signal can't miss
+    # One minute left with a 30 s signal grace: SLURM's next time-limit check (every 30 s)
+    # sends USR2, while ~40 s of steps are left.
+    subprocess.run(["scontrol", "update", f"JobId={job.native_id}", "TimeLimit=1"], check=True)
+    backend = SlurmBackend()
+    wait_for(lambda: backend.status(job) == JobState.REQUEUED, 75, "the requeue", poll=0.1)
+    # Give the requeued job its time back so the resumed run is not signalled again.
+    subprocess.run(["scontrol", "update", f"JobId={job.native_id}", "TimeLimit=5"], check=True)
+    slow.unlink()
+    assert backend.wait(job, poll_seconds=1) == JobState.SUCCEEDED
+    log = "".join(backend.logs(job))
+    assert "received SIGUSR2" in log and "time limit approaching" in log
+    assert_bitwise_equal(final_weights(job.run_dir), uninterrupted)
+    run, steps = mlflow_run(runs, "timed")
+    assert steps == list(range(1, 41))
+    assert run.data.tags["launcher.requeue_count"] == "1"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_cli_jobs_status_logs_cancel_resume(runs, uninterrupted):
+    job, slow = submit_slow(runs, "cancelled")
+    status = launch("status", "cancelled")
+    assert status.exit_code == 0 and f"{job.handle}  RUNNING" in status.stdout
+    logs = launch("logs", "cancelled")
+    assert logs.exit_code == 0 and f"job_id={job.native_id}" in logs.stdout
+    assert launch("logs", "cancelled", "--rank", "2").exit_code == 2  # ranks are 0 and 1
+    assert launch("cancel", "cancelled").exit_code == 0
+    backend = SlurmBackend()
+    assert backend.wait(job, poll_seconds=0.5) == JobState.CANCELLED
+    slow.unlink()
+    assert "CANCELLED" in launch("jobs").stdout
+    again = launch("cancel", "cancelled")
+    assert again.exit_code == 2 and "already ended" in again.stderr
+
+    resumed = launch("resume", "cancelled", "--wait")  # a new job, same run dir
+    assert resumed.exit_code == 0, resumed.output
+    new = JobRegistry().get("cancelled")
+    assert new.handle != job.handle and new.run_dir == job.run_dir
+    assert "resumed from" in resumed.stdout
+    assert f"{new.handle}  SUCCEEDED" in launch("status", new.handle).stdout
+    assert_bitwise_equal(final_weights(new.run_dir), uninterrupted)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_bad_partition_and_too_many_nodes_are_user_errors(runs):
+    config = runs / "nopart.yaml"
+    config.write_text("backend: slurm\nslurm:\n  partition: nope\n")
+    result = launch(RECIPE, "--cluster", str(config), "--output-dir", str(runs))
+    assert result.exit_code == 2
+    assert "partition 'nope' does not exist" in result.stderr and "low (default)" in result.stderr
+    result = launch(RECIPE, "--cluster", "local_slurm", "--nodes", "3", "--output-dir", str(runs))
+    assert result.exit_code == 2 and "--nodes 3 is more than partition 'low' has (2" in (
+        result.stderr
+    )

@@ -1,0 +1,353 @@
+"""MLflowLogger against a real `mlflow server` (tests/fixtures_mlflow.py) and a local sqlite store.
+
+python -m pytest tests/test_loggers_mlflow.py -x -q
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from launcher.cli.runs import register
+from launcher.errors import UserError
+from launcher.loggers import sender_process
+from launcher.loggers.mlflow import MLflowLogger
+from launcher.loggers.mlflow_sender import flatten_params, is_secret_key
+from launcher.loggers.spool import Spool, replay_spool
+from launcher.tracking.server import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    points = client(uri).get_metric_history(run_id, key)
+    return sorted((m.step, m.value) for m in points)
+
+
+def value(step: int) -> float:
+    return 1.0 / (step + 1)  # deterministic, like a replayed training step
+
+
+def new_logger(uri: str, tmp_path: Path, **kwargs) -> MLflowLogger:
+    kwargs.setdefault("log_system_metrics", False)
+    kwargs.setdefault("retry_interval", 0.5)
+    return MLflowLogger(
+        f"exp-{uuid.uuid4().hex[:8]}",
+        run_name="r",
+        tracking_uri=uri,
+        save_dir=str(tmp_path),
+        **kwargs,
+    )
+
+
+def find_run(uri: str, experiment: str):
+    found = client(uri).get_experiment_by_name(experiment)
+    assert found is not None, f"experiment {experiment} was never created"
+    runs = client(uri).search_runs([found.experiment_id])
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return runs[0]
+
+
+def test_secret_keys_are_recognised_by_word():
+    assert all(
+        map(
+            is_secret_key,
+            [
+                "hf_token",
+                "db.password",
+                "apiKey",
+                "api_key",
+                "AWS_SECRET",
+                "ssh.key",
+                "passwd",
+                "gcp.credentials",
+            ],
+        )
+    )
+    assert not any(map(is_secret_key, ["monkey", "max_tokens", "tokenizer", "keys", "lr"]))
+    flat = flatten_params({"opt": {"lr": 0.1, "betas": (0.9, 0.99)}, "x": "v" * 7000})
+    assert flat["opt.lr"] == "0.1" and flat["opt.betas"] == "(0.9, 0.99)"
+    assert len(flat["x"]) == 6000
+
+
+def test_params_tags_metrics_artifacts_reach_the_server(live_mlflow_server, tmp_path):
+    uri = live_mlflow_server.uri
+    logger = new_logger(uri, tmp_path, tags={"team": "vision"})
+    logger.log_hyperparams(
+        {
+            "model": {"width": 128, "hf_token": "hf_secret"},
+            "api_key": "k",
+            "monkey": "ok",
+            "db": {"password": "p"},
+        }
+    )
+    logger.set_tags({"launcher.backend": "local", "git.commit": "abc123"})
+    for step in range(30):
+        logger.log_metrics({"train/loss": value(step), "lr": 0.1}, step=step)
+    logger.log_metrics({"grad_norm": math.nan, "scale": math.inf}, step=30)  # JSON has no NaN
+    logger.log_metrics({"oops": "not a number"}, step=30)  # dropped with a warning
+    artifact = tmp_path / "recipe.py"
+    artifact.write_text("print('hi')\n")
+    logger.log_artifact(str(artifact), artifact_path="code")
+    logger.log_artifact(str(tmp_path / "missing.txt"))  # rejected with a warning, not retried
+    logger.finalize("FINISHED")
+
+    run = client(uri).get_run(logger.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "r"
+    assert run.data.params == {
+        "model.width": "128",
+        "model.hf_token": "***",
+        "api_key": "***",
+        "monkey": "ok",
+        "db.password": "***",
+    }
+    assert run.data.tags["team"] == "vision" and run.data.tags["git.commit"] == "abc123"
+    assert history(uri, logger.run_id, "train/loss") == [(s, value(s)) for s in range(30)]
+    assert math.isnan(run.data.metrics["grad_norm"]) and run.data.metrics["scale"] > 1e300
+    assert "oops" not in run.data.metrics
+    assert [a.path for a in client(uri).list_artifacts(logger.run_id, "code")] == ["code/recipe.py"]
+    assert logger.experiment_id == run.info.experiment_id
+    assert not Spool(str(tmp_path)).path.exists()  # nothing was spooled while the server was up
+
+
+def test_default_store_is_sqlite_in_save_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    logger = MLflowLogger("local", save_dir=str(tmp_path / "outputs"), system_metrics_interval=0.2)
+    logger.log_hyperparams({"seed": 1})
+    logger.log_metrics({"loss": 0.5}, step=0)
+    artifact = tmp_path / "config.yaml"
+    artifact.write_text("a: 1\n")
+    logger.log_artifact(str(artifact))
+    assert logger.run_id is not None  # the database and the run exist: sampling has begun
+    time.sleep(1.5)  # a few system-metric samples
+    logger.finalize("FAILED")
+
+    assert logger.tracking_uri == f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    run = client(logger.tracking_uri).get_run(logger.run_id)
+    assert run.info.status == "FAILED" and run.data.params == {"seed": "1"}
+    assert run.data.metrics["loss"] == 0.5
+    assert {"system/cpu_percent", "system/memory_percent"} <= set(run.data.metrics)
+    assert list((tmp_path / "outputs" / "mlartifacts").rglob("config.yaml"))
+
+
+def test_malformed_uri_is_a_user_error_naming_the_fix(tmp_path):
+    with pytest.raises(UserError, match="http://localhost:5000"):
+        MLflowLogger(tracking_uri="localhost:5000", save_dir=str(tmp_path))
+    with pytest.raises(UserError, match="unknown scheme 'htp'"):
+        MLflowLogger(tracking_uri="htp://host:5000", save_dir=str(tmp_path))
+    with pytest.raises(UserError, match="bad port"):
+        MLflowLogger(tracking_uri="http://host:99999999", save_dir=str(tmp_path))
+
+
+def test_dead_server_never_stalls_log_metrics(tmp_path, caplog):
+    logger = new_logger(f"http://127.0.0.1:{free_port()}", tmp_path)
+    caplog.set_level(logging.WARNING, "launcher.loggers.mlflow")
+    slowest = 0.0
+    for step in range(20000):
+        start = time.perf_counter()
+        logger.log_metrics({"loss": value(step)}, step=step)
+        slowest = max(slowest, time.perf_counter() - start)
+    logger.flush()
+    # Not a benchmark (bench/mlflow_logging.py is): a call that waited on the dead server's
+    # connect/retry would take seconds; no single call may block on the network.
+    assert slowest < 0.5, f"a log_metrics call blocked for {slowest:.2f} s"
+    assert logger.run_id is None and logger.state_dict()["run_ref"].startswith("pending-")
+    logger.finalize("FINISHED")
+    offline = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(offline) == 2  # once when it went offline, once at finalize naming `launch sync`
+    assert "launch sync" in offline[-1].getMessage()
+    assert Spool(str(tmp_path)).has_pending()
+
+
+def test_outage_mid_run_every_step_lands_once(live_mlflow_server, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, "launcher.loggers.mlflow")
+    uri, logger = live_mlflow_server.uri, new_logger(live_mlflow_server.uri, tmp_path)
+    logger.log_hyperparams({"lr": 0.1})
+    for step in range(50):
+        logger.log_metrics({"loss": value(step)}, step=step)
+    logger.flush()
+    run_id = logger.run_id
+    live_mlflow_server.stop()
+    for step in range(50, 150):
+        logger.log_metrics({"loss": value(step)}, step=step)
+        if step % 25 == 0:
+            logger.flush()  # returns: the records are spooled, not waiting for the server
+    logger.set_tags({"phase": "during-outage"})
+    logger.flush()
+    assert Spool(str(tmp_path)).has_pending()
+    live_mlflow_server.start()
+    for step in range(150, 200):
+        logger.log_metrics({"loss": value(step)}, step=step)
+    logger.finalize("FINISHED")
+
+    assert history(uri, run_id, "loss") == [(s, value(s)) for s in range(200)]
+    run = client(uri).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["phase"] == "during-outage"
+    assert not Spool(str(tmp_path)).has_pending()
+    assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+
+
+def test_server_down_at_start_creates_the_run_on_reconnect(live_mlflow_server, tmp_path):
+    uri = live_mlflow_server.uri
+    live_mlflow_server.stop()
+    logger = new_logger(uri, tmp_path)
+    logger.log_hyperparams({"batch_size": 64})
+    for step in range(40):
+        logger.log_metrics({"loss": value(step)}, step=step)
+    logger.flush()
+    assert logger.run_id is None
+    live_mlflow_server.start()
+    deadline = time.monotonic() + 30
+    while logger.run_id is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the background thread replays the spool and adopts the new id
+    assert logger.run_id is not None
+    for step in range(40, 60):
+        logger.log_metrics({"loss": value(step)}, step=step)
+    logger.finalize("FINISHED")
+
+    run = find_run(uri, logger.experiment_name)
+    assert run.info.run_id == logger.run_id and run.info.status == "FINISHED"
+    assert run.data.params == {"batch_size": "64"}
+    assert history(uri, logger.run_id, "loss") == [(s, value(s)) for s in range(60)]
+
+
+def test_replay_spool_uploads_a_run_that_never_reached_the_server(live_mlflow_server, tmp_path):
+    uri = live_mlflow_server.uri
+    live_mlflow_server.stop()
+    logger = new_logger(uri, tmp_path)
+    for step in range(25):
+        logger.log_metrics({"acc": step / 25}, step=step)
+    logger.finalize("FINISHED")  # still down: everything stays in the spool
+    live_mlflow_server.start()
+
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["sync", str(tmp_path)])  # = replay_spool(run_dir)
+    assert result.exit_code == 0 and "sent" in result.output, result.output
+    assert replay_spool(str(tmp_path)) == 0  # exactly once
+    run = find_run(uri, logger.experiment_name)
+    assert run.info.status == "FINISHED"
+    assert history(uri, run.info.run_id, "acc") == [(s, s / 25) for s in range(25)]
+
+
+def run_child(script: str, **fmt) -> subprocess.CompletedProcess:
+    code = textwrap.dedent(script).format(**fmt)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+CHILD = """
+    import json, os
+    from launcher.loggers.mlflow import MLflowLogger
+    logger = MLflowLogger({experiment!r}, tracking_uri={uri!r}, save_dir={save_dir!r},
+                          log_system_metrics=False, retry_interval=0.5)
+    for step in range({steps}):
+        logger.log_metrics({{"loss": 1.0 / (step + 1)}}, step=step)
+        if step == {checkpoint_step}:
+            open({state_path!r}, "w").write(json.dumps(logger.state_dict()))
+    logger.flush()
+    os._exit(1)  # crash: no finalize
+"""
+
+
+def crashed_job(uri: str, tmp_path: Path, checkpoint_step: int) -> tuple[str, dict]:
+    """Run CHILD (30 steps, logger state saved at `checkpoint_step`, then a crash); returns its
+    experiment name and the saved logger state."""
+    experiment, state_path = f"exp-{uuid.uuid4().hex[:8]}", tmp_path / "s"
+    child = run_child(CHILD, experiment=experiment, uri=uri, save_dir=str(tmp_path), steps=30,
+                      checkpoint_step=checkpoint_step, state_path=str(state_path))  # fmt: skip
+    assert child.returncode == 1, child.stderr
+    return experiment, json.loads(state_path.read_text())
+
+
+def test_resume_drops_the_steps_the_crashed_job_already_logged(live_mlflow_server, tmp_path):
+    uri = live_mlflow_server.uri
+    experiment, state = crashed_job(uri, tmp_path, checkpoint_step=14)
+    assert state["watermarks"] == {"loss": 14}
+
+    logger = new_logger(uri, tmp_path)
+    logger.load_state_dict(state)
+    for step in range(15, 40):  # the resumed job replays 15..29, then goes on
+        logger.log_metrics({"loss": value(step)}, step=step)
+    logger.finalize("FINISHED")
+
+    # The checkpoint may hold the run's id or, taken before the run existed, its placeholder:
+    # either way the resumed job continues that one run.
+    run = find_run(uri, experiment)
+    assert logger.run_id == run.info.run_id and state["run_id"] in (None, run.info.run_id)
+    assert history(uri, run.info.run_id, "loss") == [(s, value(s)) for s in range(40)]
+    assert run.info.status == "FINISHED"
+
+
+def test_resume_with_a_spooled_crash_and_the_server_down(live_mlflow_server, tmp_path):
+    uri = live_mlflow_server.uri
+    live_mlflow_server.stop()  # the crashed job never reached the server: all 30 steps spooled
+    experiment, state = crashed_job(uri, tmp_path, checkpoint_step=19)
+    assert state["run_id"] is None and state["run_ref"].startswith("pending-")
+
+    logger = new_logger(uri, tmp_path)
+    logger.load_state_dict(state)
+    for step in range(20, 45):
+        logger.log_metrics({"loss": value(step)}, step=step)
+    live_mlflow_server.start()
+    logger.finalize("FINISHED")
+
+    run = find_run(uri, experiment)
+    assert run.info.run_id == logger.run_id and run.info.status == "FINISHED"
+    assert history(uri, run.info.run_id, "loss") == [(s, value(s)) for s in range(45)]
+
+
+def test_state_dict_rules(tmp_path):
+    logger = new_logger(f"http://127.0.0.1:{free_port()}", tmp_path)
+    with pytest.raises(ValueError, match="valid"):
+        logger.load_state_dict({"run_id": "x", "typo": 1})
+    logger.log_metrics({"loss": 1.0}, step=0)
+    with pytest.raises(RuntimeError, match="before any logging"):
+        logger.load_state_dict({"run_id": "x"})
+    logger.finalize("KILLED")
+
+
+def test_state_dict_never_waits_for_the_run_and_its_placeholder_resumes_it(tmp_path):
+    """A checkpoint taken before the (cold) sender process has created the run holds the
+    placeholder; the resumed logger finds and continues that same run."""
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"  # a new store: seconds to set up
+    experiment = f"exp-{uuid.uuid4().hex[:8]}"
+    first = MLflowLogger(experiment, tracking_uri=uri, save_dir=str(tmp_path / "a"),
+                         log_system_metrics=False)  # fmt: skip
+    first.log_metrics({"loss": value(0)}, step=0)
+    started = time.monotonic()
+    state = first.state_dict()
+    assert time.monotonic() - started < 0.5
+    assert state["run_id"] is None and state["run_ref"].startswith("pending-")
+    assert state["watermarks"] == {"loss": 0}
+    first.finalize("KILLED")  # the job died after that checkpoint (its run now exists)
+    sender_process._close_children()  # the resumed job is a new process, with a new sender
+
+    second = MLflowLogger(experiment, tracking_uri=uri, save_dir=str(tmp_path / "b"),
+                          log_system_metrics=False)  # fmt: skip
+    second.load_state_dict(state)
+    second.log_metrics({"loss": value(0)}, step=0)  # already logged: dropped
+    second.log_metrics({"loss": value(1)}, step=1)
+    second.finalize("FINISHED")
+    assert second.run_id == first.run_id
+    run = client(uri).get_run(second.run_id)
+    assert run.info.status == "FINISHED"
+    assert history(uri, second.run_id, "loss") == [(0, value(0)), (1, value(1))]

@@ -1,0 +1,241 @@
+"""Exact resume: SIGKILL at random moments, SIGTERM/SIGUSR2, corrupt checkpoints, bad resumes.
+
+Each test trains `tests/recipes/tiny.py` in worker subprocesses (`python -m launcher.worker`)
+and compares the final model and optimizer state bit for bit with an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from launcher.errors import REQUEUE_EXIT_CODE
+from launcher.train.checkpoint_store import CheckpointManager
+from tests.resume_harness import (
+    assert_bitwise_equal,
+    final_state,
+    made_progress,
+    make_spec,
+    metric_steps,
+    run_worker,
+    start_worker,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+# 160 samples / batch 8 = 20 steps per epoch, 4 epochs; slow enough steps to be hit mid-run.
+KILL_OVERRIDES = {
+    "n_train": "160",
+    "step_sleep": "0.04",
+    "trainer.checkpoint_every_n_steps": "3",
+    "trainer.max_epochs": "4",
+}
+TOTAL_STEPS = 80
+
+
+def _reference(tmp_path: Path, overrides: dict[str, str], **fields) -> dict:
+    spec = make_spec(tmp_path / "ref", "ref", overrides=overrides, **fields)
+    assert run_worker(spec, tmp_path / "ref.log") == 0, (tmp_path / "ref.log").read_text()
+    return final_state(spec)
+
+
+def _compare(reference: dict, resumed: dict) -> None:
+    assert_bitwise_equal(reference["model"], resumed["model"], "model")
+    assert_bitwise_equal(reference["optimizers"], resumed["optimizers"], "optimizers")
+    assert_bitwise_equal(reference["lr_schedulers"], resumed["lr_schedulers"], "lr_schedulers")
+    assert reference["loop"]["global_step"] == resumed["loop"]["global_step"] == TOTAL_STEPS
+
+
+def _run_id(state: dict) -> str:
+    return next(iter(state["loggers"].values()))["run_id"]
+
+
+def _steps_exactly_once(out: Path, state: dict) -> None:
+    steps = metric_steps(out, _run_id(state), "train_loss")
+    assert steps == list(range(1, TOTAL_STEPS + 1)), f"duplicated or missing steps: {steps}"
+
+
+def test_sigkill_at_random_moments_resumes_bitwise(tmp_path: Path) -> None:
+    reference = _reference(tmp_path, KILL_OVERRIDES)
+    spec = make_spec(tmp_path / "out", "killed", overrides=KILL_OVERRIDES)
+    log = tmp_path / "killed.log"
+    rng = random.Random(1234)
+    kills = 0
+    for _attempt in range(40):
+        proc = start_worker(spec, log)
+        if kills < 10 and made_progress(spec, proc):
+            # A random moment shortly after a checkpoint: mid-step, mid-write or mid-log.
+            wait_for(lambda p=proc: p.poll() is not None, rng.uniform(0.0, 0.15))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                continue
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        break
+    assert kills == 10, "the run finished before 10 kills; make steps slower"
+    resumed = final_state(spec)
+    _compare(reference, resumed)
+    _steps_exactly_once(tmp_path / "out", resumed)
+    assert log.read_text().count("resumed from") >= 5
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2])
+def test_preemption_signal_checkpoints_and_requeues_without_losing_a_step(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    overrides = {**KILL_OVERRIDES, "trainer.async_checkpointing": "true"}
+    reference = _reference(tmp_path, overrides)
+    spec = make_spec(tmp_path / "out", "signalled", overrides=overrides)
+    log = tmp_path / "signalled.log"
+    rng = random.Random(int(sig))
+    requeues = 0
+    for _attempt in range(10):
+        proc = start_worker(spec, log)
+        if requeues < 3 and made_progress(spec, proc):
+            wait_for(lambda p=proc: p.poll() is not None, rng.uniform(0.0, 0.3))
+            proc.send_signal(sig)
+            code = proc.wait(timeout=60)
+            assert code == REQUEUE_EXIT_CODE, log.read_text()[-3000:]
+            requeues += 1
+            continue
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        break
+    assert requeues == 3
+    text = log.read_text()
+    assert text.count(f"received {sig.name}") == 3
+    # Zero steps lost or repeated: each resume starts exactly where the signal checkpoint was.
+    resumed = final_state(spec)
+    _compare(reference, resumed)
+    _steps_exactly_once(tmp_path / "out", resumed)
+
+
+def test_corrupt_newest_checkpoint_falls_back_with_warning(tmp_path: Path) -> None:
+    overrides = {"trainer.checkpoint_every_n_steps": "4", "trainer.keep_last_checkpoints": "3"}
+    spec = make_spec(tmp_path / "out", "corrupt", overrides=overrides)
+    assert run_worker(spec, tmp_path / "a.log") == 0
+    manager = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume"))
+    entries = manager.entries()
+    newest, previous = (Path(manager.dirpath) / e["file"] for e in entries[-1:-3:-1])
+    size = newest.stat().st_size
+    with open(newest, "r+b") as f:  # truncate
+        f.truncate(size // 2)
+    with pytest.warns(UserWarning, match="unusable"):
+        path, state = manager.load_latest()
+    assert path == str(previous)
+    with open(previous, "r+b") as f:  # garble in place, same size
+        f.seek(size // 3)
+        f.write(b"\x00garbage\xff" * 64)
+    with pytest.warns(UserWarning):
+        path, _ = manager.load_latest()
+    assert path == str(Path(manager.dirpath) / entries[-3]["file"])
+    for entry in entries:  # now every checkpoint is corrupt: a clear error, nothing deleted
+        with open(Path(manager.dirpath) / entry["file"], "r+b") as f:
+            f.truncate(100)
+    from launcher.errors import UserError
+
+    with pytest.warns(UserWarning), pytest.raises(UserError, match="every checkpoint .* corrupt"):
+        manager.load_latest()
+    assert all((Path(manager.dirpath) / e["file"]).exists() for e in entries)
+
+
+def test_resuming_a_finished_run_does_nothing(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path / "out", "done")
+    assert run_worker(spec, tmp_path / "a.log") == 0
+    before = final_state(spec)
+    assert run_worker(spec, tmp_path / "b.log") == 0
+    assert "already finished" in (tmp_path / "b.log").read_text()
+    assert_bitwise_equal(before["model"], final_state(spec)["model"])
+
+
+def test_incompatible_resume_names_the_changed_setting(tmp_path: Path) -> None:
+    overrides = {"trainer.checkpoint_every_n_steps": "2", "trainer.max_steps": "4"}
+    spec = make_spec(tmp_path / "out", "compat", overrides=overrides)
+    assert run_worker(spec, tmp_path / "a.log") == 0
+    manager = CheckpointManager(str(Path(spec.run_dir) / "checkpoints" / "resume"))
+    # Pretend the run stopped early (drop the finished checkpoint) and resume differently.
+    last = manager.entries()[-1]
+    (Path(manager.dirpath) / last["file"]).unlink()
+    manager._write_manifest(manager.entries()[:-1])
+    changed = make_spec(tmp_path / "out", "compat",
+                        overrides={**overrides, "trainer.accumulate_grad_batches": "2"})  # fmt: skip
+    assert run_worker(changed, tmp_path / "b.log") == 2
+    assert "accumulate_grad_batches changed from 1 to 2" in (tmp_path / "b.log").read_text()
+    reshaped = make_spec(tmp_path / "out", "compat", overrides={**overrides, "hidden": "8"})
+    assert run_worker(reshaped, tmp_path / "c.log") == 2
+    text = (tmp_path / "c.log").read_text()
+    assert "no longer matches checkpoint" in text and "Traceback" not in text
+
+
+def test_sigterm_resume_and_server_outage_keep_one_continuous_mlflow_run(
+    tmp_path: Path, live_mlflow_server
+) -> None:
+    """Against a real server: a requeue continues the same run, and an outage mid-run loses
+    nothing: the spool is replayed when the server is back, each step exactly once."""
+    from mlflow.tracking import MlflowClient
+
+    spec = make_spec(tmp_path / "out", "served", overrides=KILL_OVERRIDES,
+                     tracking_uri=live_mlflow_server.uri)  # fmt: skip
+    log = tmp_path / "served.log"
+    proc = start_worker(spec, log)
+    assert made_progress(spec, proc), log.read_text()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == REQUEUE_EXIT_CODE, log.read_text()[-3000:]
+    client = MlflowClient(tracking_uri=live_mlflow_server.uri)
+    (run,) = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
+    assert run.data.tags["launcher.state"] == "waiting for requeue"
+
+    proc = start_worker(spec, log)  # the requeued job; the server dies under it, then returns
+    assert made_progress(spec, proc)
+    live_mlflow_server.stop()
+    assert made_progress(spec, proc)  # training goes on while the server is down
+    proc.send_signal(signal.SIGSTOP)  # hold training until the server is back, so the
+    live_mlflow_server.start()  # replay during the run is what this test exercises
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
+    runs = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
+    assert [r.info.run_id for r in runs] == [run.info.run_id]  # one run, continued
+    finished = client.get_run(run.info.run_id)
+    assert finished.info.status == "FINISHED"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+    assert steps == list(range(1, TOTAL_STEPS + 1))
+    assert finished.data.tags["launcher.resumes"] == "1"
+
+
+def _tiny_trainer(tmp_path: Path, **kwargs):
+    from launcher import Trainer
+    from launcher.cli.recipe import load_recipe
+
+    recipe = load_recipe(str(Path(__file__).parents[1] / "recipes" / "tiny.py"))
+    trainer = Trainer(**{**recipe.trainer_defaults, "logger": False, "seed": 0,
+                         "run_dir": str(tmp_path / "run"), **kwargs})  # fmt: skip
+    return trainer, recipe.module_cls
+
+
+def test_checkpoint_keys_nobody_consumes_are_an_error(tmp_path: Path) -> None:
+    from launcher.errors import UserError
+
+    trainer, model_cls = _tiny_trainer(tmp_path, max_steps=3)
+    trainer.fit(model_cls())
+    path = tmp_path / "extra.ckpt"
+    trainer.save_checkpoint(str(path))
+    state = torch.load(path, weights_only=True)
+    state["mystery_part"] = {"x": 1}
+    state["loop"]["finished"] = False
+    torch.save(state, path)
+    again, _ = _tiny_trainer(tmp_path / "again", max_steps=6)
+    with pytest.raises(UserError, match=r"keys nothing consumed: \['mystery_part'\]"):
+        again.fit(model_cls(), ckpt_path=str(path))
+
+
+def test_wall_clock_checkpoints(tmp_path: Path) -> None:
+    trainer, model_cls = _tiny_trainer(tmp_path, max_epochs=1, checkpoint_every_seconds=0.05,
+                                       keep_last_checkpoints=100)  # fmt: skip
+    trainer.fit(model_cls(step_sleep=0.02))
+    steps = [e["step"] for e in trainer.checkpoints.entries()]
+    assert len(steps) >= 4 and steps == sorted(steps)  # mid-epoch saves, then the final one
