@@ -1,6 +1,6 @@
 """Ports on this machine.
 
-    port = free_port()      # bind a server to 127.0.0.1:port
+port = free_port()      # bind a server to 127.0.0.1:port
 """
 
 from __future__ import annotations
