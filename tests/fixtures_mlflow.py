@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.tracking.server import free_port, start_server, stop_server, wait_for_server
+from launcher.common.net import free_port
+from launcher.tracking.server import start_server, stop_server, wait_for_server
 
 
 class MlflowServer:
