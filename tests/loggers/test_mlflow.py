@@ -1,6 +1,6 @@
 """MLflowLogger against a real `mlflow server` (tests/fixtures_mlflow.py) and a local sqlite store.
 
-python -m pytest tests/test_loggers_mlflow.py -x -q
+python -m pytest tests/loggers/test_mlflow.py -x -q
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import typer
 from typer.testing import CliRunner
 
 from launcher.cli.runs import register
+from launcher.common.net import free_port
 from launcher.errors import UserError
-from launcher.loggers import sender_process
+from launcher.loggers import remote_sender
 from launcher.loggers.mlflow import MLflowLogger
-from launcher.loggers.mlflow_sender import flatten_params, is_secret_key
+from launcher.loggers.sender import flatten_params
 from launcher.loggers.spool import Spool, replay_spool
-from launcher.tracking.server import free_port
+from launcher.tracking.run_info import is_secret_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -339,7 +340,7 @@ def test_state_dict_never_waits_for_the_run_and_its_placeholder_resumes_it(tmp_p
     assert state["run_id"] is None and state["run_ref"].startswith("pending-")
     assert state["watermarks"] == {"loss": 0}
     first.finalize("KILLED")  # the job died after that checkpoint (its run now exists)
-    sender_process._close_children()  # the resumed job is a new process, with a new sender
+    remote_sender._close_children()  # the resumed job is a new process, with a new sender
 
     second = MLflowLogger(experiment, tracking_uri=uri, save_dir=str(tmp_path / "b"),
                           log_system_metrics=False)  # fmt: skip
