@@ -24,7 +24,7 @@ from launcher.common.net import free_port
 from launcher.errors import UserError
 from launcher.loggers import remote_sender
 from launcher.loggers.mlflow import MLflowLogger
-from launcher.loggers.sender import flatten_params
+from launcher.loggers.sender import Sender, flatten_params
 from launcher.loggers.spool import Spool, replay_spool
 from launcher.tracking.run_info import is_secret_key
 
@@ -126,6 +126,28 @@ def test_params_tags_metrics_artifacts_reach_the_server(live_mlflow_server, tmp_
     assert [a.path for a in client(uri).list_artifacts(logger.run_id, "code")] == ["code/recipe.py"]
     assert logger.experiment_id == run.info.experiment_id
     assert not Spool(str(tmp_path)).path.exists()  # nothing was spooled while the server was up
+
+
+def test_metrics_to_a_server_take_the_rest_endpoint_and_resends_are_dropped(
+    live_mlflow_server, monkeypatch
+):
+    uri = live_mlflow_server.uri
+    sender = Sender(uri)
+    sender.apply({"op": "open", "run": "pending-rest", "experiment": f"exp-{uuid.uuid4().hex[:8]}"})
+    run_id = sender.resolve("pending-rest")
+
+    def no_client_batches(*args, **kwargs):
+        raise AssertionError("metrics went through MlflowClient.log_batch, not the REST endpoint")
+
+    monkeypatch.setattr(sender.client, "log_batch", no_client_batches)
+    rows = [["loss", value(s), 1_700_000_000_000 + s, s] for s in range(5)]
+    assert sender.apply({"op": "metrics", "run": run_id, "metrics": rows}) is True
+    assert history(uri, run_id, "loss") == [(s, value(s)) for s in range(5)]
+    # A new sender (a restarted job) learns from the server which steps it holds already.
+    again = Sender(uri)
+    assert again.apply({"op": "metrics", "run": run_id, "metrics": rows[2:]}) is False
+    assert again.apply({"op": "metrics", "run": run_id, "metrics": rows + [["loss", 9.0, 1, 5]]})
+    assert history(uri, run_id, "loss") == [(s, value(s)) for s in range(5)] + [(5, 9.0)]
 
 
 def test_default_store_is_sqlite_in_save_dir(tmp_path, monkeypatch):
