@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
+from launcher.common.net import free_port  # noqa: E402
 from launcher.loggers.mlflow import MLflowLogger  # noqa: E402
-from launcher.tracking.server import free_port, start_server, stop_server, wait_for_server  # noqa: E402
+from launcher.tracking.server import start_server, stop_server, wait_for_server  # noqa: E402
 
 
 def make_loop():

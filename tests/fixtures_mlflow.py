@@ -10,11 +10,14 @@ One server per test session (start-up takes seconds); a test that stops it start
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from launcher.tracking.server import free_port, start_server, stop_server, wait_for_server
+from launcher.common.net import free_port
+from launcher.tracking.server import start_server, stop_server, wait_for_server
 
 
 class MlflowServer:
@@ -26,7 +29,7 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.store_uri = f"sqlite:///{root / 'mlflow.db'}"
         self.log_path = root / "server.log"
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -49,7 +52,7 @@ class MlflowServer:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A running MLflow tracking server shared by the session; killed by PID at the end."""
     server = MlflowServer(tmp_path_factory.mktemp("mlflow_server"))
     server.start()

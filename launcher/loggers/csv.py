@@ -14,12 +14,16 @@ rows above the checkpoint's last step before appending again; each (key, step) s
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
+from launcher.common.files import atomic_write_text
 from launcher.loggers.base import Logger
+
+if TYPE_CHECKING:
+    from _csv import Writer  # what csv.writer returns; typeshed's name, not importable at run time
 
 HEADER = ["step", "key", "value"]
 
@@ -33,8 +37,8 @@ class CSVLogger(Logger):
         self.save_dir = Path(save_dir)
         self.path = self.save_dir / f"{name}.csv"
         self.hparams_path = self.save_dir / "hparams.json"
-        self._file = None
-        self._writer = None
+        self._file: TextIO | None = None
+        self._writer: Writer | None = None
         self._resumed = False
         self._last_step: int | None = None
 
@@ -42,9 +46,9 @@ class CSVLogger(Logger):
         self.save_dir.mkdir(parents=True, exist_ok=True)
         merged = json.loads(self.hparams_path.read_text()) if self.hparams_path.exists() else {}
         merged.update(params)
-        tmp = self.hparams_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(merged, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, self.hparams_path)
+        atomic_write_text(
+            self.hparams_path, json.dumps(merged, indent=2, sort_keys=True, default=str)
+        )
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         writer = self._writer or self._open()
@@ -81,20 +85,19 @@ class CSVLogger(Logger):
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))[1:]
         kept = [r for r in rows if last is not None and _is_row(r) and int(r[0]) <= last]
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows([HEADER, *kept])
-        os.replace(tmp, self.path)
+        text = io.StringIO()  # no newline translation: the rows keep csv's "\r\n" as written
+        csv.writer(text).writerows([HEADER, *kept])
+        atomic_write_text(self.path, text.getvalue())
 
-    def _open(self) -> Any:
+    def _open(self) -> Writer:
         self.save_dir.mkdir(parents=True, exist_ok=True)
         # A fresh run starts a fresh file; a resumed one appends to the truncated file.
         append = self._resumed and self.path.exists()
         self._file = open(self.path, "a" if append else "w", newline="")  # noqa: SIM115
-        self._writer = csv.writer(self._file)
+        writer = self._writer = csv.writer(self._file)
         if not append:
-            self._writer.writerow(HEADER)
-        return self._writer
+            writer.writerow(HEADER)
+        return writer
 
 
 def _is_row(row: list[str]) -> bool:

@@ -10,7 +10,7 @@ Store: `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else `sqlite:///<save_dir>/m
 crash-safe spool in `spool_dir` (see `launcher.loggers.spool`); the background thread retries
 every `retry_interval` seconds and replays the spool in order once the store is back, or
 `launch sync RUN_DIR` uploads it later. The MLflow client itself runs in a helper process
-(`sender_process=True`, see `launcher.loggers.sender_process`), so its interpreter time is not
+(`sender_process=True`, see `launcher.loggers.remote_sender`), so its interpreter time is not
 taken from training. A run that could not be created at start-up is created
 on reconnect; until then `run_id` is None and the checkpoint holds its placeholder (`run_ref`).
 
@@ -37,14 +37,15 @@ from typing import Any
 
 from launcher.common.threads import start_thread
 from launcher.loggers.base import Logger, already_done
-from launcher.loggers.mlflow_sender import (
+from launcher.loggers.remote_sender import RemoteSender
+from launcher.loggers.sender import (
     PENDING_PREFIX,
+    RecordSender,
     Sender,
     clean_tags,
     flatten_params,
     metric_records,
 )
-from launcher.loggers.sender_process import RemoteSender
 from launcher.loggers.spool import Spool, replay
 from launcher.loggers.system_metrics import SystemMetricsSampler
 from launcher.tracking.reader import is_connection_error, local_artifact_root, resolve_tracking_uri
@@ -88,13 +89,15 @@ class MLflowLogger(Logger):
         self._ref = f"{PENDING_PREFIX}{uuid.uuid4().hex}"  # the real id once the run exists
         self._watermarks: dict[str, int] = {}  # metric key -> highest step accepted
         self._last_step = 0
-        self._queue: collections.deque = collections.deque()  # append/popleft are thread-safe
+        # ("metrics", step, {key: value}, time) | ("flush", Event) | (op, record fields);
+        # append/popleft are thread-safe.
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake = threading.Event()
         self._ready = threading.Event()
         self._stop = False
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._sender: Sender | None = None
+        self._sender: RecordSender | None = None  # made on the background thread
         self._offline = False
         self._next_retry = 0.0
         self._warned: set[str] = set()
@@ -206,7 +209,7 @@ class MLflowLogger(Logger):
                 marks[key] = max(step, marks.get(key, step))
         self._watermarks = marks
 
-    def _put(self, item: tuple) -> None:
+    def _put(self, item: tuple[str, dict[str, Any]]) -> None:
         if self._closed:
             self._warn_once("closed", "MLflowLogger: logging after finalize() is ignored")
             return
@@ -231,7 +234,7 @@ class MLflowLogger(Logger):
     def _loop(self) -> None:
         try:
             # MLflow's client code runs in a helper process unless told otherwise: its
-            # interpreter time would otherwise be taken from training (see sender_process).
+            # interpreter time would otherwise be taken from training (see remote_sender).
             make = RemoteSender if self.sender_process else Sender
             self._sender = make(self.tracking_uri, warn=self._warn_once)
             if self.spool.has_pending():  # left by a crashed predecessor: goes first
@@ -254,6 +257,13 @@ class MLflowLogger(Logger):
             self._drain()
             if self._stop and not self._queue:
                 return
+
+    @property
+    def _made_sender(self) -> RecordSender:
+        """The sender `_loop` made first thing; everything after it on that thread uses it."""
+        if self._sender is None:
+            raise RuntimeError("MLflowLogger: records sent before the sender was made")
+        return self._sender
 
     def _system_sampler(self) -> SystemMetricsSampler | None:
         if not self.log_system_metrics:
@@ -309,7 +319,7 @@ class MLflowLogger(Logger):
             return
         for i, record in enumerate(records):
             try:
-                self._sender.apply(record)
+                self._made_sender.apply(record)
             except Exception as exc:
                 if not is_connection_error(exc):
                     self._warn_once(record["op"], f"MLflow rejected {record['op']}: {exc}")
@@ -322,7 +332,7 @@ class MLflowLogger(Logger):
 
     def _go_offline(self, exc: Exception) -> None:
         self._offline = True
-        self._sender.forget_server_state()
+        self._made_sender.forget_server_state()
         self._next_retry = time.monotonic() + self.retry_interval
         self._warn_once(
             "offline",
@@ -333,7 +343,7 @@ class MLflowLogger(Logger):
 
     def _try_replay(self) -> None:
         try:
-            sent = replay(self._sender, self.spool)
+            sent = replay(self._made_sender, self.spool)
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
@@ -347,5 +357,5 @@ class MLflowLogger(Logger):
             )
 
     def _adopt_run_id(self) -> None:
-        self._ref = self._sender.resolve(self._ref)
-        self.experiment_id = self._sender.experiment_ids.get(self._ref, self.experiment_id)
+        self._ref = self._made_sender.resolve(self._ref)
+        self.experiment_id = self._made_sender.experiment_ids.get(self._ref, self.experiment_id)

@@ -4,13 +4,13 @@
 
 Files in the spool directory (normally the run directory):
 
-    mlflow_spool.jsonl        one record a line (see `mlflow_sender`), appended + fsync'd per batch
+    mlflow_spool.jsonl        one record a line (see `launcher.loggers.sender`), appended + fsync'd per batch
     mlflow_spool.state.json   replay cursor: bytes acked, pending-ref -> run id, tracking URI
     mlflow_spool.lock         flock: one replayer at a time (the live logger or `launch sync`)
 
 Exactly once: the cursor advances (atomically, fsync'd) after each record the store acked. A
 record sent but not acked (crash, or a timeout after the store kept it) is sent again, which the
-`Sender` makes harmless (see its module docstring).
+`Sender` makes harmless (see `launcher.loggers.sender`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from launcher.common.files import atomic_write_text
 from launcher.errors import UserError
-from launcher.loggers.mlflow_sender import Sender
+from launcher.loggers.sender import RecordSender, Sender
 from launcher.tracking.reader import is_connection_error, resolve_tracking_uri
 
 SPOOL_FILE = "mlflow_spool.jsonl"
@@ -49,6 +50,7 @@ class Spool:
         return size > self.read_state()["offset"]
 
     def read_state(self) -> dict[str, Any]:
+        """The replay cursor: {"offset": bytes acked, "runs": {ref: run id}, "tracking_uri"}."""
         try:
             state = json.loads(self.state_path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -56,12 +58,8 @@ class Spool:
         return {"offset": 0, "runs": {}, "tracking_uri": None, **state}
 
     def write_state(self, state: dict[str, Any]) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        """Replace the cursor atomically and durably: an acked record is never sent twice."""
+        atomic_write_text(self.state_path, json.dumps(state), durable=True)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -124,7 +122,7 @@ def _last_byte(path: Path) -> bytes:
         return f.read(1)
 
 
-def replay(sender: Sender, spool: Spool) -> int:
+def replay(sender: RecordSender, spool: Spool) -> int:
     """Send every unacked record of `spool` in order; return how many were sent.
 
     Raises the connection error (after saving the cursor) if the store goes away.
@@ -134,14 +132,15 @@ def replay(sender: Sender, spool: Spool) -> int:
         state = spool.read_state()
         sender.runs.update(state["runs"])
         for end, record in spool.pending(state["offset"]):
-            try:
-                if record is not None and sender.apply(record):
-                    sent += 1
-            except Exception as exc:
-                if is_connection_error(exc):
-                    sender.forget_server_state()
-                    raise
-                sender.warn(record["op"], f"MLflow rejected a spooled {record['op']}: {exc}")
+            if record is not None:  # a torn line is skipped, its bytes acked like a record's
+                try:
+                    if sender.apply(record):
+                        sent += 1
+                except Exception as exc:
+                    if is_connection_error(exc):
+                        sender.forget_server_state()
+                        raise
+                    sender.warn(record["op"], f"MLflow rejected a spooled {record['op']}: {exc}")
             state.update(offset=end, runs=dict(sender.runs))
             spool.write_state(state)
         if state["offset"] and state["offset"] == spool.path.stat().st_size:

@@ -1,9 +1,14 @@
-"""Runs as MLflow keeps them: what a run records about itself, reading runs back, the server.
+"""Runs as MLflow keeps them: what a run records, where runs live, reading them back, the server.
 
-    run_info.py   params flattened and secret-masked; tags (recipe hash, git state, host)
-    reader.py     list, compare and plot runs (`launch runs`, `launch compare`)
-    server.py     start a local `mlflow server` bound to 127.0.0.1 (`launch ui`)
+    run_info.py   what a run records about itself: params flattened and secret-masked; tags
+                  (recipe hash, git state, backend, host)
+    reader.py     where runs live (tracking URIs, "store unreachable" errors) and reading them
+                  back: list, compare, plot (`launch runs`, `launch compare`, `launch ui`)
+    server.py     a local `mlflow server` on 127.0.0.1: start, wait until healthy, stop
 
-Imports only `launcher.errors` and `launcher.common` (and mlflow lazily); used by the loggers,
-the runtime and the CLI.
+Writing runs from a training process is `launcher.loggers`' job; it uses reader.py's URI and
+error helpers and run_info.py's masking, so a run is named and cleaned the same way everywhere.
+
+Imports only `launcher.errors` and `launcher.common` (mlflow lazily, inside functions; never
+torch). Imported by the loggers, the runtime (`launcher.train`) and the CLI.
 """

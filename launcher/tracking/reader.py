@@ -1,4 +1,4 @@
-"""MLflow plumbing shared by the CLI and `MLflowLogger`: where runs live, listing, comparing.
+"""Where runs live and reading them back: tracking URIs, store errors, list/compare/plot, the UI.
 
     from launcher.tracking.reader import list_runs, compare_runs, plot_curves
     uri = default_tracking_uri("outputs")            # sqlite:////abs/outputs/mlflow.db
@@ -6,7 +6,10 @@
     cmp = compare_runs(uri, [rows[0]["run_id"], rows[1]["run_id"]], metrics=["val_loss"])
     plot_curves(uri, [r["run_id"] for r in rows[:2]], ["val_loss"], "curves.png")
 
-Importing this module does not import mlflow; every function imports it when it runs.
+The URI and error helpers (`resolve_tracking_uri`, `local_artifact_root`, `configure_http_env`,
+`is_connection_error`) also serve the loggers, which write runs; the rest serves `launch runs`,
+`launch compare` and `launch ui`. Importing this module does not import mlflow; every function
+imports it when it runs.
 """
 
 from __future__ import annotations
@@ -14,14 +17,20 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from launcher.errors import UserError
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 _URI_HINT = (
     "use http://HOST:PORT for a tracking server, sqlite:////ABS/PATH/mlflow.db for a local "
@@ -93,25 +102,26 @@ def configure_http_env() -> None:
 def is_connection_error(exc: BaseException) -> bool:
     """True when `exc` means "the tracking store is unreachable right now" (worth retrying)."""
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
+    link: BaseException | None = exc  # exc, then what caused it, down the chain
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
         # Not any OSError: a missing artifact file must fail, not be retried forever.
-        if isinstance(exc, (ConnectionError, TimeoutError)):
+        if isinstance(link, (ConnectionError, TimeoutError)):
             return True
-        if type(exc).__module__.startswith(("requests", "urllib3")):
+        if type(link).__module__.startswith(("requests", "urllib3")):
             return True
-        if type(exc).__name__ == "OperationalError":  # sqlite "database is locked"
+        if type(link).__name__ == "OperationalError":  # sqlite "database is locked"
             return True
-        if re.search(r"error code (429|502|503|504)\b", str(exc)):
+        if re.search(r"error code (429|502|503|504)\b", str(link)):
             return True
-        if getattr(exc, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
+        if getattr(link, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
             return True
-        exc = exc.__cause__ or exc.__context__
+        link = link.__cause__ or link.__context__
     return False
 
 
 @contextmanager
-def _client(tracking_uri: str) -> Iterator[Any]:
+def _client(tracking_uri: str) -> Iterator[MlflowClient]:
     """An `MlflowClient` for the CLI; store problems become `UserError`s."""
     uri = validate_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
@@ -138,7 +148,7 @@ def metric_mode(key: str) -> str:
     return "min" if any(w in _MIN_METRIC_WORDS for w in words) else "max"
 
 
-def _user_keys(keys: Any) -> list[str]:
+def _user_keys(keys: Iterable[str]) -> list[str]:
     """Metric keys without the sampled `system/*` ones; validation metrics first."""
     user = [k for k in keys if not k.startswith("system/")]
     return sorted(user, key=lambda k: (not k.startswith(("val", "valid")), k))
@@ -155,7 +165,7 @@ class MetricSummary:
     mode: str  # "min" | "max": what "best" means for this metric
 
 
-def _summarize(client: Any, run_id: str, key: str) -> MetricSummary | None:
+def _summarize(client: MlflowClient, run_id: str, key: str) -> MetricSummary | None:
     history = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
     if not history:
         return None
@@ -171,7 +181,7 @@ def list_runs(
     """Recent runs, newest first, as rows for a table (see the module docstring)."""
     with _client(tracking_uri) as client:
         if experiment is None:
-            experiments = client.search_experiments()
+            experiments = list(client.search_experiments())
         else:
             found = client.get_experiment_by_name(experiment)
             if found is None:
@@ -187,7 +197,7 @@ def list_runs(
         return [_row(client, run, by_id[run.info.experiment_id]) for run in runs]
 
 
-def _row(client: Any, run: Any, experiment: str) -> dict[str, Any]:
+def _row(client: MlflowClient, run: Run, experiment: str) -> dict[str, Any]:
     info, params, tags = run.info, run.data.params, run.data.tags
     end = info.end_time or time.time() * 1000
     keys = _user_keys(run.data.metrics)[:KEY_METRICS_SHOWN]
@@ -215,7 +225,7 @@ class Comparison:
     metrics: dict[str, list[MetricSummary | None]] = field(default_factory=dict)
 
 
-def _get_run(client: Any, run_id: str, tracking_uri: str) -> Any:
+def _get_run(client: MlflowClient, run_id: str, tracking_uri: str) -> Run:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -305,7 +315,7 @@ def plot_curves(tracking_uri: str, run_ids: list[str], metrics: list[str] | None
     return path
 
 
-def serve_ui(tracking_uri: str, port: int = 5000) -> Any:
+def serve_ui(tracking_uri: str, port: int = 5000) -> subprocess.Popen[bytes]:
     """Start the MLflow UI for a local store on http://127.0.0.1:`port`; returns the Popen.
 
     proc = serve_ui(default_tracking_uri("outputs"), port=5000)

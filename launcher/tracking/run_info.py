@@ -1,4 +1,12 @@
-"""Facts about a run for tags and params: git commit, recipe hash, host, secret masking."""
+"""What a run records about itself: tags (git commit, recipe hash, backend, host), masked params.
+
+    tags = run_tags("recipes/mnist.py", backend="slurm", job_id="4242", restarts=0)
+    params = mask_secrets(flatten({"optimizer": {"lr": 0.01}, "hf_token": "hf_x"}))
+    # {"optimizer.lr": 0.01, "hf_token": "***"}
+
+Used by the runtime (`launcher.train.run_record`: what loggers hear) and by
+`launcher.loggers.sender` (`flatten_params`, `clean_tags`: params and tags as MLflow takes them).
+"""
 
 from __future__ import annotations
 
@@ -85,7 +93,9 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def run_tags(recipe_path: str | None, backend: str, job_id: str | None, restarts: int) -> dict:
+def run_tags(
+    recipe_path: str | None, backend: str, job_id: str | None, restarts: int
+) -> dict[str, str]:
     """Tags every run carries: recipe, its hash, git state, backend, job, requeues, host."""
     tags = {
         "launcher.backend": backend,

@@ -1,34 +1,28 @@
 """`mlflow server` processes on 127.0.0.1: start, wait until healthy, stop (by PID).
 
+    from launcher.common.net import free_port
     proc = start_server("sqlite:////tmp/x/mlflow.db", port := free_port(), "/tmp/x/artifacts")
     wait_for_server(f"http://127.0.0.1:{port}", proc)
     stop_server(proc)
 
 Used by `launch ui` (`launcher.tracking.reader.serve_ui`), the test fixtures and the benchmark.
+Imports no mlflow: the server is a child process.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
-from typing import Any
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from typing import IO
 
 
 def start_server(
     backend_store_uri: str, port: int, artifacts_dir: str | None = None, log_path: str | None = None
-) -> Any:
+) -> subprocess.Popen[bytes]:
     """Start `mlflow server` on 127.0.0.1:`port` in its own process group; returns the Popen."""
-    import subprocess
-    import sys
 
     cmd = [
         sys.executable,
@@ -46,7 +40,7 @@ def start_server(
     ]
     if artifacts_dir:
         cmd += ["--artifacts-destination", artifacts_dir]
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    log: IO[bytes] | int = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     # No job-runner process (GenAI jobs): faster start, and no temp dirs left in /dev/shm.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     # Own session: stop_server can end uvicorn and its helper children with one killpg.
@@ -55,9 +49,11 @@ def start_server(
     )
 
 
-def wait_for_server(url: str, proc: Any = None, timeout: float = 90.0) -> None:
+def wait_for_server(
+    url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 90.0
+) -> None:
     """Poll `url/health` until it answers 200; raise if `proc` exits or `timeout` passes."""
-    import urllib.request
+    import urllib.request  # ~40 ms; only `launch ui`, the fixtures and the benchmark wait
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,11 +68,8 @@ def wait_for_server(url: str, proc: Any = None, timeout: float = 90.0) -> None:
     raise RuntimeError(f"mlflow server at {url} not healthy after {timeout:.0f}s")
 
 
-def stop_server(proc: Any, timeout: float = 15.0) -> None:
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     """Stop a server from `start_server` (its whole process group), by its PID."""
-    import signal
-    import subprocess
-
     if proc.poll() is not None:
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):

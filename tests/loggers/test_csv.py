@@ -1,6 +1,6 @@
 """CSVLogger: long-format rows, hparams.json, and no duplicated steps after a resume.
 
-python -m pytest tests/test_loggers_csv.py -x -q
+python -m pytest tests/loggers/test_csv.py -x -q
 """
 
 from __future__ import annotations

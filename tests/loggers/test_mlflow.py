@@ -1,6 +1,6 @@
 """MLflowLogger against a real `mlflow server` (tests/fixtures_mlflow.py) and a local sqlite store.
 
-python -m pytest tests/test_loggers_mlflow.py -x -q
+python -m pytest tests/loggers/test_mlflow.py -x -q
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import typer
 from typer.testing import CliRunner
 
 from launcher.cli.runs import register
+from launcher.common.net import free_port
 from launcher.errors import UserError
-from launcher.loggers import sender_process
+from launcher.loggers import remote_sender
 from launcher.loggers.mlflow import MLflowLogger
-from launcher.loggers.mlflow_sender import flatten_params, is_secret_key
+from launcher.loggers.sender import Sender, flatten_params
 from launcher.loggers.spool import Spool, replay_spool
-from launcher.tracking.server import free_port
+from launcher.tracking.run_info import is_secret_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,6 +126,28 @@ def test_params_tags_metrics_artifacts_reach_the_server(live_mlflow_server, tmp_
     assert [a.path for a in client(uri).list_artifacts(logger.run_id, "code")] == ["code/recipe.py"]
     assert logger.experiment_id == run.info.experiment_id
     assert not Spool(str(tmp_path)).path.exists()  # nothing was spooled while the server was up
+
+
+def test_metrics_to_a_server_take_the_rest_endpoint_and_resends_are_dropped(
+    live_mlflow_server, monkeypatch
+):
+    uri = live_mlflow_server.uri
+    sender = Sender(uri)
+    sender.apply({"op": "open", "run": "pending-rest", "experiment": f"exp-{uuid.uuid4().hex[:8]}"})
+    run_id = sender.resolve("pending-rest")
+
+    def no_client_batches(*args, **kwargs):
+        raise AssertionError("metrics went through MlflowClient.log_batch, not the REST endpoint")
+
+    monkeypatch.setattr(sender.client, "log_batch", no_client_batches)
+    rows = [["loss", value(s), 1_700_000_000_000 + s, s] for s in range(5)]
+    assert sender.apply({"op": "metrics", "run": run_id, "metrics": rows}) is True
+    assert history(uri, run_id, "loss") == [(s, value(s)) for s in range(5)]
+    # A new sender (a restarted job) learns from the server which steps it holds already.
+    again = Sender(uri)
+    assert again.apply({"op": "metrics", "run": run_id, "metrics": rows[2:]}) is False
+    assert again.apply({"op": "metrics", "run": run_id, "metrics": rows + [["loss", 9.0, 1, 5]]})
+    assert history(uri, run_id, "loss") == [(s, value(s)) for s in range(5)] + [(5, 9.0)]
 
 
 def test_default_store_is_sqlite_in_save_dir(tmp_path, monkeypatch):
@@ -339,7 +362,7 @@ def test_state_dict_never_waits_for_the_run_and_its_placeholder_resumes_it(tmp_p
     assert state["run_id"] is None and state["run_ref"].startswith("pending-")
     assert state["watermarks"] == {"loss": 0}
     first.finalize("KILLED")  # the job died after that checkpoint (its run now exists)
-    sender_process._close_children()  # the resumed job is a new process, with a new sender
+    remote_sender._close_children()  # the resumed job is a new process, with a new sender
 
     second = MLflowLogger(experiment, tracking_uri=uri, save_dir=str(tmp_path / "b"),
                           log_system_metrics=False)  # fmt: skip

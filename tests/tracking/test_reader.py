@@ -1,6 +1,6 @@
 """Run listing, comparison, curves, the UI server and the `runs`/`compare`/`ui`/`sync` commands.
 
-python -m pytest tests/test_tracking.py -x -q
+python -m pytest tests/tracking/test_reader.py -x -q
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from launcher.cli.runs import register
+from launcher.common.net import free_port
 from launcher.errors import UserError
 from launcher.loggers.mlflow import MLflowLogger
 from launcher.tracking.reader import (
@@ -27,7 +28,7 @@ from launcher.tracking.reader import (
     serve_ui,
     validate_tracking_uri,
 )
-from launcher.tracking.server import free_port, stop_server, wait_for_server
+from launcher.tracking.server import stop_server, wait_for_server
 
 LOSSES = {"a": [1.0, 0.6, 0.4, 0.5], "b": [0.9, 0.7, 0.3, 0.2]}
 

@@ -1,6 +1,6 @@
 """Run metadata: git state, secrets masking, and calling git safely from a helper thread.
 
-python -m pytest tests/test_run_info.py -x -q
+python -m pytest tests/tracking/test_run_info.py -x -q
 """
 
 from __future__ import annotations

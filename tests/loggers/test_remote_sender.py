@@ -1,6 +1,6 @@
 """RemoteSender: MLflow requests served by a helper process, and that process's lifecycle.
 
-python -m pytest tests/test_loggers_sender_process.py -x -q
+python -m pytest tests/loggers/test_remote_sender.py -x -q
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher.loggers import sender_process
+from launcher.loggers import remote_sender
 from launcher.loggers.mlflow import MLflowLogger
-from launcher.loggers.sender_process import RemoteSender, SenderRejected
+from launcher.loggers.remote_sender import RemoteSender, SenderRejected
 from tests.forking import fork_while
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def test_records_land_in_the_store_through_the_child(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sender = RemoteSender(uri)
-    child = sender_process._children[uri]
+    child = remote_sender._children[uri]
     assert child.proc.pid != os.getpid() and child.alive()
     sender.apply(open_record("pending-abc"))
     run_id = sender.resolve("pending-abc")
@@ -64,7 +64,7 @@ def test_records_land_in_the_store_through_the_child(tmp_path):
     assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
     # A second sender for the same store reuses the running child.
     RemoteSender(uri)
-    assert sender_process._children[uri] is child
+    assert remote_sender._children[uri] is child
 
 
 def test_a_refused_record_is_rejected_not_a_connection_error(tmp_path):
@@ -77,7 +77,7 @@ def test_child_ignores_job_signals_and_a_dead_child_is_replaced(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sender = RemoteSender(uri)
     sender.apply(open_record("pending-1"))
-    child = sender_process._children[uri]
+    child = remote_sender._children[uri]
     os.kill(child.proc.pid, signal.SIGTERM)  # preemption signals are the trainer's business
     time.sleep(0.5)
     assert child.alive()
@@ -89,7 +89,7 @@ def test_child_ignores_job_signals_and_a_dead_child_is_replaced(tmp_path):
         child.call(({"op": "tags", "run": "pending-1", "tags": {}}, {}, False))
     # ...and the next one starts a new child; the run mapping survived in the parent.
     sender.apply({"op": "tags", "run": "pending-1", "tags": {"b": "2"}})
-    assert sender_process._children[uri] is not child
+    assert remote_sender._children[uri] is not child
     from mlflow.tracking import MlflowClient
 
     tags = MlflowClient(uri).get_run(sender.resolve("pending-1")).data.tags
@@ -101,10 +101,10 @@ def test_child_exits_when_the_training_process_is_killed(tmp_path):
         f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from launcher.loggers import sender_process
+        from launcher.loggers import remote_sender
         uri = "sqlite:///{tmp_path / "mlflow.db"}"
-        sender_process.RemoteSender(uri)
-        print(sender_process._children[uri].proc.pid, flush=True)
+        remote_sender.RemoteSender(uri)
+        print(remote_sender._children[uri].proc.pid, flush=True)
         time.sleep(600)
         """
     )

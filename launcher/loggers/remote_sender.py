@@ -1,4 +1,8 @@
-"""`RemoteSender`: the `Sender`'s MLflow work done in a helper process, off the trainer's GIL.
+"""`RemoteSender`: the same `Sender` (`launcher.loggers.sender`), run in a helper process.
+
+`Sender` talks to MLflow from the process that calls it; `RemoteSender` forwards each record
+to a child process that owns a `Sender`, so MLflow's client code runs off the trainer's GIL.
+Both offer `RecordSender`, so the logger and `launch sync` use either the same way.
 
 MLflow's client is pure Python (SQLAlchemy for a local store, requests + protobuf for a
 server): a few milliseconds of interpreter time per request. Done on a thread of the training
@@ -10,12 +14,12 @@ child process that owns the `Sender`:
     sender = RemoteSender("sqlite:///outputs/mlflow.db", warn=print)
     sender.apply({"op": "metrics", "run": run_id, "metrics": [["loss", 0.5, 1718000000000, 3]]})
 
-One child per tracking URI and training process, started on first use (it imports mlflow, a
-second or two of its own CPU) and reused by later runs of the same process. It ignores the
-job's signals (SIGTERM/SIGINT/SIGUSR*: the trainer decides when to stop) and exits when the
-training process closes its end of the pipe, also when that process is killed. If the child
-dies, requests raise `ConnectionError`: the logger spools as when the store is unreachable, and
-the next request starts a new child.
+One child (`python -m launcher.loggers.remote_sender URI`) per tracking URI and training
+process, started on first use (it imports mlflow, a second or two of its own CPU) and reused
+by later runs of the same process. It ignores the job's signals (SIGTERM/SIGINT/SIGUSR*: the
+trainer decides when to stop) and exits when the training process closes its end of the pipe,
+also when that process is killed. If the child dies, requests raise `ConnectionError`: the
+logger spools as when the store is unreachable, and the next request starts a new child.
 
 Wire format: pickled tuples, each prefixed with its length: (record, runs, forget) to the
 child, (status, value, runs, experiment_ids, warnings) back, over the child's stdin/stdout
@@ -35,16 +39,19 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 _HEADER = struct.Struct("!I")
+# The wire format (see the module doc), parent -> child and back.
+Request = tuple[dict[str, Any], dict[str, str], bool]
+Reply = tuple[str, bool | str, dict[str, str], dict[str, str], list[tuple[str, str]]]
 
 
 class SenderRejected(Exception):
     """The store refused a request (not a connection problem); carries the child's message."""
 
 
-def _write(stream: BinaryIO, obj: Any) -> None:
+def _write(stream: IO[bytes], obj: Request | Reply) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
@@ -56,7 +63,7 @@ def _read(receive: Callable[[int], bytes]) -> Any:
     return pickle.loads(receive(size))
 
 
-def _exactly(stream: BinaryIO) -> Callable[[int], bytes]:
+def _exactly(stream: IO[bytes]) -> Callable[[int], bytes]:
     """`receive` over a blocking stream: a short read means the other side is gone."""
 
     def receive(size: int) -> bytes:
@@ -69,7 +76,7 @@ def _exactly(stream: BinaryIO) -> Callable[[int], bytes]:
 
 
 class _Child:
-    """One `python -m launcher.loggers.sender_process URI` and its pipes."""
+    """One `python -m launcher.loggers.remote_sender URI` and its pipes."""
 
     def __init__(self, tracking_uri: str) -> None:
         package_root = str(Path(__file__).resolve().parents[2])
@@ -80,19 +87,24 @@ class _Child:
         # Popen's error pipe (a worker forked meanwhile would keep it open, and Popen would
         # wait for it forever). Our own descriptors are non-inheritable anyway.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "launcher.loggers.sender_process", tracking_uri],
+            [sys.executable, "-m", "launcher.loggers.remote_sender", tracking_uri],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
             close_fds=False,
         )
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both PIPEs
+        self.requests: IO[bytes] = self.proc.stdin
+        self.replies: IO[bytes] = self.proc.stdout
         self.lock = threading.Lock()
 
-    def call(self, request: tuple) -> tuple:
+    def call(self, request: Request) -> Reply:
+        """Send one request and wait for its reply; `ConnectionError` if the child is gone."""
         with self.lock:
             try:
-                _write(self.proc.stdin, request)
-                return _read(self._receive)
+                _write(self.requests, request)
+                reply: Reply = _read(self._receive)
+                return reply
             except (EOFError, OSError) as exc:
                 self.proc.poll()
                 raise ConnectionError(
@@ -102,7 +114,7 @@ class _Child:
     def _receive(self, size: int) -> bytes:
         """Read `size` reply bytes; EOFError once the child is gone. Polls the child as well as
         the pipe: a process forked from ours meanwhile may hold the pipe's write end open."""
-        fd, data = self.proc.stdout.fileno(), b""
+        fd, data = self.replies.fileno(), b""
         while len(data) < size:
             ready, _, _ = select.select([fd], [], [], 1.0)
             if not ready:
@@ -120,7 +132,7 @@ class _Child:
 
     def close(self) -> None:
         try:
-            self.proc.stdin.close()  # EOF: the child finishes its request and exits
+            self.requests.close()  # EOF: the child finishes its request and exits
             self.proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
@@ -172,7 +184,7 @@ class RemoteSender:
         """Send one record through the child; raises as `Sender.apply` would, for the caller's
         purposes: `ConnectionError` when the store (or the child) is unreachable, else
         `SenderRejected`."""
-        request = (record, dict(self.runs), self._forget)
+        request: Request = (record, dict(self.runs), self._forget)
         self._forget = False
         try:
             child = _child_for(self.tracking_uri)
@@ -188,12 +200,12 @@ class RemoteSender:
             raise ConnectionError(value)
         if status == "rejected":
             raise SenderRejected(value)
-        return value
+        return bool(value)
 
 
-def serve(tracking_uri: str, requests: BinaryIO, replies: BinaryIO) -> None:
+def serve(tracking_uri: str, requests: IO[bytes], replies: IO[bytes]) -> None:
     """The child's loop: apply records until the parent closes the pipe."""
-    from launcher.loggers.mlflow_sender import Sender
+    from launcher.loggers.sender import Sender
     from launcher.tracking.reader import is_connection_error
 
     warnings: list[tuple[str, str]] = []
@@ -207,6 +219,8 @@ def serve(tracking_uri: str, requests: BinaryIO, replies: BinaryIO) -> None:
         sender.runs.update(runs)
         if forget:
             sender.forget_server_state()
+        status: str
+        value: bool | str
         try:
             status, value = "ok", sender.apply(record)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
@@ -217,6 +231,7 @@ def serve(tracking_uri: str, requests: BinaryIO, replies: BinaryIO) -> None:
 
 
 def main() -> None:
+    """The child's entry point: `python -m launcher.loggers.remote_sender TRACKING_URI`."""
     for name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP"):
         signal.signal(getattr(signal, name), signal.SIG_IGN)  # the trainer decides when to stop
     replies = os.fdopen(os.dup(1), "wb")

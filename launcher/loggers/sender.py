@@ -1,4 +1,4 @@
-"""Sending records to MLflow, and what MLflow accepts (limits, masked secrets).
+"""`Sender`: applies records to one MLflow store from this process; what MLflow accepts.
 
     sender = Sender("http://127.0.0.1:5000")
     sender.apply({"op": "metrics", "run": run_id, "metrics": [["loss", 0.5, 1718000000000, 3]]})
@@ -6,7 +6,10 @@
 A record is a JSON-able dict: `open` (create or continue a run), `params`, `tags`, `metrics`
 (rows of [key, value, timestamp ms, step]), `artifact`, `status`. The live logger and the spool
 replay (`launcher.loggers.spool`) send through the same `Sender`, so a record means the same
-thing whether it went out at once or hours later.
+thing whether it went out at once or hours later. `launcher.loggers.remote_sender.RemoteSender`
+runs this `Sender` in a helper process; both offer `RecordSender`, all the callers rely on.
+Also here: MLflow's limits and the cleaning of params and tags to fit them (`flatten_params`,
+`clean_tags`, `metric_records`).
 
 A run that could not be created yet (store down at start-up) is named by a placeholder
 `pending-<hex>`; applying its `open` record creates the run, tagged `launcher.run_ref`, so a
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from math import isfinite
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from launcher.tracking.reader import configure_http_env
 from launcher.tracking.run_info import MASK, flatten, is_secret_key, mask_secrets
@@ -35,6 +38,29 @@ MAX_TAG_VALUE_LENGTH = 8000
 MAX_KEY_LENGTH = 250
 
 log = logging.getLogger("launcher.loggers.mlflow")
+
+if TYPE_CHECKING:
+    from mlflow.utils.rest_utils import MlflowHostCreds
+
+
+class RecordSender(Protocol):
+    """What the logger and `spool.replay` use of a sender: `Sender`, or `RemoteSender`."""
+
+    runs: dict[str, str]  # placeholder or stale id -> real run id
+    experiment_ids: dict[str, str]  # run id -> experiment id
+    warn: Callable[[str, str], None]  # (kind, message): how the owner reports a problem
+
+    def apply(self, record: dict[str, Any]) -> bool:
+        """Send one record; False when nothing needed sending. Raises on failure."""
+        ...
+
+    def resolve(self, ref: str) -> str:
+        """The run id `ref` (a placeholder or an id) stands for, as far as known."""
+        ...
+
+    def forget_server_state(self) -> None:
+        """After a connection error: ask the server again what it holds."""
+        ...
 
 
 def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -71,21 +97,22 @@ class Sender:
         self.runs: dict[str, str] = {}  # placeholder or stale id -> real run id
         self.experiment_ids: dict[str, str] = {}  # run id -> experiment id
         self._server_marks: dict[str, dict[str, int]] = {}
-        self.warn = warn or (lambda kind, message: log.warning(message))
-        self._creds = None
+        self.warn: Callable[[str, str], None] = warn or (lambda kind, message: log.warning(message))
+        self._creds: MlflowHostCreds | None = None
         if tracking_uri.startswith(("http://", "https://")):
             # Metrics go straight to the REST log-batch endpoint: MlflowClient.log_batch costs
-            # ~15 us of GIL time per metric (entity objects, protobuf), plain JSON ~2 us.
-            try:
-                self._creds = self.client._tracking_client.store.get_host_creds()
-            except AttributeError:
-                self._creds = None
+            # ~15 us of GIL time per metric (entity objects, protobuf), plain JSON ~2 us. The
+            # credentials are the ones MLflow's REST store builds for this URI (env, ~/.mlflow).
+            from mlflow.utils.credentials import get_default_host_creds
+
+            self._creds = get_default_host_creds(tracking_uri)
 
     def forget_server_state(self) -> None:
         """After a connection error: a timed-out send may still have landed; re-ask."""
         self._server_marks.clear()
 
     def resolve(self, ref: str) -> str:
+        """The run id `ref` (a placeholder or an id) stands for, as far as known."""
         return self.runs.get(ref, ref)
 
     def apply(self, record: dict[str, Any]) -> bool:
@@ -96,13 +123,13 @@ class Sender:
         if op == "open":
             self._open(record)
         elif op == "params":
-            items = [Param(k, v) for k, v in record["params"].items()]
-            for i in range(0, len(items), MAX_PARAMS_PER_REQUEST):
-                self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_REQUEST])
+            params = [Param(k, v) for k, v in record["params"].items()]
+            for i in range(0, len(params), MAX_PARAMS_PER_REQUEST):
+                self.client.log_batch(run_id, params=params[i : i + MAX_PARAMS_PER_REQUEST])
         elif op == "tags":
-            items = [RunTag(k, v) for k, v in record["tags"].items()]
-            for i in range(0, len(items), MAX_PARAMS_PER_REQUEST):
-                self.client.log_batch(run_id, tags=items[i : i + MAX_PARAMS_PER_REQUEST])
+            tags = [RunTag(k, v) for k, v in record["tags"].items()]
+            for i in range(0, len(tags), MAX_PARAMS_PER_REQUEST):
+                self.client.log_batch(run_id, tags=tags[i : i + MAX_PARAMS_PER_REQUEST])
         elif op == "metrics":
             return self._metrics(run_id, record["metrics"])
         elif op == "artifact":
@@ -166,19 +193,17 @@ class Sender:
         except MlflowException as exc:  # created by another process meanwhile
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-            return self.client.get_experiment_by_name(name).experiment_id
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:  # and deleted for good again: nothing to continue
+                raise
+            return experiment.experiment_id
 
     def _server_watermarks(self, run_id: str) -> dict[str, int]:
         """Highest step the server holds per key (its "latest" metric is the max step)."""
         if run_id not in self._server_marks:
-            data = self.client.get_run(run_id).data
-            objs = getattr(data, "_metric_objs", None)
-            if objs is None:  # older/newer RunData without the Metric objects
-                objs = [
-                    max(self.client.get_metric_history(run_id, k), key=lambda m: m.step)
-                    for k in data.metrics
-                ]
-            self._server_marks[run_id] = {m.key: m.step for m in objs}
+            # RunData keeps its Metric objects (with their steps) private; its proto is public.
+            latest = self.client.get_run(run_id).data.to_proto().metrics
+            self._server_marks[run_id] = {m.key: m.step for m in latest}
         return self._server_marks[run_id]
 
     def _metrics(self, run_id: str, rows: list[list[Any]]) -> bool:
