@@ -258,7 +258,7 @@ def test_unknown_ray_config_key_is_rejected(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "bad-key", None)
     spec.cluster["ray"] = {"max_failure": 3}
     with pytest.raises(UserError, match=r"unknown key 'max_failure'.*Valid keys: address"):
-        RayBackend().submit(spec, dry_run=True)
+        RayBackend().plan(spec)
 
 
 def test_without_an_address_a_local_ray_runs_the_job_and_stops(tmp_path: Path) -> None:

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from backends.ray_config import RayConfig
+from backends.slurm import SlurmConfig
 from launcher.cli.cluster_config import (
     ClusterConfig,
-    RayConfig,
-    SlurmConfig,
     cluster_config_from_dict,
     config_to_dict,
-    from_dict,
     load_cluster_config,
 )
+from launcher.common.validate import from_dict
 from launcher.errors import UserError
 
 FULL = """
