@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from backends.base import Backend, Job, JobState, Plan, follow_file
@@ -69,6 +69,9 @@ JOB_ENV_VARS = {
     "RAY_DEDUP_LOGS": "0",  # identical lines of different ranks must all reach the log
     "PYTHONUNBUFFERED": "1",
 }
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
 
 T = TypeVar("T")
 
@@ -270,7 +273,7 @@ def _remote_run_dir(spec: LaunchSpec, settings: RayConfig) -> str:
     return spec.run_dir
 
 
-def _client(job: Job) -> Any:
+def _client(job: Job) -> JobSubmissionClient:
     from ray.job_submission import JobSubmissionClient
 
     address = job.extra.get("address")
@@ -287,7 +290,7 @@ def _call(fn: Callable[[], T], job: Job) -> T:
         raise UserError(f"{job.handle} on {job.extra.get('address')}: {exc}") from exc
 
 
-def _follow_lines(client: Any, submission_id: str) -> Iterator[str]:
+def _follow_lines(client: JobSubmissionClient, submission_id: str) -> Iterator[str]:
     """`tail_job_logs` (an async stream of chunks) as whole lines, until the job ends."""
     loop = asyncio.new_event_loop()
     stream = client.tail_job_logs(submission_id)
@@ -301,7 +304,8 @@ def _follow_lines(client: Any, submission_id: str) -> Iterator[str]:
             *complete, pending = pending.split("\n")
             yield from (f"{line}\n" for line in complete)
     finally:
-        loop.run_until_complete(stream.aclose())
+        # An async generator, though Ray annotates it as a plain AsyncIterator.
+        loop.run_until_complete(stream.aclose())  # type: ignore[attr-defined]
         loop.close()
     if pending:
         yield pending

@@ -23,13 +23,17 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.ray_config import max_failures, scaling_settings
 from launcher.common.files import atomic_write_text
 from launcher.errors import PROCESS_GROUP_TIMEOUT_S, USER_ERROR_EXIT_CODE
 from launcher.spec import LaunchSpec
+
+if TYPE_CHECKING:
+    from ray.train.torch import TorchTrainer
 
 DEFAULT_WORKER = "launcher.worker:main"
 WORKER_STATE_DIR = "ray_workers"  # in the run dir: per-rank specs and restart counters
@@ -67,7 +71,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> int:
     raise RuntimeError(f"rank {rank}: worker exited with code {code}")
 
 
-def build_trainer(spec: LaunchSpec, worker: str = DEFAULT_WORKER) -> Any:
+def build_trainer(spec: LaunchSpec, worker: str = DEFAULT_WORKER) -> TorchTrainer:
     """The `TorchTrainer` for `spec` (call inside a Ray job, or after `ray.init`)."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -111,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     if result.error is not None:
         print(f"launcher: training failed: {result.error}", file=sys.stderr, flush=True)
         return 1
-    return USER_ERROR_EXIT_CODE if result.return_value == USER_ERROR_EXIT_CODE else 0
+    # Ray Train v2's Result (the one that runs) carries the loop's return value; the stubs
+    # mypy reads are v1's, which lack it.
+    returned = result.return_value  # type: ignore[attr-defined]
+    return USER_ERROR_EXIT_CODE if returned == USER_ERROR_EXIT_CODE else 0
 
 
 def _count_start(path: Path) -> int:
@@ -124,7 +131,7 @@ def _count_start(path: Path) -> int:
     return previous + 1
 
 
-def _load(target: str) -> Any:
+def _load(target: str) -> Callable[[str], int]:
     module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr or "main")
 

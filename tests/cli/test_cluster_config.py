@@ -129,6 +129,11 @@ def test_missing_file_and_unknown_name(tmp_path: Path, monkeypatch) -> None:
         load_cluster_config("nope")
 
 
+def test_bare_name_resolves_in_the_repository_from_any_cwd(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no cluster_configs/ here: the repository's are found
+    assert load_cluster_config("example_slurm").slurm.partition == "gpu"
+
+
 def test_bare_name_resolves_in_cwd_cluster_configs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cluster_configs").mkdir()
