@@ -145,7 +145,8 @@ def sbatch_directives(
         "signal": f"USR2@{slurm.signal_grace_seconds}",
         "requeue": True,
         "wckey": "submitit",  # what submitit's executor sets: accounting groups them as before
-        **slurm.extra_sbatch,
+        # `job_name` and `job-name` are one sbatch option: the user's replaces ours.
+        **{key.replace("_", "-"): value for key, value in slurm.extra_sbatch.items()},
     }
 
 
@@ -304,7 +305,6 @@ def _sbatch(plan: SlurmPlan) -> str:
 
 
 def _flag(key: str, value: str | int | bool) -> str:
-    key = key.replace("_", "-")
     return f"#SBATCH --{key}" if value is True else f"#SBATCH --{key}={shlex.quote(str(value))}"
 
 

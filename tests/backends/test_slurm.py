@@ -113,6 +113,16 @@ def test_a_misspelled_slurm_option_lists_the_valid_ones(tmp_path):
     assert "Valid keys: partition, account, qos, constraint, time_limit_minutes" in str(error.value)
 
 
+def test_extra_sbatch_options_replace_ours_whatever_their_spelling(tmp_path):
+    extra = {"job_name": "mine", "time": "10", "mail-type": "END"}
+    spec = LaunchSpec(recipe=RECIPE, run_dir=str(tmp_path), name="ours", experiment="slurm_tiny",
+                      backend="slurm", cluster={"slurm": {"extra_sbatch": extra}})  # fmt: skip
+    flags = [line for line in SlurmBackend().plan(spec).render().splitlines() if "#SBATCH" in line]
+    assert [f for f in flags if "--job-name" in f] == ["#SBATCH --job-name=mine"]
+    assert [f for f in flags if "--time" in f] == ["#SBATCH --time=10"]
+    assert "#SBATCH --mail-type=END" in flags
+
+
 def test_scontrol_records_become_job_states():
     info = parse_fields("JobId=42 JobName=a=b JobState=PENDING Reason=BeginTime Restarts=1")
     assert info["JobId"] == "42" and info["Reason"] == "BeginTime"
