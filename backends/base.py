@@ -20,7 +20,7 @@ import enum
 import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar, final
@@ -160,6 +160,19 @@ class Backend(ABC, Generic[PlanT]):
         )
 
 
+def whole_lines(chunks: Iterable[str]) -> Iterator[str]:
+    """Text that arrives in pieces (a growing file, a log stream), as whole lines.
+
+    Example: `list(whole_lines(["a\nb", "c\n", "d"]))` -> `["a\n", "bc\n", "d"]`.
+    """
+    pending = ""
+    for chunk in chunks:
+        *complete, pending = (pending + chunk).split("\n")
+        yield from (f"{line}\n" for line in complete)
+    if pending:
+        yield pending  # the writer ended without a newline
+
+
 def follow_file(
     path: Path | Callable[[], Path], done: Callable[[], bool], poll_s: float = 0.5
 ) -> Iterator[str]:
@@ -171,6 +184,12 @@ def follow_file(
 
     Example: `follow_file(log, done=lambda: backend.status(job).is_terminal())`.
     """
+    return whole_lines(_file_chunks(path, done, poll_s))
+
+
+def _file_chunks(
+    path: Path | Callable[[], Path], done: Callable[[], bool], poll_s: float
+) -> Iterator[str]:
     locate = path if callable(path) else functools.partial(Path, path)
     while not (found := locate()).is_file():
         if done():
@@ -178,11 +197,11 @@ def follow_file(
         time.sleep(poll_s)
     with open(found, errors="replace") as f:
         while True:
-            line = f.readline()
-            if line:
-                yield line
+            chunk = f.read()
+            if chunk:
+                yield chunk
             elif done():
-                yield from f  # whatever landed since the last read
+                yield f.read()  # whatever landed since the last read
                 return
             else:
                 time.sleep(poll_s)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from backends.base import Backend, Job, JobState, Plan, follow_file
+from backends.base import Backend, Job, JobState, Plan, follow_file, whole_lines
 from backends.ray_cluster import (
     auth_headers,
     check_capacity,
@@ -91,6 +91,9 @@ class RayPlan(Plan):
     metadata: dict[str, str]
     stage_dir: Path  # the job's working_dir: filled with the recipe and launch.json on submit
     remote_run_dir: str  # the run dir as the cluster's nodes see it
+    # What the driver will ask Ray Train for (it decides use_gpu=auto on the cluster).
+    scaling_config: dict[str, Any]
+    max_failures: int
 
     def request(self) -> dict[str, Any]:
         """The arguments of `JobSubmissionClient.submit_job`."""
@@ -102,16 +105,11 @@ class RayPlan(Plan):
         }
 
     def render(self) -> str:
-        scaling: dict[str, Any] = scaling_settings(
-            self.spec, cluster_has_gpus=self.spec.accelerator == "gpu"
-        )
-        if self.spec.accelerator == "auto":
-            scaling["use_gpu"] = "auto: true when the cluster has GPUs"
         described = {
             "address": self.settings.address or "none: a local Ray on 127.0.0.1, for this run only",
             **self.request(),
-            "scaling_config": scaling,
-            "failure_config": {"max_failures": max_failures(self.spec)},
+            "scaling_config": self.scaling_config,
+            "failure_config": {"max_failures": self.max_failures},
             "run_dir_on_cluster": self.remote_run_dir,
         }
         return (
@@ -159,6 +157,9 @@ class RayBackend(Backend[RayPlan]):
         entrypoint = f"python -m backends.ray_driver {SPEC_FILENAME}"
         if self.worker != DEFAULT_WORKER:
             entrypoint += f" --worker {self.worker}"
+        scaling: dict[str, Any] = scaling_settings(spec, cluster_has_gpus=spec.accelerator == "gpu")
+        if spec.accelerator == "auto":
+            scaling["use_gpu"] = "auto: true when the cluster has GPUs"
         return RayPlan(
             spec,
             settings=settings,
@@ -168,6 +169,8 @@ class RayBackend(Backend[RayPlan]):
             metadata={"launcher_run": spec.name, "run_dir": remote_run_dir},
             stage_dir=stage_dir,
             remote_run_dir=remote_run_dir,
+            scaling_config=scaling,
+            max_failures=max_failures(spec),
         )
 
     def schedule(self, plan: RayPlan) -> Job:
@@ -291,21 +294,21 @@ def _call(fn: Callable[[], T], job: Job) -> T:
 
 
 def _follow_lines(client: JobSubmissionClient, submission_id: str) -> Iterator[str]:
-    """`tail_job_logs` (an async stream of chunks) as whole lines, until the job ends."""
+    """The job's log as whole lines, as it is written, until the job ends."""
+    return whole_lines(_log_chunks(client, submission_id))
+
+
+def _log_chunks(client: JobSubmissionClient, submission_id: str) -> Iterator[str]:
+    """`tail_job_logs`, an async stream of chunks, read from synchronous code."""
     loop = asyncio.new_event_loop()
     stream = client.tail_job_logs(submission_id)
-    pending = ""
     try:
         while True:
             try:
-                pending += loop.run_until_complete(stream.__anext__())
+                yield loop.run_until_complete(stream.__anext__())
             except StopAsyncIteration:
-                break
-            *complete, pending = pending.split("\n")
-            yield from (f"{line}\n" for line in complete)
+                return
     finally:
         # An async generator, though Ray annotates it as a plain AsyncIterator.
         loop.run_until_complete(stream.aclose())  # type: ignore[attr-defined]
         loop.close()
-    if pending:
-        yield pending

@@ -1,4 +1,4 @@
-"""The contract every backend shares (backends/base.py): the one log follower."""
+"""What every backend shares (backends/base.py): the one log follower, for files and streams."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from backends.base import follow_file
+from backends.base import follow_file, whole_lines
 
 
 def _write_slowly(path: Path, lines: list[str], finished: threading.Event) -> None:
@@ -25,6 +25,19 @@ def test_follow_file_waits_for_the_file_and_reads_until_the_writer_ends(tmp_path
     writer = threading.Thread(target=_write_slowly, args=(log, lines, finished))
     writer.start()
     assert list(follow_file(log, finished.is_set, poll_s=0.02)) == lines
+    writer.join()
+
+
+def test_pieces_of_text_become_whole_lines() -> None:
+    assert list(whole_lines(["a\nb", "c\n", "", "d"])) == ["a\n", "bc\n", "d"]
+    assert list(whole_lines([])) == []
+
+
+def test_a_line_written_in_two_pieces_is_followed_as_one(tmp_path: Path) -> None:
+    log, finished = tmp_path / "rank0.log", threading.Event()
+    writer = threading.Thread(target=_write_slowly, args=(log, ["half ", "line\n"], finished))
+    writer.start()
+    assert list(follow_file(log, finished.is_set, poll_s=0.02)) == ["half line\n"]
     writer.join()
 
 
