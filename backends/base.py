@@ -1,10 +1,15 @@
-"""One interface for every scheduler: `Backend`, `Job`, `JobState`, and the job handle.
+"""One interface for every scheduler: `Backend`, `Plan`, `Job`, `JobState`, the job handle.
 
-A backend turns a `LaunchSpec` into running worker processes and answers questions about
-them. A new scheduler is one new module in `backends/` plus one line in `backends/__init__.py`.
+A backend turns a `LaunchSpec` into running worker processes in two steps, the way TorchX's
+`submit_dryrun` and `schedule` do: `plan(spec)` decides everything without doing any of it,
+and `submit(plan)` performs exactly that plan. `plan.render()` is the `--dry-run` text, so a
+dry run is the real submission minus the I/O. A new scheduler is one new module in
+`backends/` (its options, its plan, its backend) plus one line in `backends/__init__.py`.
 
     backend = get_backend("slurm")
-    job = backend.submit(spec)              # -> Job(handle="slurm://12345", ...)
+    plan = backend.plan(spec)               # SlurmPlan; nothing written, nobody contacted
+    print(plan.render())                    # the sbatch script, exactly as it will be sent
+    job = backend.submit(plan)              # -> Job(handle="slurm://12345", ...)
     backend.status(job)                     # -> JobState.RUNNING
     for line in backend.logs(job, follow=True): print(line, end="")
 """
@@ -12,11 +17,13 @@ them. A new scheduler is one new module in `backends/` plus one line in `backend
 from __future__ import annotations
 
 import enum
+import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar, final
 
 from launcher.spec import LaunchSpec
 
@@ -61,11 +68,21 @@ class Job:
 
 
 @dataclass
-class DryRun:
-    """What `submit(spec, dry_run=True)` returns: the exact thing that would be submitted."""
+class Plan(ABC):
+    """Everything one submission of `spec` will do, decided before any of it is done.
 
-    backend: str
-    text: str  # sbatch script, Ray job submission, or worker command lines
+    Each backend's plan is a dataclass of what it sends (the sbatch script, the Ray job
+    request, the worker commands); `render()` shows it as text.
+    """
+
+    spec: LaunchSpec
+
+    @abstractmethod
+    def render(self) -> str:
+        """The `--dry-run` text: exactly what `Backend.submit(plan)` sends or runs."""
+
+
+PlanT = TypeVar("PlanT", bound=Plan)
 
 
 def parse_handle(handle: str) -> tuple[str, str]:
@@ -76,24 +93,52 @@ def parse_handle(handle: str) -> tuple[str, str]:
     return backend, native
 
 
-class Backend(ABC):
-    """Submit runs and ask about them. Subclasses implement the `_`-free abstract methods."""
+class Backend(ABC, Generic[PlanT]):
+    """Plan runs, submit plans, and ask about the jobs they became.
 
-    name: str = ""
+    Subclasses implement `plan`, `schedule`, `status`, `logs` and `cancel`; `submit` is the
+    same for all: `schedule(plan(spec))`.
+    """
+
+    name: ClassVar[str] = ""
 
     @abstractmethod
-    def submit(self, spec: LaunchSpec, dry_run: bool = False) -> Job | DryRun:
-        """Start `spec` (or describe exactly what would be started, when `dry_run`)."""
+    def plan(self, spec: LaunchSpec) -> PlanT:
+        """Decide how `spec` would be started, without side effects.
+
+        Writes no file and contacts no scheduler, so it works on a machine without one. A
+        setting that cannot work (a misspelled option, a wrong type) raises `UserError` here.
+        """
 
     @abstractmethod
-    def status(self, job: Job) -> JobState: ...
+    def schedule(self, plan: PlanT) -> Job:
+        """Perform `plan`: check the cluster can take it, write what it needs, submit it.
+
+        Backends that run in the foreground (local, a temporary local Ray) return once the
+        run is over, with `job.extra["exit_code"]`; the others return once it is queued.
+        """
+
+    @final
+    def submit(self, plan: PlanT | LaunchSpec) -> Job:
+        """Start a run: `submit(spec)` is `schedule(plan(spec))`; a plan is performed as is.
+
+        Example: `plan = backend.plan(spec); print(plan.render()); job = backend.submit(plan)`.
+        """
+        if isinstance(plan, LaunchSpec):
+            plan = self.plan(plan)
+        return self.schedule(plan)
+
+    @abstractmethod
+    def status(self, job: Job) -> JobState:
+        """The job's state, mapped onto `JobState` (never the scheduler's own words)."""
 
     @abstractmethod
     def logs(self, job: Job, rank: int | None = None, follow: bool = False) -> Iterator[str]:
         """Yield log lines (rank 0 unless `rank`); with `follow`, until the job ends."""
 
     @abstractmethod
-    def cancel(self, job: Job) -> None: ...
+    def cancel(self, job: Job) -> None:
+        """Stop a pending or running job (`UserError` when that is not possible)."""
 
     def wait(self, job: Job, poll_seconds: float = 2.0) -> JobState:
         """Block until the job reaches a terminal state and return it."""
@@ -102,3 +147,61 @@ class Backend(ABC):
             if state.is_terminal():
                 return state
             time.sleep(poll_seconds)
+
+    def new_job(self, spec: LaunchSpec, native_id: str, **extra: Any) -> Job:
+        """The `Job` for `spec` once the scheduler gave it `native_id` (`<name>://<id>`)."""
+        return Job(
+            handle=f"{self.name}://{native_id}",
+            backend=self.name,
+            run_dir=spec.run_dir,
+            recipe=spec.recipe,
+            name=spec.name,
+            extra=extra,
+        )
+
+
+def whole_lines(chunks: Iterable[str]) -> Iterator[str]:
+    """Text that arrives in pieces (a growing file, a log stream), as whole lines.
+
+    Example: `list(whole_lines(["a\nb", "c\n", "d"]))` -> `["a\n", "bc\n", "d"]`.
+    """
+    pending = ""
+    for chunk in chunks:
+        *complete, pending = (pending + chunk).split("\n")
+        yield from (f"{line}\n" for line in complete)
+    if pending:
+        yield pending  # the writer ended without a newline
+
+
+def follow_file(
+    path: Path | Callable[[], Path], done: Callable[[], bool], poll_s: float = 0.5
+) -> Iterator[str]:
+    """Yield the lines of a log file as they are written, until `done()` says the writer ended.
+
+    `path` may be a function, asked again until the file exists (where a log lands can
+    depend on how far the job got). The file may not exist yet: it is waited for, and nothing
+    is yielded when `done()` turns true first. `done=lambda: True` reads what is there now.
+
+    Example: `follow_file(log, done=lambda: backend.status(job).is_terminal())`.
+    """
+    return whole_lines(_file_chunks(path, done, poll_s))
+
+
+def _file_chunks(
+    path: Path | Callable[[], Path], done: Callable[[], bool], poll_s: float
+) -> Iterator[str]:
+    locate = path if callable(path) else functools.partial(Path, path)
+    while not (found := locate()).is_file():
+        if done():
+            return
+        time.sleep(poll_s)
+    with open(found, errors="replace") as f:
+        while True:
+            chunk = f.read()
+            if chunk:
+                yield chunk
+            elif done():
+                yield f.read()  # whatever landed since the last read
+                return
+            else:
+                time.sleep(poll_s)

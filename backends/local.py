@@ -5,7 +5,8 @@ One process runs the worker in-process. Several processes (`--devices N`, `--gpu
 "node", so the multi-node path (node rank, rendezvous) runs for real on one host. With
 `--max-restarts N` the agents restart a failed group, which resumes from its last checkpoint.
 
-    job = LocalBackend().submit(spec)      # blocks until the run ends
+    plan = LocalBackend().plan(spec)       # the worker commands; print(plan.render())
+    job = LocalBackend().submit(plan)      # blocks until the run ends
     job.extra["exit_code"]
 """
 
@@ -15,14 +16,15 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from backends.base import Backend, DryRun, Job, JobState
+from backends.base import Backend, Job, JobState, Plan, follow_file
+from launcher.common.net import free_port
 from launcher.errors import REQUEUE_EXIT_CODE
 from launcher.spec import LaunchSpec
 
@@ -30,64 +32,71 @@ from launcher.spec import LaunchSpec
 _RANK_FAILURE = re.compile(r"\brank\s+:\s+(\d+) \(local_rank.*?exitcode\s+:\s+(-?\d+)", re.S)
 
 
-class LocalBackend(Backend):
+@dataclass
+class LocalPlan(Plan):
+    """The processes a local run starts: one in-process worker, or one torchrun agent a node.
+
+    `render()` is one shell line a process: its extra environment, then its command.
+    """
+
+    commands: list[list[str]]
+    env: dict[str, str]  # added to this process's environment for the agents
+    in_process: bool  # a single worker runs here, in this process (`launcher.worker.main`)
+
+    def render(self) -> str:
+        prefix = "".join(f"{key}={shlex.quote(value)} " for key, value in self.env.items())
+        return "".join(f"{prefix}{shlex.join(command)}\n" for command in self.commands)
+
+
+class LocalBackend(Backend[LocalPlan]):
     """Runs the worker on this host and waits for it."""
 
     name = "local"
 
-    def worker_commands(self, spec: LaunchSpec, port: int | None = None) -> list[list[str]]:
-        """The command line of each agent (one per node), or the single worker's."""
+    def plan(self, spec: LaunchSpec) -> LocalPlan:
         worker = ["-m", "launcher.worker", spec.spec_path]
         if spec.world_size == 1:
-            return [[sys.executable, *worker]]
-        port = port or 29500
-        return [
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                f"--nnodes={spec.nodes}",
-                f"--nproc-per-node={spec.devices_per_node}",
-                # c10d rendezvous namespaces every restart round in the store, so a
-                # restarted group never reads the dead group's addresses (static does not).
-                "--rdzv-backend=c10d",
-                f"--rdzv-endpoint=127.0.0.1:{port}",
-                f"--rdzv-id={Path(spec.run_dir).name}",
-                f"--max-restarts={spec.max_restarts}",
-                *worker,
-            ]  # fmt: skip
-            for _node in range(spec.nodes)
-        ]
+            return LocalPlan(spec, [[sys.executable, *worker]], env={}, in_process=True)
+        port = free_port()  # the rendezvous of every node's agent, on this host
+        agent = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nnodes={spec.nodes}",
+            f"--nproc-per-node={spec.devices_per_node}",
+            # c10d rendezvous namespaces every restart round in the store, so a
+            # restarted group never reads the dead group's addresses (static does not).
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{port}",
+            f"--rdzv-id={Path(spec.run_dir).name}",
+            f"--max-restarts={spec.max_restarts}",
+            *worker,
+        ]  # fmt: skip
+        commands = [list(agent) for _node in range(spec.nodes)]
+        return LocalPlan(spec, commands, env={"PYTHONUNBUFFERED": "1"}, in_process=False)
 
-    def submit(self, spec: LaunchSpec, dry_run: bool = False) -> Job | DryRun:
-        if dry_run:
-            lines = [shlex.join(cmd) for cmd in self.worker_commands(spec)]
-            return DryRun(self.name, "\n".join(lines) + "\n")
-        if spec.world_size == 1:
+    def schedule(self, plan: LocalPlan) -> Job:
+        spec = plan.spec
+        if plan.in_process:
             from launcher.worker import main
 
             code = main(spec.spec_path)
         else:
-            code = self._run_agents(spec)
+            code = self._run_agents(plan)
         state = JobState.SUCCEEDED if code == 0 else JobState.FAILED
-        return Job(
-            handle=f"local://{Path(spec.run_dir).name}",
-            backend=self.name,
-            run_dir=spec.run_dir,
-            recipe=spec.recipe,
-            name=spec.name,
-            extra={"exit_code": code, "state": state.value, "pid": os.getpid()},
+        return self.new_job(
+            spec, Path(spec.run_dir).name, exit_code=code, state=state.value, pid=os.getpid()
         )
 
-    def _run_agents(self, spec: LaunchSpec) -> int:
-        log_dir = Path(spec.run_dir) / "logs"
+    def _run_agents(self, plan: LocalPlan) -> int:
+        log_dir = Path(plan.spec.run_dir) / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **plan.env}
         procs = [
             subprocess.Popen(
                 cmd, env=env, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
             )  # fmt: skip
-            for cmd in self.worker_commands(spec, _free_port())
+            for cmd in plan.commands
         ]
         stderr_tails: list[list[str]] = [[] for _ in procs]
         pumps = [
@@ -108,11 +117,10 @@ class LocalBackend(Backend):
         if not failed:
             return 0
         report = "".join(line for tail in stderr_tails for line in tail)
-        failures = [(int(r), int(c)) for r, c in _RANK_FAILURE.findall(report)]
-        codes = {code for _, code in failures}
+        rank_codes = {int(code) for _rank, code in _RANK_FAILURE.findall(report)}
         # The agent SIGTERMs the ranks still running once one exits; when the first to exit
         # did so after the group's agreed signal checkpoint, the whole job asks for a requeue.
-        if REQUEUE_EXIT_CODE in codes and codes <= {REQUEUE_EXIT_CODE, -signal.SIGTERM}:
+        if REQUEUE_EXIT_CODE in rank_codes and rank_codes <= {REQUEUE_EXIT_CODE, -signal.SIGTERM}:
             return REQUEUE_EXIT_CODE
         root = report.rfind("Root Cause")
         cause = _RANK_FAILURE.search(report, root if root >= 0 else 0)
@@ -125,25 +133,17 @@ class LocalBackend(Backend):
         return JobState(job.extra.get("state", JobState.UNKNOWN.value))
 
     def logs(self, job: Job, rank: int | None = None, follow: bool = False) -> Iterator[str]:
-        path = Path(job.run_dir) / "logs" / f"rank{rank or 0}.log"
-        if not path.exists():
-            return iter(())
-        return iter(path.read_text().splitlines(keepends=True))
+        """The rank's log file as it is now: a local job is over once it is recorded."""
+        return follow_file(Path(job.run_dir) / "logs" / f"rank{rank or 0}.log", lambda: True)
 
     def cancel(self, job: Job) -> None:
         """Local runs are in the foreground: Ctrl-C stops them; nothing to cancel later."""
 
 
-def _pump(proc: subprocess.Popen, tail: list[str], node: int) -> None:
+def _pump(proc: subprocess.Popen[str], tail: list[str], node: int) -> None:
     """Forward an agent's stderr, keeping the last lines to explain a failure."""
     assert proc.stderr is not None
     for line in proc.stderr:
         tail.append(line)
         del tail[:-200]
         sys.stderr.write(line)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -4,7 +4,8 @@
     launch recipe.py --backend ray --cluster local_ray --devices 2 --accelerator cpu
 
     backend = RayBackend()
-    job = backend.submit(spec)          # -> Job(handle="ray://<submission id>", ...)
+    plan = backend.plan(spec)           # RayPlan: the job request; print(plan.render())
+    job = backend.submit(plan)          # -> Job(handle="ray://<submission id>", ...)
     backend.status(job); backend.logs(job, rank=1, follow=True); backend.cancel(job)
 
 Address (`--address`, else `ray.address` in the cluster config): `http://host:8265` (the job
@@ -31,11 +32,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from backends.base import Backend, DryRun, Job, JobState
+from backends.base import Backend, Job, JobState, Plan, follow_file, whole_lines
 from backends.ray_cluster import (
     auth_headers,
     check_capacity,
@@ -43,7 +45,8 @@ from backends.ray_cluster import (
     job_api_url,
     local_ray_head,
 )
-from backends.ray_driver import DEFAULT_WORKER, max_failures, scaling_settings
+from backends.ray_config import RayConfig, max_failures, ray_config, scaling_settings
+from backends.ray_driver import DEFAULT_WORKER
 from launcher.errors import UserError
 from launcher.spec import SPEC_FILENAME, LaunchSpec
 
@@ -67,10 +70,56 @@ JOB_ENV_VARS = {
     "PYTHONUNBUFFERED": "1",
 }
 
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
 T = TypeVar("T")
 
 
-class RayBackend(Backend):
+@dataclass
+class RayPlan(Plan):
+    """One Ray Job submission: the `submit_job` request and what the driver asks Ray Train for.
+
+    `render()` shows the request (entrypoint, runtime_env, metadata), the worker scaling and
+    failure settings, and where the run dir is on the cluster, as JSON.
+    """
+
+    settings: RayConfig
+    entrypoint: str
+    submission_id: str
+    runtime_env: dict[str, Any]
+    metadata: dict[str, str]
+    stage_dir: Path  # the job's working_dir: filled with the recipe and launch.json on submit
+    remote_run_dir: str  # the run dir as the cluster's nodes see it
+    # What the driver will ask Ray Train for (it decides use_gpu=auto on the cluster).
+    scaling_config: dict[str, Any]
+    max_failures: int
+
+    def request(self) -> dict[str, Any]:
+        """The arguments of `JobSubmissionClient.submit_job`."""
+        return {
+            "entrypoint": self.entrypoint,
+            "submission_id": self.submission_id,
+            "runtime_env": self.runtime_env,
+            "metadata": self.metadata,
+        }
+
+    def render(self) -> str:
+        described = {
+            "address": self.settings.address or "none: a local Ray on 127.0.0.1, for this run only",
+            **self.request(),
+            "scaling_config": self.scaling_config,
+            "failure_config": {"max_failures": self.max_failures},
+            "run_dir_on_cluster": self.remote_run_dir,
+        }
+        return (
+            "# Ray job submission (dry run: nothing was submitted)\n"
+            + json.dumps(described, indent=2)
+            + "\n"
+        )
+
+
+class RayBackend(Backend[RayPlan]):
     """Submit runs as Ray Jobs; ask about them through the cluster's job API.
 
     `worker` names the function every Ray Train worker calls with the spec path (tests and
@@ -82,105 +131,17 @@ class RayBackend(Backend):
     def __init__(self, worker: str = DEFAULT_WORKER) -> None:
         self.worker = worker
 
-    def submit(self, spec: LaunchSpec, dry_run: bool = False) -> Job | DryRun:
-        settings = _ray_settings(spec)
-        if dry_run:
-            return self._dry_run(spec, settings)
-        if not settings.address:
-            return self._run_on_local_ray(spec, settings)
-        url = job_api_url(settings.address)
-        check_capacity(url, spec)
-        return self._submit(spec, settings, url)
-
-    def status(self, job: Job) -> JobState:
-        if job.extra.get("local_cluster"):  # that Ray is gone; submit recorded the end
-            return JobState(job.extra.get("state", JobState.UNKNOWN.value))
-        native = _call(lambda: _client(job).get_job_status(job.native_id), job)
-        return RAY_STATES.get(getattr(native, "value", str(native)), JobState.UNKNOWN)
-
-    def logs(self, job: Job, rank: int | None = None, follow: bool = False) -> Iterator[str]:
-        """`rank=None`: the Ray job's log (driver, Ray Train, rank 0's console output).
-        `rank=N`: `RUN_DIR/logs/rank<N>.log`, which must be reachable from here."""
-        if rank is not None:
-            return self._rank_log(job, rank, follow)
-        if job.extra.get("local_cluster"):
-            return iter(Path(job.run_dir, LOCAL_LOG).read_text().splitlines(keepends=True))
-        if follow:
-            return _follow_lines(_client(job), job.native_id)
-        text = _call(lambda: _client(job).get_job_logs(job.native_id), job)
-        return iter(text.splitlines(keepends=True))
-
-    def _rank_log(self, job: Job, rank: int, follow: bool) -> Iterator[str]:
-        run_dir = Path(job.extra.get("remote_run_dir", job.run_dir))
-        path = run_dir / "logs" / f"rank{rank}.log"
-        if not run_dir.is_dir():
-            raise UserError(
-                f"--rank {rank}: the run dir {run_dir} of {job.handle} is on the "
-                f"cluster's storage, not reachable from here; without --rank you get rank 0's "
-                f"output from Ray"
-            )
-        while follow and not path.exists() and not self.status(job).is_terminal():
-            time.sleep(1)
-        if not path.exists():
-            raise UserError(f"--rank {rank}: no log at {path} ({self.status(job).value})")
-        with open(path, errors="replace") as f:
-            while True:
-                line = f.readline()
-                if line:
-                    yield line
-                elif not follow or self.status(job).is_terminal():
-                    yield from f
-                    return
-                else:
-                    time.sleep(1)
-
-    def cancel(self, job: Job) -> None:
-        if not job.extra.get("local_cluster"):
-            _call(lambda: _client(job).stop_job(job.native_id), job)
-
-    def _submit(self, spec: LaunchSpec, settings: Any, url: str) -> Job:
-        from ray.job_submission import JobSubmissionClient
-
-        request = self._request(spec, settings, stage=True)
-        # Ray logs each package upload at INFO; the user only needs the handle we print.
-        logging.getLogger("ray.dashboard").setLevel(logging.WARNING)
-        logging.getLogger("ray._private.runtime_env").setLevel(logging.WARNING)
-        client = JobSubmissionClient(url, headers=auth_headers())
-        for attempt in range(30):  # a Ray that just started has no job agent for a few seconds
-            try:
-                submission_id = client.submit_job(**request)
-                break
-            except RuntimeError as exc:
-                if "No available agent" not in str(exc) or attempt == 29:
-                    raise UserError(f"the Ray cluster at {url} refused the job: {exc}") from exc
-                time.sleep(1)
-        return Job(
-            handle=f"ray://{submission_id}",
-            backend=self.name,
-            run_dir=spec.run_dir,
-            recipe=spec.recipe,
-            name=spec.name,
-            extra={"address": url, "remote_run_dir": _remote_run_dir(spec, settings)},
-        )
-
-    def _request(self, spec: LaunchSpec, settings: Any, stage: bool) -> dict[str, Any]:
-        """The `submit_job` arguments; `stage=False` (dry run) writes nothing."""
-        stage_dir = Path(spec.run_dir) / STAGE_DIR
-        remote_run_dir = _remote_run_dir(spec, settings)
-        submission_id = f"{re.sub(r'[^A-Za-z0-9_-]', '-', spec.name)}-{uuid.uuid4().hex[:6]}"
-        if stage:
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(spec.recipe, stage_dir / Path(spec.recipe).name)
-            shipped = dataclasses.replace(
-                spec, recipe=Path(spec.recipe).name, run_dir=remote_run_dir
-            )
-            shipped.write(str(stage_dir / SPEC_FILENAME))
+    def plan(self, spec: LaunchSpec) -> RayPlan:
+        settings = ray_config(spec)
         user_env = dict(settings.runtime_env)
         if "working_dir" in user_env:
             raise UserError(
                 "ray.runtime_env.working_dir: launcher ships the recipe as the job's working "
                 "dir; put extra code in ray.runtime_env.py_modules instead"
             )
+        stage_dir = Path(spec.run_dir) / STAGE_DIR
+        remote_run_dir = _remote_run_dir(spec, settings)
+        submission_id = f"{re.sub(r'[^A-Za-z0-9_-]', '-', spec.name)}-{uuid.uuid4().hex[:6]}"
         runtime_env = {
             **user_env,
             "working_dir": str(stage_dir),
@@ -196,35 +157,97 @@ class RayBackend(Backend):
         entrypoint = f"python -m backends.ray_driver {SPEC_FILENAME}"
         if self.worker != DEFAULT_WORKER:
             entrypoint += f" --worker {self.worker}"
-        return {
-            "entrypoint": entrypoint,
-            "submission_id": submission_id,
-            "runtime_env": runtime_env,
-            "metadata": {"launcher_run": spec.name, "run_dir": remote_run_dir},
-        }
-
-    def _dry_run(self, spec: LaunchSpec, settings: Any) -> DryRun:
-        request = self._request(spec, settings, stage=False)
-        described = {
-            "address": settings.address or "none: a local Ray on 127.0.0.1, for this run only",
-            **request,
-            "scaling_config": scaling_settings(spec, cluster_has_gpus=spec.accelerator == "gpu"),
-            "failure_config": {"max_failures": max_failures(spec)},
-            "run_dir_on_cluster": _remote_run_dir(spec, settings),
-        }
+        scaling: dict[str, Any] = scaling_settings(spec, cluster_has_gpus=spec.accelerator == "gpu")
         if spec.accelerator == "auto":
-            described["scaling_config"]["use_gpu"] = "auto: true when the cluster has GPUs"
-        text = "# Ray job submission (dry run: nothing was submitted)\n"
-        return DryRun(backend=self.name, text=text + json.dumps(described, indent=2) + "\n")
+            scaling["use_gpu"] = "auto: true when the cluster has GPUs"
+        return RayPlan(
+            spec,
+            settings=settings,
+            entrypoint=entrypoint,
+            submission_id=submission_id,
+            runtime_env=runtime_env,
+            metadata={"launcher_run": spec.name, "run_dir": remote_run_dir},
+            stage_dir=stage_dir,
+            remote_run_dir=remote_run_dir,
+            scaling_config=scaling,
+            max_failures=max_failures(spec),
+        )
 
-    def _run_on_local_ray(self, spec: LaunchSpec, settings: Any) -> Job:
+    def schedule(self, plan: RayPlan) -> Job:
+        if not plan.settings.address:
+            return self._run_on_local_ray(plan)
+        url = job_api_url(plan.settings.address)
+        check_capacity(url, plan.spec)
+        return self._submit(plan, url)
+
+    def status(self, job: Job) -> JobState:
+        if job.extra.get("local_cluster"):  # that Ray is gone; submit recorded the end
+            return JobState(job.extra.get("state", JobState.UNKNOWN.value))
+        native = _call(lambda: _client(job).get_job_status(job.native_id), job)
+        return RAY_STATES.get(getattr(native, "value", str(native)), JobState.UNKNOWN)
+
+    def logs(self, job: Job, rank: int | None = None, follow: bool = False) -> Iterator[str]:
+        """`rank=None`: the Ray job's log (driver, Ray Train, rank 0's console output).
+        `rank=N`: `RUN_DIR/logs/rank<N>.log`, which must be reachable from here."""
+        if rank is not None:
+            return self._rank_log(job, rank, follow)
+        if job.extra.get("local_cluster"):
+            return follow_file(Path(job.run_dir, LOCAL_LOG), done=lambda: True)
+        if follow:
+            return _follow_lines(_client(job), job.native_id)
+        text = _call(lambda: _client(job).get_job_logs(job.native_id), job)
+        return iter(text.splitlines(keepends=True))
+
+    def _rank_log(self, job: Job, rank: int, follow: bool) -> Iterator[str]:
+        run_dir = Path(job.extra.get("remote_run_dir", job.run_dir))
+        path = run_dir / "logs" / f"rank{rank}.log"
+        if not run_dir.is_dir():
+            raise UserError(
+                f"--rank {rank}: the run dir {run_dir} of {job.handle} is on the "
+                f"cluster's storage, not reachable from here; without --rank you get rank 0's "
+                f"output from Ray"
+            )
+
+        def ended() -> bool:
+            return not follow or self.status(job).is_terminal()
+
+        yield from follow_file(path, ended, poll_s=1)
+        if not path.exists():
+            raise UserError(f"--rank {rank}: no log at {path} ({self.status(job).value})")
+
+    def cancel(self, job: Job) -> None:
+        if not job.extra.get("local_cluster"):
+            _call(lambda: _client(job).stop_job(job.native_id), job)
+
+    def _submit(self, plan: RayPlan, url: str) -> Job:
+        from ray.job_submission import JobSubmissionClient
+
+        _stage(plan)
+        # Ray logs each package upload at INFO; the user only needs the handle we print.
+        logging.getLogger("ray.dashboard").setLevel(logging.WARNING)
+        logging.getLogger("ray._private.runtime_env").setLevel(logging.WARNING)
+        client = JobSubmissionClient(url, headers=auth_headers())
+        for attempt in range(30):  # a Ray that just started has no job agent for a few seconds
+            try:
+                submission_id = client.submit_job(**plan.request())
+                break
+            except RuntimeError as exc:
+                if "No available agent" not in str(exc) or attempt == 29:
+                    raise UserError(f"the Ray cluster at {url} refused the job: {exc}") from exc
+                time.sleep(1)
+        return self.new_job(
+            plan.spec, submission_id, address=url, remote_run_dir=plan.remote_run_dir
+        )
+
+    def _run_on_local_ray(self, plan: RayPlan) -> Job:
         """Start a Ray head on 127.0.0.1, run the job in the foreground, stop Ray."""
-        cpus = max(1, math.ceil(spec.world_size * settings.num_cpus_per_worker))
+        spec = plan.spec
+        cpus = max(1, math.ceil(spec.world_size * plan.settings.num_cpus_per_worker))
         log_path = Path(spec.run_dir) / LOCAL_LOG
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with local_ray_head(cpus, Path(spec.run_dir) / "ray_head.log") as url:
             check_capacity(url, spec, check_nodes=False)
-            job = self._submit(spec, settings, url)
+            job = self._submit(plan, url)
             with open(log_path, "w") as log:
                 for line in _follow_lines(_client(job), job.native_id):
                     log.write(line)
@@ -238,19 +261,22 @@ class RayBackend(Backend):
         return job
 
 
-def _ray_settings(spec: LaunchSpec) -> Any:
-    from launcher.cli.cluster_config import RayConfig, from_dict
+def _stage(plan: RayPlan) -> None:
+    """Fill the job's working dir: the recipe and a launch.json that points at it."""
+    spec = plan.spec
+    plan.stage_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(spec.recipe, plan.stage_dir / Path(spec.recipe).name)
+    shipped = dataclasses.replace(spec, recipe=Path(spec.recipe).name, run_dir=plan.remote_run_dir)
+    shipped.write(str(plan.stage_dir / SPEC_FILENAME))
 
-    return from_dict(RayConfig, spec.cluster.get("ray") or {}, "ray")
 
-
-def _remote_run_dir(spec: LaunchSpec, settings: Any) -> str:
+def _remote_run_dir(spec: LaunchSpec, settings: RayConfig) -> str:
     if settings.storage_path:
         return str(Path(settings.storage_path) / spec.experiment / spec.name)
     return spec.run_dir
 
 
-def _client(job: Job) -> Any:
+def _client(job: Job) -> JobSubmissionClient:
     from ray.job_submission import JobSubmissionClient
 
     address = job.extra.get("address")
@@ -267,21 +293,22 @@ def _call(fn: Callable[[], T], job: Job) -> T:
         raise UserError(f"{job.handle} on {job.extra.get('address')}: {exc}") from exc
 
 
-def _follow_lines(client: Any, submission_id: str) -> Iterator[str]:
-    """`tail_job_logs` (an async stream of chunks) as whole lines, until the job ends."""
+def _follow_lines(client: JobSubmissionClient, submission_id: str) -> Iterator[str]:
+    """The job's log as whole lines, as it is written, until the job ends."""
+    return whole_lines(_log_chunks(client, submission_id))
+
+
+def _log_chunks(client: JobSubmissionClient, submission_id: str) -> Iterator[str]:
+    """`tail_job_logs`, an async stream of chunks, read from synchronous code."""
     loop = asyncio.new_event_loop()
     stream = client.tail_job_logs(submission_id)
-    pending = ""
     try:
         while True:
             try:
-                pending += loop.run_until_complete(stream.__anext__())
+                yield loop.run_until_complete(stream.__anext__())
             except StopAsyncIteration:
-                break
-            *complete, pending = pending.split("\n")
-            yield from (f"{line}\n" for line in complete)
+                return
     finally:
-        loop.run_until_complete(stream.aclose())
+        # An async generator, though Ray annotates it as a plain AsyncIterator.
+        loop.run_until_complete(stream.aclose())  # type: ignore[attr-defined]
         loop.close()
-    if pending:
-        yield pending

@@ -27,7 +27,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from backends.ray_driver import scaling_settings
+from backends.ray_config import scaling_settings
+from launcher.common.net import free_port
 from launcher.errors import UserError
 from launcher.spec import LaunchSpec
 
@@ -57,11 +58,12 @@ def alive_nodes(url: str) -> list[dict]:
     """The alive nodes of the cluster behind the job API at `url` (Ray's state API, over HTTP)."""
     import requests
 
-    filters = {"filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE"}
+    params: dict[str, str | int] = {"limit": 10000, "detail": 1}
+    params.update(filter_keys="state", filter_predicates="=", filter_values="ALIVE")
     try:
         reply = requests.get(
             f"{url}/api/v0/nodes",
-            params={"limit": 10000, "detail": 1, **filters},
+            params=params,
             headers=auth_headers(),
             timeout=CONNECT_TIMEOUT_S,
         )
@@ -157,12 +159,6 @@ def auth_headers() -> dict[str, str]:
         with open(path) as f:
             token = f.read().strip()
     return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _check_job_api(url: str, address: str) -> None:

@@ -12,50 +12,31 @@ has already called `init_process_group` (gloo on CPU, nccl on GPU, `env://` rend
 When a worker dies, Ray Train restarts the whole group (up to `max_failures` times) and our
 trainer resumes from the newest checkpoint in the run directory.
 
-`scaling_settings` is pure (no Ray import), so `RayBackend` shows the same numbers in a dry run.
+The scaling and failure settings come from `backends/ray_config.py`, the same functions
+`RayBackend` uses for its dry run and its capacity check.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from backends.ray_config import max_failures, scaling_settings
+from launcher.common.files import atomic_write_text
+from launcher.errors import PROCESS_GROUP_TIMEOUT_S, USER_ERROR_EXIT_CODE
 from launcher.spec import LaunchSpec
 
+if TYPE_CHECKING:
+    from ray.train.torch import TorchTrainer
+
 DEFAULT_WORKER = "launcher.worker:main"
-# Same as launcher.train.distributed's default: a hung peer fails the group in 2 minutes, not 30.
-# A peer that dies is noticed at once (its sockets close); see the README's Ray section.
-PROCESS_GROUP_TIMEOUT_S = 120
-USER_ERROR_EXIT_CODE = 2  # launcher.errors.USER_ERROR_EXIT_CODE; retrying cannot fix it
 WORKER_STATE_DIR = "ray_workers"  # in the run dir: per-rank specs and restart counters
-
-
-def scaling_settings(spec: LaunchSpec, cluster_has_gpus: bool) -> dict[str, Any]:
-    """The `ScalingConfig` arguments for `spec`: one worker per device, spread across nodes.
-
-    Example: `ScalingConfig(**scaling_settings(spec, cluster_has_gpus=False))`.
-    """
-    ray_cfg = spec.cluster.get("ray") or {}
-    use_gpu = spec.accelerator == "gpu" or (spec.accelerator == "auto" and cluster_has_gpus)
-    resources = {"CPU": float(ray_cfg.get("num_cpus_per_worker", 1))}
-    resources.update({k: float(v) for k, v in (ray_cfg.get("resources_per_worker") or {}).items()})
-    if use_gpu:
-        resources.setdefault("GPU", 1.0)
-    return {
-        "num_workers": spec.world_size,
-        "use_gpu": use_gpu,
-        "resources_per_worker": resources,
-        "placement_strategy": "SPREAD",
-    }
-
-
-def max_failures(spec: LaunchSpec) -> int:
-    """Worker-group restarts allowed: `--max-restarts` if given, else the config's `max_failures`."""
-    return spec.max_restarts or int((spec.cluster.get("ray") or {}).get("max_failures", 2))
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> int:
@@ -81,29 +62,32 @@ def train_loop_per_worker(config: dict[str, Any]) -> int:
     os.environ["LAUNCHER_CLUSTER"] = "ray"
     os.environ["LAUNCHER_RAY_ATTEMPT"] = str(attempt)
     spec_path = spec.write(str(state_dir / f"rank{rank}.launch.json"))
-    (state_dir / f"rank{rank}.pid").write_text(str(os.getpid()))  # who to kill in drills
+    atomic_write_text(state_dir / f"rank{rank}.pid", str(os.getpid()))  # who to kill in drills
 
     code = _load(config["worker"])(spec_path)
     if code in (0, USER_ERROR_EXIT_CODE):
-        return code  # rank 0's value reaches the driver; a user error is not retried
+        return code  # rank 0's value reaches the driver; retrying cannot fix a user error
     # Anything else (a crash, 3 = "checkpointed on SIGTERM") restarts the group, which resumes.
     raise RuntimeError(f"rank {rank}: worker exited with code {code}")
 
 
-def build_trainer(spec: LaunchSpec, worker: str = DEFAULT_WORKER) -> Any:
+def build_trainer(spec: LaunchSpec, worker: str = DEFAULT_WORKER) -> TorchTrainer:
     """The `TorchTrainer` for `spec` (call inside a Ray job, or after `ray.init`)."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     if not ray.is_initialized():
-        ray.init(logging_level="WARNING")  # inside a Ray job: joins its cluster
+        ray.init(logging_level=logging.WARNING)  # inside a Ray job: joins its cluster
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     scaling = scaling_settings(spec, cluster_has_gpus=has_gpus)
     submission = os.environ.get("LAUNCHER_RAY_SUBMISSION_ID") or f"pid{os.getpid()}"
     return TorchTrainer(
-        train_loop_per_worker,
+        # Ray types the loop as returning None; what it returns is `Result.return_value`.
+        train_loop_per_worker,  # type: ignore[arg-type]
         train_loop_config={"spec": spec.to_dict(), "worker": worker, "submission": submission},
+        # A hung peer fails the group in minutes, not in torch's default 30; a peer that dies
+        # is noticed at once (its sockets close). See the README's Ray section.
         torch_config=TorchConfig(timeout_s=PROCESS_GROUP_TIMEOUT_S),
         scaling_config=ScalingConfig(**scaling),
         run_config=RunConfig(
@@ -131,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     if result.error is not None:
         print(f"launcher: training failed: {result.error}", file=sys.stderr, flush=True)
         return 1
-    return USER_ERROR_EXIT_CODE if result.return_value == USER_ERROR_EXIT_CODE else 0
+    # Ray Train v2's Result (the one that runs) carries the loop's return value; the stubs
+    # mypy reads are v1's, which lack it.
+    returned = result.return_value  # type: ignore[attr-defined]
+    return USER_ERROR_EXIT_CODE if returned == USER_ERROR_EXIT_CODE else 0
 
 
 def _count_start(path: Path) -> int:
@@ -140,13 +127,11 @@ def _count_start(path: Path) -> int:
         previous = int(path.read_text())
     except (OSError, ValueError):
         previous = -1
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(str(previous + 1))
-    os.replace(tmp, path)
+    atomic_write_text(path, str(previous + 1))
     return previous + 1
 
 
-def _load(target: str) -> Any:
+def _load(target: str) -> Callable[[str], int]:
     module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr or "main")
 

@@ -18,13 +18,13 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from backends.base import Job
+from launcher.common.files import atomic_write_text
 from launcher.errors import UserError
 from launcher.spec import LaunchSpec
 
@@ -136,15 +136,8 @@ class JobRegistry:
 
     def _write(self, record: JobRecord) -> Path:
         path = self._path(record.job.handle)
-        fd, tmp = tempfile.mkstemp(dir=self.jobs_dir, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record.to_dict(), f, indent=2, sort_keys=True, default=str)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        text = json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str)
+        atomic_write_text(path, text)  # its temporary name is hidden from the `*.json` glob
         return path
 
     @contextlib.contextmanager

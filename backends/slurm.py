@@ -1,69 +1,51 @@
-"""The SLURM backend: submitit renders and submits the sbatch script; every task runs the worker.
+"""The SLURM backend: we render the sbatch script, sbatch gets it as is, submitit runs the task.
 
     launch recipe.py --backend slurm --nodes 2 --gpus 8 --cluster cluster_configs/my.yaml
     launch recipe.py --backend slurm --cluster local_slurm --dry-run   # print the sbatch script
 
     backend = SlurmBackend()
-    job = backend.submit(spec)                  # Job(handle="slurm://42", ...)
+    plan = backend.plan(spec)                   # SlurmPlan: the script, nothing written yet
+    job = backend.submit(plan)                  # Job(handle="slurm://42", ...)
     backend.status(job)                         # JobState.RUNNING
     for line in backend.logs(job, rank=1, follow=True): print(line, end="")
 
-Settings come from the cluster config's `slurm:` section (`launcher.cli.cluster_config.SlurmConfig`). The
-job asks for `--nodes`, one task per device, `--signal=USR2@<grace>`, `--requeue` and
+Settings are the cluster config's `slurm:` section, `SlurmConfig` below. The job asks for
+`--nodes`, one task per device, `--signal=USR2@<grace>`, `--requeue` and
 `--open-mode=append`; each task runs `backends.slurm_task.SlurmTask`, which calls
 `launcher.worker.main(RUN_DIR/launch.json)` and requeues the job after a checkpoint on a
-preemption or time-limit signal. submitit's files (script, pickles, per-task logs
-`<job>_<task>_log.out`) live in `RUN_DIR/slurm` unless `slurm.log_dir` says otherwise.
-Job states come from `scontrol show job` (no accounting database needed), then from the
-outcome file the job leaves behind once SLURM has forgotten it.
+preemption or time-limit signal.
+
+The script is ours (`SlurmPlan.render`), so the dry run is byte for byte what sbatch receives;
+submitit, through its public helpers, pickles the task (`DelayedSubmission`), names the files
+its in-job runner reads (`JobPaths`) and runs the task on every node
+(`python -m submitit.core._submit FOLDER`, the line submitit's own executor writes). The
+folder (`RUN_DIR/slurm` unless `slurm.log_dir`) keeps the script, the pickles and the per-task
+logs `<job>_<task>_log.out`. Job states come from `scontrol show job` (no accounting database
+needed), then from the outcome file the job leaves behind once SLURM has forgotten it.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
 import shlex
 import shutil
 import subprocess
 import sys
-import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from backends.base import Backend, DryRun, Job, JobState
+from backends.base import Backend, Job, JobState, Plan, follow_file
+from backends.scontrol import SLURM_STATES, job_state, show
 from backends.slurm_task import SlurmTask, outcome_path, write_outcome
-from launcher.cli.cluster_config import SlurmConfig, cluster_config_from_dict
+from launcher.common.files import atomic_write_text
+from launcher.common.validate import from_dict
 from launcher.errors import UserError
 from launcher.spec import LaunchSpec
 
-# Every SLURM job state (`scontrol`/`squeue` long names) -> our one enum. Users never see these.
-SLURM_STATES: dict[str, JobState] = {
-    "PENDING": JobState.PENDING,
-    "CONFIGURING": JobState.PENDING,
-    "RESV_DEL_HOLD": JobState.PENDING,
-    "SUSPENDED": JobState.PENDING,  # paused by the scheduler; it resumes by itself
-    "RUNNING": JobState.RUNNING,
-    "COMPLETING": JobState.RUNNING,  # tasks ended, epilog still running
-    "SIGNALING": JobState.RUNNING,
-    "STAGE_OUT": JobState.RUNNING,
-    "RESIZING": JobState.RUNNING,
-    "STOPPED": JobState.RUNNING,
-    "REQUEUED": JobState.REQUEUED,
-    "REQUEUE_FED": JobState.REQUEUED,
-    "REQUEUE_HOLD": JobState.REQUEUED,
-    "COMPLETED": JobState.SUCCEEDED,
-    "FAILED": JobState.FAILED,
-    "BOOT_FAIL": JobState.FAILED,
-    "NODE_FAIL": JobState.FAILED,
-    "OUT_OF_MEMORY": JobState.FAILED,
-    "SPECIAL_EXIT": JobState.FAILED,
-    "CANCELLED": JobState.CANCELLED,
-    "REVOKED": JobState.CANCELLED,  # a federated sibling ran it instead
-    "PREEMPTED": JobState.CANCELLED,  # ended by preemption without a requeue
-    "TIMEOUT": JobState.TIMEOUT,
-    "DEADLINE": JobState.TIMEOUT,
-}
+__all__ = ["SLURM_STATES", "SlurmBackend", "SlurmConfig", "SlurmPlan", "check_cluster"]
 
 _FOLLOW_POLL_S = 0.5
 _NOT_INSTALLED = (
@@ -71,41 +53,76 @@ _NOT_INSTALLED = (
     "launch on a login node of your cluster, or start the local test cluster as root: "
     "scripts/slurm_cluster.sh start"
 )
+# submitit's in-job runner: loads <folder>/<job id>_submitted.pkl and calls it on every task.
+_RUNNER = "-u -m submitit.core._submit"
+
+
+@dataclass
+class SlurmConfig:
+    """How to ask SLURM for resources: the cluster config's `slurm:` section.
+
+    `gpus_per_node: 0` means "take it from `--gpus`". A misspelled key fails with the list of
+    valid ones: `from_dict(SlurmConfig, {"partiton": "gpu"}, "slurm")` -> `UserError`.
+    """
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    time_limit_minutes: int = 60
+    mem_gb: int | None = None  # None: the partition's default
+    cpus_per_task: int = 1
+    gpus_per_node: int = 0
+    exclusive: bool = False
+    setup: list[str] = field(default_factory=list)  # shell lines run before the workers
+    extra_sbatch: dict[str, str] = field(default_factory=dict)  # e.g. {"mail-type": "END"}
+    signal_grace_seconds: int = 60  # SIGUSR2 this long before the time limit
+    max_requeues: int = 3
+    python: str | None = None  # interpreter on the compute nodes; None: the submitting one
+    log_dir: str | None = None  # None: RUN_DIR/slurm
+
+
+@dataclass
+class SlurmPlan(Plan):
+    """One sbatch submission: the script's parts and the task every SLURM task runs.
+
+    `render()` is the script sbatch receives: `#SBATCH` directives (sorted), the setup lines,
+    the `srun` line and a note on what each task runs.
+    """
+
+    folder: Path  # the script, the task pickle and the per-task logs
+    directives: dict[str, str | int | bool]  # `#SBATCH --key=value`; True: a bare `--key`
+    setup: list[str]
+    command: str  # the srun line
+    notes: list[str]  # comment lines at the end
+    task: SlurmTask
+    slurm: SlurmConfig
+
+    def render(self) -> str:
+        flags = [_flag(key, self.directives[key]) for key in sorted(self.directives)]
+        setup = ["", "# setup", *self.setup] if self.setup else []
+        lines = [
+            "#!/bin/bash", "", "# Parameters", *flags, *setup,
+            "", "# command", "export SUBMITIT_EXECUTOR=slurm", self.command, "", *self.notes,
+        ]  # fmt: skip
+        return "\n".join(lines) + "\n"
 
 
 def slurm_config(spec: LaunchSpec) -> SlurmConfig:
     """The `slurm:` section of the spec's cluster config, validated (defaults if absent)."""
-    return cluster_config_from_dict(spec.cluster).slurm or SlurmConfig()
+    return from_dict(SlurmConfig, spec.cluster.get("slurm") or {}, "slurm")
 
 
 def job_folder(spec: LaunchSpec, slurm: SlurmConfig) -> Path:
-    """submitit's folder for this run: scripts, pickles and per-task logs."""
-    return Path(slurm.log_dir).expanduser() if slurm.log_dir else Path(spec.run_dir) / "slurm"
+    """The job's folder: its script, the task pickle and per-task logs (absolute)."""
+    folder = Path(slurm.log_dir).expanduser() if slurm.log_dir else Path(spec.run_dir) / "slurm"
+    return folder.absolute()
 
 
-def sbatch_parameters(spec: LaunchSpec, slurm: SlurmConfig) -> dict[str, Any]:
-    """submitit `SlurmExecutor.update_parameters` arguments for `spec`."""
-    extra: dict[str, Any] = {
-        # Set explicitly: submitit's default follows $SUBMITIT_PREEMPT_SIGNAL; our trainer
-        # listens for USR2.
-        "signal": f"USR2@{slurm.signal_grace_seconds}",
-        "requeue": True,
-        **slurm.extra_sbatch,
-    }
-    params: dict[str, Any] = {
-        "job_name": spec.name,
-        "nodes": spec.nodes,
-        "ntasks_per_node": spec.devices_per_node,
-        "cpus_per_task": slurm.cpus_per_task,
-        "time": slurm.time_limit_minutes,
-        "signal_delay_s": slurm.signal_grace_seconds,
-        "stderr_to_stdout": True,  # one log per task: <job>_<task>_log.out
-        # A crashed rank ends the whole step at once instead of leaving peers in a collective.
-        "srun_args": ["--kill-on-bad-exit=1"],
-        "additional_parameters": extra,
-    }
-    if spec.accelerator in ("gpu", "cuda"):
-        params["gpus_per_node"] = spec.devices_per_node
+def sbatch_directives(
+    spec: LaunchSpec, slurm: SlurmConfig, folder: Path
+) -> dict[str, str | int | bool]:
+    """The `#SBATCH` options of `spec`'s job; `slurm.extra_sbatch` may override any of them."""
     optional = {
         "partition": slurm.partition,
         "account": slurm.account,
@@ -113,31 +130,40 @@ def sbatch_parameters(spec: LaunchSpec, slurm: SlurmConfig) -> dict[str, Any]:
         "constraint": slurm.constraint,
         "mem": f"{slurm.mem_gb}GB" if slurm.mem_gb else None,
         "exclusive": True if slurm.exclusive else None,
-        "setup": list(slurm.setup) or None,
+        "gpus-per-node": spec.devices_per_node if spec.accelerator in ("gpu", "cuda") else None,
     }
-    params.update({key: value for key, value in optional.items() if value is not None})
-    return params
+    return {
+        "job-name": spec.name,
+        "nodes": spec.nodes,
+        "ntasks-per-node": spec.devices_per_node,
+        "cpus-per-task": slurm.cpus_per_task,
+        "time": slurm.time_limit_minutes,
+        **{key: value for key, value in optional.items() if value is not None},
+        "output": str(folder / "%j_0_log.out"),  # the batch step's; srun writes each task's
+        "open-mode": "append",  # a requeued job continues its logs instead of truncating them
+        # Our trainer checkpoints on USR2, `grace` seconds before the time limit.
+        "signal": f"USR2@{slurm.signal_grace_seconds}",
+        "requeue": True,
+        "wckey": "submitit",  # what submitit's executor sets: accounting groups them as before
+        # `job_name` and `job-name` are one sbatch option: the user's replaces ours.
+        **{key.replace("_", "-"): value for key, value in slurm.extra_sbatch.items()},
+    }
+
+
+def srun_command(slurm: SlurmConfig, folder: Path) -> str:
+    """The script's srun line: every task runs submitit's runner on the pickled task."""
+    srun = [
+        "srun", "--unbuffered", "--output", str(folder / "%j_%t_log.out"),
+        # A crashed rank ends the whole step at once instead of leaving peers in a collective.
+        "--kill-on-bad-exit=1",
+    ]  # fmt: skip
+    return f"{shlex.join(srun)} {task_python(slurm)} {_RUNNER} {shlex.quote(str(folder))}"
 
 
 def worker_command(spec: LaunchSpec, slurm: SlurmConfig) -> str:
     """The command line equivalent of what each task runs (through the pickled SlurmTask)."""
     python = slurm.python or shlex.quote(sys.executable)
     return f"{python} -m launcher.worker {shlex.quote(spec.spec_path)}"
-
-
-def _executor(folder: Path, slurm: SlurmConfig, preview: bool) -> Any:
-    import submitit
-
-    cls = submitit.SlurmExecutor
-    if preview:  # describe the job on a machine without SLURM: skip the `srun` check
-
-        class _PreviewExecutor(submitit.SlurmExecutor):
-            @classmethod
-            def affinity(cls) -> int:
-                return 2
-
-        cls = _PreviewExecutor
-    return cls(folder=folder, max_num_timeout=slurm.max_requeues, python=task_python(slurm))
 
 
 def task_python(slurm: SlurmConfig) -> str:
@@ -153,49 +179,37 @@ def task_python(slurm: SlurmConfig) -> str:
     return f"""/bin/sh -c 'trap "" USR2; exec "$0" "$@"' {shlex.quote(sys.executable)}"""
 
 
-class SlurmBackend(Backend):
-    """Submit runs as SLURM batch jobs (through submitit) and ask SLURM about them."""
+class SlurmBackend(Backend[SlurmPlan]):
+    """Submit runs as SLURM batch jobs and ask SLURM about them."""
 
     name = "slurm"
 
-    def submit(self, spec: LaunchSpec, dry_run: bool = False) -> Job | DryRun:
+    def plan(self, spec: LaunchSpec) -> SlurmPlan:
         slurm = slurm_config(spec)
         folder = job_folder(spec, slurm)
-        if not dry_run:
-            check_cluster(spec, slurm)
-        executor = _executor(folder, slurm, preview=dry_run)
-        try:
-            executor.update_parameters(**sbatch_parameters(spec, slurm))
-        except ValueError as exc:  # submitit lists the parameters it knows
-            raise UserError(f"slurm settings rejected by submitit: {exc}") from exc
-        task = SlurmTask(spec.spec_path, slurm.max_requeues, slurm.signal_grace_seconds)
-        if dry_run:
-            # submitit's own renderer: the exact text it writes to <job>_submission.sh.
-            script = executor._make_submission_file_text(executor._submitit_command_str, "")
-            return DryRun(self.name, f"{script.rstrip()}\n\n{_task_note(spec, slurm)}\n")
-        spec.write()
-        import submitit
+        return SlurmPlan(
+            spec,
+            folder=folder,
+            directives=sbatch_directives(spec, slurm, folder),
+            setup=list(slurm.setup),
+            command=srun_command(slurm, folder),
+            notes=_task_note(spec, slurm),
+            task=SlurmTask(spec.spec_path, slurm.max_requeues, slurm.signal_grace_seconds),
+            slurm=slurm,
+        )
 
-        try:
-            submitted = executor.submit(task)
-        except submitit.core.utils.FailedJobError as exc:
-            raise UserError(f"sbatch refused the job: {exc}") from exc
-        return Job(
-            handle=f"slurm://{submitted.job_id}",
-            backend=self.name,
-            run_dir=spec.run_dir,
-            recipe=spec.recipe,
-            name=spec.name,
-            extra={"folder": str(folder), "world_size": spec.world_size},
+    def schedule(self, plan: SlurmPlan) -> Job:
+        check_cluster(plan.spec, plan.slurm)
+        plan.spec.write()
+        job_id = _sbatch(plan)
+        return self.new_job(
+            plan.spec, job_id, folder=str(plan.folder), world_size=plan.spec.world_size
         )
 
     def status(self, job: Job) -> JobState:
         info, error = _show_job(job.native_id)
         if info:
-            state = SLURM_STATES.get(info.get("JobState", ""), JobState.UNKNOWN)
-            if state == JobState.PENDING and int(info.get("Restarts", "0") or 0) > 0:
-                return JobState.REQUEUED  # waiting to run again after a requeue
-            return state
+            return job_state(info)
         recorded = outcome_path(_folder(job), job.native_id)
         if recorded.is_file():  # SLURM forgot it (MinJobAge); the job left its outcome
             return JobState(json.loads(recorded.read_text())["state"])
@@ -210,31 +224,18 @@ class SlurmBackend(Backend):
         world_size = int(job.extra.get("world_size", 0))
         if rank < 0 or (world_size and rank >= world_size):
             raise UserError(f"--rank {rank}: job {job.handle} has ranks 0 to {world_size - 1}")
-        return self._read_log(job, rank, follow)
+        if follow:
 
-    def _read_log(self, job: Job, rank: int, follow: bool) -> Iterator[str]:
-        while True:
-            path = _log_file(job, rank)
-            if path.is_file():
-                break
-            if not follow:
-                raise UserError(
-                    f"no log for rank {rank} of {job.handle} yet ({self.status(job).value}); "
-                    f"try again when it runs, or use --follow"
-                )
-            if self.status(job).is_terminal():
-                return
-            time.sleep(_FOLLOW_POLL_S)
-        with open(path, errors="replace") as f:
-            while True:
-                line = f.readline()
-                if line:
-                    yield line
-                    continue
-                if not follow or self.status(job).is_terminal():
-                    yield from f  # whatever landed since the last read
-                    return
-                time.sleep(_FOLLOW_POLL_S)
+            def ended() -> bool:
+                return self.status(job).is_terminal()
+
+            return follow_file(lambda: _log_file(job, rank), ended, _FOLLOW_POLL_S)
+        if not _log_file(job, rank).is_file():
+            raise UserError(
+                f"no log for rank {rank} of {job.handle} yet ({self.status(job).value}); "
+                f"try again when it runs, or use --follow"
+            )
+        return follow_file(_log_file(job, rank), done=lambda: True)
 
     def cancel(self, job: Job) -> None:
         if not shutil.which("scancel"):
@@ -254,16 +255,13 @@ def check_cluster(spec: LaunchSpec, slurm: SlurmConfig) -> None:
     """Fail early, as a `UserError`, on what sbatch would reject or leave pending forever."""
     if shutil.which("sbatch") is None:
         raise UserError(_NOT_INSTALLED)
-    result = subprocess.run(
-        ["scontrol", "show", "partition", "-o"], capture_output=True, text=True, timeout=60
-    )
-    if result.returncode != 0:
-        raise UserError(f"cannot reach the SLURM controller: {result.stderr.strip()}")
-    partitions = {}
-    for line in result.stdout.splitlines():
-        fields = dict(re.findall(r"(\S+?)=(\S*)", line))
-        if "PartitionName" in fields:
-            partitions[fields["PartitionName"]] = fields
+    try:
+        records, error = show("partition")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(f"cannot reach the SLURM controller: {exc}") from exc
+    if error:
+        raise UserError(f"cannot reach the SLURM controller: {error}")
+    partitions = {r["PartitionName"]: r for r in records if "PartitionName" in r}
     default = next((n for n, f in partitions.items() if f.get("Default") == "YES"), None)
     name = slurm.partition or default
     listing = ", ".join(f"{n} (default)" if n == default else n for n in partitions) or "none"
@@ -277,14 +275,48 @@ def check_cluster(spec: LaunchSpec, slurm: SlurmConfig) -> None:
                         f"nodes); ask for at most {total}, or pick another partition: {listing}")  # fmt: skip
 
 
-def _task_note(spec: LaunchSpec, slurm: SlurmConfig) -> str:
-    return (
-        f"# Each of the {spec.world_size} tasks ({spec.nodes} nodes x {spec.devices_per_node}) "
-        "runs the pickled backends.slurm_task.SlurmTask,\n# which calls "
-        f"launcher.worker.main(spec_path), the same as:\n#   {worker_command(spec, slurm)}\n"
-        f"# and requeues the job (at most {slurm.max_requeues} times) after a checkpoint on "
-        "SIGUSR2/SIGTERM."
+def _sbatch(plan: SlurmPlan) -> str:
+    """Pickle the task, hand `plan.render()` to sbatch, name the files for the runner."""
+    from submitit.core.utils import JobPaths
+    from submitit.helpers import DelayedSubmission
+
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    stem = plan.folder / f".submission_{uuid.uuid4().hex}"
+    pickle_tmp, script_tmp = stem.with_suffix(".pkl"), stem.with_suffix(".sh")
+    delayed = DelayedSubmission(plan.task)
+    # What submitit's executor records for its own timeout bookkeeping, so the runner sees
+    # the same pickle it would.
+    delayed.set_timeout(plan.slurm.time_limit_minutes, plan.slurm.max_requeues)
+    delayed.dump(pickle_tmp)
+    atomic_write_text(script_tmp, plan.render())
+    result = subprocess.run(
+        ["sbatch", "--parsable", str(script_tmp)], capture_output=True, text=True, timeout=60
     )
+    if result.returncode != 0:
+        pickle_tmp.unlink(missing_ok=True)
+        script_tmp.unlink(missing_ok=True)
+        raise UserError(f"sbatch refused the job: {result.stderr.strip()}")
+    job_id = result.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"
+    paths = JobPaths(plan.folder, job_id)
+    # The runner waits (up to a minute) for the pickle under its job's name; a rename is atomic.
+    os.replace(pickle_tmp, paths.submitted_pickle)
+    os.replace(script_tmp, paths.submission_file)
+    return job_id
+
+
+def _flag(key: str, value: str | int | bool) -> str:
+    return f"#SBATCH --{key}" if value is True else f"#SBATCH --{key}={shlex.quote(str(value))}"
+
+
+def _task_note(spec: LaunchSpec, slurm: SlurmConfig) -> list[str]:
+    return [
+        f"# Each of the {spec.world_size} tasks ({spec.nodes} nodes x {spec.devices_per_node}) "
+        "runs the pickled backends.slurm_task.SlurmTask,",
+        "# which calls launcher.worker.main(spec_path), the same as:",
+        f"#   {worker_command(spec, slurm)}",
+        f"# and requeues the job (at most {slurm.max_requeues} times) after a checkpoint on "
+        "SIGUSR2/SIGTERM.",
+    ]
 
 
 def _folder(job: Job) -> Path:
@@ -304,8 +336,5 @@ def _show_job(job_id: str) -> tuple[dict[str, str], str]:
     """(`scontrol show job -o` fields, error text); fields are {} when SLURM has no answer."""
     if shutil.which("scontrol") is None:
         raise UserError(_NOT_INSTALLED.replace("sbatch", "scontrol", 1))
-    result = subprocess.run(
-        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60
-    )
-    first = result.stdout.splitlines()[0] if result.stdout.strip() else ""
-    return dict(re.findall(r"(\S+?)=(\S*)", first)), result.stderr
+    records, error = show("job", job_id)
+    return (records[0] if records else {}), error

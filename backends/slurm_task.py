@@ -1,7 +1,8 @@
 """What runs inside a SLURM job: `SlurmTask`, the callable submitit pickles and every task runs.
 
     task = SlurmTask("/runs/exp/name/launch.json", max_requeues=3, signal_grace_s=60)
-    executor.submit(task)        # on each task: launcher.worker.main(spec_path), then requeue
+    DelayedSubmission(task).dump(pickle)   # backends/slurm.py; submitit's runner calls it
+                                           # on each task: launcher.worker.main, then requeue
 
 Each task runs the same worker entry point as the local backend. When the worker exits with
 `REQUEUE_EXIT_CODE` (it checkpointed on SIGUSR2/SIGTERM at a step boundary every rank agreed
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backends.scontrol import job_state, show_job
+from launcher.common.files import atomic_write_text
 from launcher.errors import REQUEUE_EXIT_CODE
 
 # The signals SLURM sends before a time limit (--signal=USR2@grace) or on preemption.
@@ -40,10 +43,8 @@ def outcome_path(folder: str | os.PathLike[str], job_id: str) -> Path:
 
 def write_outcome(folder: str | os.PathLike[str], job_id: str, state: str, **info: Any) -> None:
     """Record how a job ended, atomically; SLURM forgets finished jobs after `MinJobAge`."""
-    path = outcome_path(folder, job_id)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"state": state, "time": time.time(), **info}))
-    os.replace(tmp, path)
+    record = {"state": state, "time": time.time(), **info}
+    atomic_write_text(outcome_path(folder, job_id), json.dumps(record))
 
 
 class SlurmTask:
@@ -88,12 +89,12 @@ class SlurmTask:
         if env.rank != 0:
             raise SystemExit(0)  # rank 0 requeues; the others leave cleanly
         _wait_for_markers(marker_dir, env.ntasks, self.marker_timeout_s)
-        info = scontrol_show_job(env.job_id)
+        info = show_job(env.job_id)
         reason = interruption_reason(info, grace_s=self.signal_grace_s)
         signals = f" (signal before the trainer was ready: {', '.join(early_signals)})"
         _say(
-            f"job {env.job_id} checkpointed and stopped: {reason}; JobState="
-            f"{info.get('JobState', '?')}, restart {env.restarts} of max {self.max_requeues}"
+            f"job {env.job_id} checkpointed and stopped: {reason}; state "
+            f"{job_state(info).value}, restart {env.restarts} of max {self.max_requeues}"
             f"{signals if early_signals else ''}"
         )
         cancelled = _recorded_state(env) == "CANCELLED"  # `launch cancel` wrote it first
@@ -135,17 +136,6 @@ def interruption_reason(info: dict[str, str], grace_s: int) -> str:
     if limit is not None and run is not None and limit - run <= grace_s + 60:
         return f"time limit approaching ({info['RunTime']} of {info['TimeLimit']})"
     return "signalled (not a preemption or a time limit: scancel --signal, or the admin)"
-
-
-def scontrol_show_job(job_id: str) -> dict[str, str]:
-    """`scontrol show job -o ID` as a dict of its `Key=Value` fields ({} if it fails)."""
-    try:
-        out = subprocess.run(
-            ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    return dict(re.findall(r"(\S+?)=(\S*)", out.splitlines()[0] if out.strip() else ""))
 
 
 def _recorded_state(env: _SlurmEnv) -> str | None:

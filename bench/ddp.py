@@ -26,7 +26,6 @@ import contextlib
 import os
 import re
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from bench.common import (  # noqa: E402
     paired_ratios,
     summary_line,
 )
+from launcher.common.net import free_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RECIPE = HERE / "recipes" / "mlp.py"
@@ -87,12 +87,6 @@ def worker(epochs: int) -> None:
 
 
 # -- the two sides, as the driver runs them -------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def parse_loop(text: str, where: str) -> tuple[float, float]:
     """(loop wall seconds, loop CPU seconds) from rank 0's BENCH line."""
     found = _BENCH_LINE.findall(text)

@@ -10,6 +10,9 @@ from __future__ import annotations
 USER_ERROR_EXIT_CODE = 2
 # A worker that checkpointed on SIGTERM/SIGUSR2 exits with this code: "requeue me".
 REQUEUE_EXIT_CODE = 3
+# How long a collective waits for a hung peer before the process group fails (torch's own
+# default is 30 minutes); the Ray backend's TorchConfig uses it too.
+PROCESS_GROUP_TIMEOUT_S = 120
 
 
 class UserError(Exception):

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
+
+from launcher.common.files import atomic_write_text
 
 SPEC_FILENAME = "launch.json"
 
@@ -61,11 +62,7 @@ class LaunchSpec:
     def write(self, path: str | None = None) -> str:
         """Write the spec as JSON (atomically) and return the path."""
         path = path or self.spec_path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
         return path
 
     @classmethod

@@ -6,7 +6,7 @@
     runs.py           runs, compare, ui, sync (MLflow)
     spec_builder.py   flags + cluster YAML + `--set` -> one `LaunchSpec`
     recipe.py         find the Module/DataModule in a recipe file (workers use it too)
-    cluster_config.py cluster YAML -> typed dataclasses
+    cluster_config.py cluster YAML -> ClusterConfig (each backend declares its own section)
 
 May import anything in `launcher` and `backends`; nothing in `launcher` imports it except the
 worker (for recipe loading). `main` is imported lazily so `launcher.cli.recipe` stays light.

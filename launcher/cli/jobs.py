@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from backends.base import Backend, Job, JobState
+from backends.base import Backend, Job, JobState, Plan
 from backends.registry import JobRegistry
 from launcher.cli.options import DebugOption, JobArgument
 
@@ -31,7 +31,7 @@ def current_state(job: Job, registry: JobRegistry) -> JobState:
     return state
 
 
-def _backend(job: Job) -> Backend:
+def _backend(job: Job) -> Backend[Plan]:
     from backends import get_backend  # imports the backend module (submitit, ray) lazily
 
     return get_backend(job.backend)

@@ -6,7 +6,8 @@
     launch resume mnist-20250101-120000
 
 The commands only parse flags; `build_spec` (spec_builder.py) turns them into a `LaunchSpec`
-and `submit_spec` hands it to a backend and records the job.
+and `submit_spec` has its backend plan it, then prints the plan (`--dry-run`) or submits it
+and records the job.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from backends.base import DryRun, Job, JobState
+from backends.base import Backend, Job, JobState, Plan
 from backends.registry import JobRegistry
 from launcher.cli.options import DebugOption, DryRunOption, JobArgument, WaitOption
 from launcher.cli.spec_builder import PRECISIONS, LaunchOptions, build_spec
@@ -33,8 +34,9 @@ def submit_spec(
     wait: bool = False,
     registry: JobRegistry | None = None,
 ) -> int:
-    """Write `launch.json`, submit it to its backend, record the job; return the exit code.
+    """Write `launch.json`, plan it on its backend, submit the plan, record the job.
 
+    Returns the exit code. `dry_run` prints the plan (`plan.render()`) and submits nothing.
     The local backend runs in the foreground and its workers' exit code is returned. Other
     backends return at once (0), or with `wait` follow the logs: 0 on SUCCEEDED, else 1.
     """
@@ -42,10 +44,12 @@ def submit_spec(
 
     spec.write()
     backend = get_backend(spec.backend)
-    result = backend.submit(spec, dry_run=dry_run)
-    if isinstance(result, DryRun):
-        typer.echo(result.text, nl=not result.text.endswith("\n"))
+    plan = backend.plan(spec)
+    if dry_run:
+        text = plan.render()
+        typer.echo(text, nl=not text.endswith("\n"))
         return 0
+    result = backend.submit(plan)
     registry = registry or JobRegistry()
     registry.record(result, spec)
     if "exit_code" in result.extra:  # a foreground backend: the run is over
@@ -59,11 +63,11 @@ def submit_spec(
     return 0 if state == JobState.SUCCEEDED else 1
 
 
-def follow(backend: object, job: Job, registry: JobRegistry) -> JobState:
+def follow(backend: Backend[Plan], job: Job, registry: JobRegistry) -> JobState:
     """Print the job's logs until it ends; return (and record) its final state."""
-    for line in backend.logs(job, follow=True):  # type: ignore[attr-defined]
+    for line in backend.logs(job, follow=True):
         typer.echo(line, nl=False)
-    state = backend.wait(job)  # type: ignore[attr-defined]
+    state = backend.wait(job)
     registry.update(dataclasses.replace(job, extra={**job.extra, "state": state.value}))
     return state
 

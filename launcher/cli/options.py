@@ -1,10 +1,6 @@
-"""The `launch` subcommands, one module per family; each module has `register(app)`.
+"""Option aliases shared by several `launch` commands, so they read the same everywhere.
 
-    launch.py   run (the default: `launch RECIPE.py ...`), resume
-    jobs.py     jobs, status, logs, cancel
-    runs.py     runs, compare, ui, sync (MLflow)
-
-Option aliases shared by several commands live here so they read the same everywhere.
+def logs(job: JobArgument, debug: DebugOption = False) -> None: ...
 """
 
 from __future__ import annotations
@@ -27,5 +23,8 @@ WaitOption = Annotated[
 ]
 DryRunOption = Annotated[
     bool,
-    typer.Option("--dry-run", help="Print what would be submitted (commands, sbatch script)."),
+    typer.Option(
+        "--dry-run",
+        help="Print exactly what would be submitted (sbatch script, Ray job, worker commands).",
+    ),
 ]

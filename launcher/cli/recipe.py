@@ -236,9 +236,10 @@ _ARTICLES = {int: "an int", float: "a float", bool: "a bool (true/false)", str: 
 
 def _init_params(cls: type | None) -> dict[str, tuple[inspect.Parameter, Any]]:
     """Keyword parameters of `cls.__init__` -> (parameter, resolved annotation or empty)."""
-    if cls is None or cls.__init__ is object.__init__:
+    # Looked up on the class itself (what `cls.__init__` finds), not on an instance.
+    init = inspect.getattr_static(cls, "__init__", object.__init__) if cls else object.__init__
+    if init is object.__init__:
         return {}
-    init = cls.__init__
     try:
         hints = typing.get_type_hints(init)
     except Exception:  # an annotation naming something the recipe never imported

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backends.ray_config import RayConfig
+from backends.slurm import SlurmConfig
 from launcher.cli.cluster_config import (
     ClusterConfig,
-    RayConfig,
-    SlurmConfig,
     config_to_dict,
     find_cluster_config,
     load_cluster_config,

@@ -3,6 +3,7 @@
     files.py     crash-safe writes (temporary file, then rename), optionally durable
     net.py       a free TCP port on 127.0.0.1
     threads.py   helper threads that start without stalling the caller
+    validate.py  dicts from YAML/JSON into dataclasses, with errors that list the valid keys
 
-Imports nothing from the rest of `launcher`.
+Imports nothing from the rest of `launcher` but `launcher.errors`; anything may import it.
 """

@@ -1,6 +1,8 @@
-"""Ports on this machine.
+"""Ports on this machine: one `free_port` for every server we start on 127.0.0.1.
 
-port = free_port()      # bind a server to 127.0.0.1:port
+    port = free_port()      # then bind a server (or torchrun's rendezvous) to it
+
+The port is free when asked; a server that binds it right after gets it.
 """
 
 from __future__ import annotations

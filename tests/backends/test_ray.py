@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from backends.base import JobState
 from backends.local import LocalBackend
 from backends.ray import RayBackend
+from backends.ray_cluster import auth_headers
 from backends.ray_driver import WORKER_STATE_DIR
 from launcher.cli.app import app
 from launcher.errors import UserError
@@ -72,10 +73,24 @@ def reference(ray_cluster, out: Path) -> LaunchSpec:
 
 def test_workers_get_ranks_process_group_and_recipe(ray_cluster, tmp_path: Path) -> None:
     """Plumbing with a stand-in worker: Ray ranks, gloo group, recipe shipped, both nodes."""
+    from ray.job_submission import JobSubmissionClient
+
     spec = make_spec(tmp_path, "probe", ray_cluster.job_api)
     backend = RayBackend(worker="ray_tiny:probe")
-    job = backend.submit(spec)
-    assert job.handle.startswith("ray://probe-")
+    plan = backend.plan(spec)
+    job = backend.submit(plan)
+    assert job.handle == f"ray://{plan.submission_id}" and job.handle.startswith("ray://probe-")
+    # What the job API received is what the dry run shows.
+    info = JobSubmissionClient(ray_cluster.job_api, headers=auth_headers()).get_job_info(
+        job.native_id
+    )
+    assert (
+        info.entrypoint
+        == plan.entrypoint
+        == json.loads(plan.render().partition("\n")[2])["entrypoint"]
+    )
+    assert info.metadata == plan.metadata
+    assert info.runtime_env["env_vars"] == plan.runtime_env["env_vars"]
     assert backend.wait(job, poll_seconds=0.5) == JobState.SUCCEEDED, "".join(backend.logs(job))
     reports = [json.loads((Path(spec.run_dir) / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
     for rank, report in enumerate(reports):
@@ -258,7 +273,7 @@ def test_unknown_ray_config_key_is_rejected(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "bad-key", None)
     spec.cluster["ray"] = {"max_failure": 3}
     with pytest.raises(UserError, match=r"unknown key 'max_failure'.*Valid keys: address"):
-        RayBackend().submit(spec, dry_run=True)
+        RayBackend().plan(spec)
 
 
 def test_without_an_address_a_local_ray_runs_the_job_and_stops(tmp_path: Path) -> None:

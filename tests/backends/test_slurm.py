@@ -12,6 +12,7 @@ Regenerate the golden file with `UPDATE_GOLDEN=1`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -24,9 +25,13 @@ from typer.testing import CliRunner
 
 from backends.base import Job, JobState
 from backends.registry import JobRegistry
+from backends.scontrol import job_state, parse_fields
 from backends.slurm import SLURM_STATES, SlurmBackend
 from backends.slurm_task import interruption_reason
 from launcher.cli.app import app
+from launcher.cli.cluster_config import load_cluster_config
+from launcher.errors import UserError
+from launcher.spec import LaunchSpec
 from launcher.train.checkpoint_store import CheckpointManager
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +89,47 @@ def test_dry_run_prints_the_exact_sbatch_script_and_submits_nothing(tmp_path, mo
         assert flag in text
     assert not (tmp_path / "slurm_tiny" / "golden" / "slurm").exists()  # nothing submitted
     assert JobRegistry().list() == []
+
+
+def test_the_plan_is_the_golden_script_without_slurm_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM tools: planning needs none
+    run_dir = tmp_path / "slurm_tiny" / "golden"
+    slurm = dataclasses.asdict(load_cluster_config("example_slurm").slurm)
+    spec = LaunchSpec(recipe=RECIPE, run_dir=str(run_dir), name="golden", experiment="slurm_tiny",
+                      backend="slurm", nodes=2, devices_per_node=8, accelerator="gpu",
+                      cluster={"slurm": slurm})  # fmt: skip
+    plan = SlurmBackend().plan(spec)
+    text = plan.render().replace(str(tmp_path), "/RUNS").replace(sys.executable, "PYTHON")
+    assert text == GOLDEN.read_text()
+    assert plan.folder == run_dir / "slurm" and not run_dir.exists()
+
+
+def test_a_misspelled_slurm_option_lists_the_valid_ones(tmp_path):
+    spec = LaunchSpec(recipe=RECIPE, run_dir=str(tmp_path), name="typo", experiment="slurm_tiny",
+                      backend="slurm", cluster={"slurm": {"partiton": "low"}})  # fmt: skip
+    with pytest.raises(UserError) as error:
+        SlurmBackend().plan(spec)
+    assert "unknown key 'partiton' in slurm (did you mean 'partition'?)" in str(error.value)
+    assert "Valid keys: partition, account, qos, constraint, time_limit_minutes" in str(error.value)
+
+
+def test_extra_sbatch_options_replace_ours_whatever_their_spelling(tmp_path):
+    extra = {"job_name": "mine", "time": "10", "mail-type": "END"}
+    spec = LaunchSpec(recipe=RECIPE, run_dir=str(tmp_path), name="ours", experiment="slurm_tiny",
+                      backend="slurm", cluster={"slurm": {"extra_sbatch": extra}})  # fmt: skip
+    flags = [line for line in SlurmBackend().plan(spec).render().splitlines() if "#SBATCH" in line]
+    assert [f for f in flags if "--job-name" in f] == ["#SBATCH --job-name=mine"]
+    assert [f for f in flags if "--time" in f] == ["#SBATCH --time=10"]
+    assert "#SBATCH --mail-type=END" in flags
+
+
+def test_scontrol_records_become_job_states():
+    info = parse_fields("JobId=42 JobName=a=b JobState=PENDING Reason=BeginTime Restarts=1")
+    assert info["JobId"] == "42" and info["Reason"] == "BeginTime"
+    assert job_state(info) == JobState.REQUEUED  # pending again after a requeue
+    assert job_state({**info, "Restarts": "0"}) == JobState.PENDING
+    assert job_state({"JobState": "RUNNING"}) == JobState.RUNNING
+    assert job_state({"JobState": "SOMETHING_NEW"}) == job_state({}) == JobState.UNKNOWN
 
 
 def test_every_slurm_state_maps_onto_one_job_state():
@@ -195,6 +241,19 @@ def mlflow_run(runs: Path, name: str):
     assert len(found) == 1, f"expected one MLflow run named {name}, got {len(found)}"
     steps = [m.step for m in client.get_metric_history(found[0].info.run_id, "train_loss")]
     return found[0], steps
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_the_submitted_script_is_the_dry_run(runs):
+    args = (RECIPE, "--cluster", "local_slurm", *TRAIN, "--output-dir", str(runs))
+    dry = launch(*args, "--name", "planned", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    job = submit(runs, "planned")
+    sent = Path(job.extra["folder"]) / f"{job.native_id}_submission.sh"
+    assert sent.read_text() == dry.stdout  # byte for byte what sbatch received
+    assert launch("cancel", "planned").exit_code == 0
+    assert SlurmBackend().wait(job, poll_seconds=0.5) == JobState.CANCELLED
 
 
 @pytest.mark.slurm

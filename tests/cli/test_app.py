@@ -11,13 +11,14 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 import backends
-from backends.base import Backend, DryRun, Job, JobState
+from backends.base import Backend, Job, JobState, Plan
 from backends.registry import JobRegistry
 from launcher.cli.app import app, default_to_run
 from launcher.cli.spec_builder import LaunchOptions, build_spec
@@ -37,7 +38,13 @@ class TinyModel(launcher.Module):
 """
 
 
-class FakeBackend(Backend):
+@dataclass
+class FakePlan(Plan):
+    def render(self) -> str:
+        return f"python -m launcher.worker {self.spec.spec_path}"
+
+
+class FakeBackend(Backend[FakePlan]):
     """Records what the CLI hands it; states and exit codes are set by each test."""
 
     name = "fake"
@@ -46,9 +53,11 @@ class FakeBackend(Backend):
     cancelled: list[str] = []
     foreground_exit_code: int | None = None
 
-    def submit(self, spec: LaunchSpec, dry_run: bool = False) -> Job | DryRun:
-        if dry_run:
-            return DryRun("fake", f"python -m launcher.worker {spec.spec_path}")
+    def plan(self, spec: LaunchSpec) -> FakePlan:
+        return FakePlan(spec)
+
+    def schedule(self, plan: FakePlan) -> Job:
+        spec = plan.spec
         FakeBackend.submitted.append(spec)
         job = Job(f"fake://{len(self.submitted)}", "fake", spec.run_dir, spec.recipe, spec.name)
         if FakeBackend.foreground_exit_code is not None:

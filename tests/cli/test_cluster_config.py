@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from backends.ray_config import RayConfig
+from backends.slurm import SlurmConfig
 from launcher.cli.cluster_config import (
     ClusterConfig,
-    RayConfig,
-    SlurmConfig,
     cluster_config_from_dict,
     config_to_dict,
-    from_dict,
     load_cluster_config,
 )
+from launcher.common.validate import from_dict
 from launcher.errors import UserError
 
 FULL = """
@@ -127,6 +127,11 @@ def test_missing_file_and_unknown_name(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "cluster_configs" / "mine.yaml").write_text("backend: ray\n")
     with pytest.raises(UserError, match="cluster config 'nope' not found.*Available:.*mine"):
         load_cluster_config("nope")
+
+
+def test_bare_name_resolves_in_the_repository_from_any_cwd(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no cluster_configs/ here: the repository's are found
+    assert load_cluster_config("example_slurm").slurm.partition == "gpu"
 
 
 def test_bare_name_resolves_in_cwd_cluster_configs(tmp_path: Path, monkeypatch) -> None:
