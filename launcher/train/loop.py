@@ -21,8 +21,8 @@ class LoopState:
     `epoch_done` is True between an epoch's last batch and the start of the next epoch (its
     end-of-epoch work: validation, schedulers, callbacks); a checkpoint saved then resumes
     at the next epoch. `seed` is the seed every rank agreed on (it fixes the data order);
-    `resumes` counts how many times this run was resumed; `finished` marks the final
-    checkpoint of a completed run.
+    `resumes` counts how many times this run was resumed; `finished` is set once `fit` has
+    completed (a checkpoint that says so is not resumed).
     """
 
     epoch: int = 0

@@ -234,12 +234,15 @@ def build_state(trainer: Trainer) -> dict[str, Any] | None:
     return state
 
 
-def save_resume_checkpoint(trainer: Trainer, finished: bool = False, blocking: bool = False) -> str:
-    """Add a rolling exact-resume checkpoint (rank 0 writes; async if configured)."""
+def save_resume_checkpoint(trainer: Trainer, blocking: bool = False) -> str:
+    """Add a rolling exact-resume checkpoint (rank 0 writes; async if configured).
+
+    The last one of a finished run (`trainer.loop.finished`) is always written blocking.
+    """
     manager = trainer.checkpoints
     if manager is None:
         raise RuntimeError("resume checkpoints are written during fit() only")
-    trainer.loop.finished = finished
+    finished = trainer.loop.finished
     state = build_state(trainer)
     path = ""
     if state is not None:

@@ -26,9 +26,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+# Runtime imports (not only for type checking): `--set trainer.*` reads the __init__'s hints.
+from launcher.callbacks.base import Callback
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.cluster_env import ClusterEnvironment
 from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, UserError
+from launcher.loggers.base import Logger
 from launcher.train import eval_loop
 from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
@@ -52,8 +55,6 @@ from launcher.train.run_record import RunRecord
 from launcher.train.sampler import make_resumable, start_epoch
 
 if TYPE_CHECKING:
-    from launcher.callbacks.base import Callback
-    from launcher.loggers.base import Logger
     from launcher.train.datamodule import DataModule
     from launcher.train.module import Module
 
@@ -322,6 +323,7 @@ class Trainer:
                 model.configure_optimizers()
             )
             self.train_results = Results("train", self.dist.all_reduce)
+            self.loop.finished = False
             if ckpt_path and trainer_state.restore(self, ckpt_path):
                 return  # the run had already finished
             self.run_record.start()
@@ -329,8 +331,9 @@ class Trainer:
             self.signals.install()
             self._fit_loop()
             self.call_hook("on_fit_end")
+            self.loop.finished = True
             if self.enable_checkpointing:
-                trainer_state.save_resume_checkpoint(self, finished=True)
+                trainer_state.save_resume_checkpoint(self)
             self.run_record.upload_best()
             self.run_record.end("FINISHED")
         except BaseException as exc:

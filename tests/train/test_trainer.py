@@ -406,3 +406,11 @@ def test_progress_bar_knows_the_eval_batch_count(tmp_path, stage):
     assert getattr(trainer, f"num_{'val' if stage == 'validate' else 'test'}_batches") == expected
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # without terminal codes
     assert f"0/{expected}" in shown and "/?" not in shown  # the bar's total: a known count
+
+
+def test_trainer_argument_types_resolve_at_runtime():
+    """`--set trainer.devices=2` is typed from these hints; one unresolvable name loses them all."""
+    import typing
+
+    hints = typing.get_type_hints(Trainer.__init__)
+    assert hints["devices"] == int | str and hints["max_epochs"] == int | None
