@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from launcher.errors import UserError
 
-# Lightning's spellings (and a few common ones) -> our canonical precision names.
+# Every accepted spelling -> our canonical precision name: Lightning's first, then the rest.
 PRECISION_ALIASES = {
-    "32": "32-true", "32-true": "32-true", "fp32": "32-true",
-    "16": "16-mixed", "16-mixed": "16-mixed", "fp16": "16-mixed",
-    "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
-    "8": "fp8", "fp8": "fp8", "8-mixed": "fp8",
+    "32": "32-true", "32-true": "32-true", "16": "16-mixed", "16-mixed": "16-mixed",
+    "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed", "8": "fp8", "fp8": "fp8",
+    "fp32": "32-true", "fp16": "16-mixed", "8-mixed": "fp8",
 }  # fmt: skip
 PRECISIONS = tuple(PRECISION_ALIASES)
 CANONICAL_PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "fp8")
