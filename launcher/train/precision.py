@@ -100,6 +100,7 @@ class MixedPrecision(Precision):
         return {"scaler": self.scaler.state_dict()} if self.scaler else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)  # the checkpoint's dict stays whole
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state.pop("scaler"))
         if state:
