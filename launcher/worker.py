@@ -4,7 +4,9 @@
 
 It reads the `LaunchSpec`, loads the recipe, seeds, builds the Module / DataModule / Trainer,
 and calls `fit`, resuming from the run directory's latest checkpoint when there is one.
-Exit codes: 0 done, 2 user error, 3 checkpointed on SIGTERM/SIGUSR2 ("requeue me").
+Exit codes (launcher/errors.py): 0 done, 2 user error (`UserError`), 3 checkpointed on
+SIGTERM/SIGUSR2 (`fit` raised `RequeueRequested`: "requeue me"). Backends call `main` and act
+on the code it returns.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import traceback
 from typing import Any
 
-from launcher.errors import UserError
+from launcher.errors import REQUEUE_EXIT_CODE, USER_ERROR_EXIT_CODE, RequeueRequested, UserError
 from launcher.spec import LaunchSpec
 
 # LaunchSpec fields that become Trainer arguments when set.
@@ -25,7 +27,7 @@ _LAUNCH_PARAMS = ("backend", "nodes", "devices_per_node", "accelerator", "precis
 
 def trainer_arguments(
     spec: LaunchSpec, defaults: dict[str, Any], overrides: dict[str, Any]
-) -> dict:
+) -> dict[str, Any]:
     """Trainer kwargs: recipe `TRAINER` < `--set trainer.*` < explicit launch flags."""
     kwargs = {**defaults, **overrides}
     for name in _SPEC_TO_TRAINER:
@@ -70,8 +72,8 @@ def run(spec: LaunchSpec) -> int:
     trainer = Trainer(**kwargs)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(spec))
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    except RequeueRequested:
+        return REQUEUE_EXIT_CODE  # checkpointed; the trainer already said so
     # Leave the group together: a rank that exits while a peer still talks to it can abort.
     trainer.barrier()
     trainer.dist.teardown()
@@ -89,7 +91,7 @@ def main(spec_path: str, debug: bool | None = None) -> int:
         if debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return USER_ERROR_EXIT_CODE
 
 
 def route_output(spec: LaunchSpec) -> None:
@@ -157,5 +159,5 @@ def _output_dir(spec: LaunchSpec) -> str:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         print("usage: python -m launcher.worker RUN_DIR/launch.json", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(USER_ERROR_EXIT_CODE)
     sys.exit(main(sys.argv[1]))

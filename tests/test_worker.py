@@ -50,3 +50,24 @@ def test_recipe_problems_name_the_file_and_line(tmp_path: Path) -> None:
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = launch_cli(tmp_path, TINY, "--precision", "fp8", "--max-steps", "1", "--debug")
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_a_preemption_checkpoint_exits_with_the_requeue_code(tmp_path: Path) -> None:
+    """`fit` raises `RequeueRequested` after its signal checkpoint; the worker returns 3."""
+    from launcher import worker
+    from launcher.errors import REQUEUE_EXIT_CODE
+    from tests.resume_harness import make_spec, newest_step
+
+    recipe = tmp_path / "preempted.py"
+    recipe.write_text(
+        Path(TINY).read_text() + "\n\nclass Preempted(TinyModel):\n"
+        "    def training_step(self, batch, batch_idx):\n"
+        "        import os, signal\n"
+        "        if self.global_step == 3:\n"
+        "            os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        return super().training_step(batch, batch_idx)\n"
+    )
+    spec = make_spec(tmp_path / "out", "preempted", recipe=str(recipe), module="Preempted",
+                     overrides={"trainer.logger": "false"})  # fmt: skip
+    assert worker.main(spec.spec_path) == REQUEUE_EXIT_CODE
+    assert newest_step(spec) == 4  # the step the signal arrived in, checkpointed

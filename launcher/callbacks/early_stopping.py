@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.callbacks.base import Callback
 from launcher.callbacks.model_checkpoint import (
@@ -22,6 +22,10 @@ from launcher.callbacks.model_checkpoint import (
     validation_skipped_this_epoch,
 )
 from launcher.errors import UserError
+
+if TYPE_CHECKING:
+    from launcher.train.module import Module
+    from launcher.train.trainer import Trainer
 
 
 class EarlyStopping(Callback):
@@ -69,8 +73,8 @@ class EarlyStopping(Callback):
     def state_key(self) -> str:
         return f"EarlyStopping{{monitor={self.monitor},mode={self.mode}}}"
 
-    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
-        if getattr(trainer, "stage", "fit") != "fit" or validation_skipped_this_epoch(trainer):
+    def on_train_epoch_end(self, trainer: Trainer, module: Module) -> None:
+        if trainer.stage != "fit" or validation_skipped_this_epoch(trainer):
             return
         metrics = trainer.callback_metrics
         if self.monitor not in metrics:

@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.callbacks.base import Callback
 from launcher.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from launcher.train.module import Module
+    from launcher.train.trainer import Trainer
 
 _INTERVALS = (None, "step", "epoch")
 
@@ -47,7 +53,7 @@ class LearningRateMonitor(Callback):
         self._disabled = False
         self._last_logged_step = -1
 
-    def on_fit_start(self, trainer: Any, module: Any) -> None:
+    def on_fit_start(self, trainer: Trainer, module: Module) -> None:
         self._disabled = not trainer.is_global_zero or not trainer.loggers
         if trainer.is_global_zero and not trainer.loggers:
             print(
@@ -56,10 +62,12 @@ class LearningRateMonitor(Callback):
                 file=sys.stderr,
             )
 
-    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, module: Module, batch: Any, batch_idx: int
+    ) -> None:
         if self._disabled or self.logging_interval == "epoch":
             return
-        every = getattr(trainer, "log_every_n_steps", 50) or 1
+        every = trainer.log_every_n_steps
         # With gradient accumulation several batches share one global step: log it once.
         if trainer.global_step % every != 0 or trainer.global_step == self._last_logged_step:
             return
@@ -68,18 +76,17 @@ class LearningRateMonitor(Callback):
         if stats:
             trainer.log_metrics(stats, step=trainer.global_step)
 
-    def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_start(self, trainer: Trainer, module: Module) -> None:
         if self._disabled or self.logging_interval == "step":
             return
         stats = self.extract_stats(trainer, "epoch" if self.logging_interval is None else "any")
         if stats:
             trainer.log_metrics(stats, step=trainer.global_step)
 
-    def extract_stats(self, trainer: Any, interval: str) -> dict[str, float]:
+    def extract_stats(self, trainer: Trainer, interval: str) -> dict[str, float]:
         """Current values for the optimizers due at `interval` ("step", "epoch" or "any")."""
         stats: dict[str, float] = {}
-        configs = list(getattr(trainer, "lr_scheduler_configs", None) or [])
-        scheduled = {id(config.scheduler.optimizer): config for config in configs}
+        scheduled = {id(c.scheduler.optimizer): c for c in trainer.lr_scheduler_configs}
         for optimizer, names in zip(
             trainer.optimizers, optimizer_names(trainer.optimizers), strict=True
         ):
@@ -98,7 +105,7 @@ class LearningRateMonitor(Callback):
         return stats
 
 
-def optimizer_names(optimizers: list[Any]) -> list[list[str]]:
+def optimizer_names(optimizers: list[torch.optim.Optimizer]) -> list[list[str]]:
     """Lightning's metric names, one list per optimizer with one name per param group.
 
     optimizer_names([Adam(2 groups), Adam, SGD])

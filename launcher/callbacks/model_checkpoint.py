@@ -18,10 +18,14 @@ import os
 import re
 import shutil
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.callbacks.base import Callback
 from launcher.errors import UserError
+
+if TYPE_CHECKING:
+    from launcher.train.module import Module
+    from launcher.train.trainer import Trainer
 
 _MODES = ("min", "max")
 
@@ -43,10 +47,10 @@ def missing_metric_error(owner: str, monitor: str, available: Any) -> UserError:
     )
 
 
-def validation_skipped_this_epoch(trainer: Any) -> bool:
+def validation_skipped_this_epoch(trainer: Trainer) -> bool:
     """True when the run validates, but not after this epoch (check_val_every_n_epoch > 1)."""
-    every = getattr(trainer, "check_val_every_n_epoch", 1)
-    validates = bool(getattr(trainer, "num_val_batches", 0))
+    every = trainer.check_val_every_n_epoch
+    validates = bool(trainer.num_val_batches)
     return validates and (trainer.current_epoch + 1) % every != 0
 
 
@@ -133,13 +137,13 @@ class ModelCheckpoint(Callback):
         )
 
     # ---------------------------------------------------------------- hooks
-    def setup(self, trainer: Any, module: Any, stage: str) -> None:
+    def setup(self, trainer: Trainer, module: Module, stage: str) -> None:
         if self.dirpath is None:
             self.dirpath = os.fspath(trainer.checkpoint_dir)
         self._forget_other_directory()
 
     def on_train_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         n = self.every_n_train_steps
         if n < 1 or trainer.global_step % n != 0 or self._should_skip(trainer):
@@ -157,7 +161,7 @@ class ModelCheckpoint(Callback):
             return
         self._save(trainer, candidates)
 
-    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_end(self, trainer: Trainer, module: Module) -> None:
         if self._should_skip(trainer) or validation_skipped_this_epoch(trainer):
             return
         n = self.every_n_epochs
@@ -251,20 +255,20 @@ class ModelCheckpoint(Callback):
         return path
 
     # ---------------------------------------------------------------- saving
-    def _should_skip(self, trainer: Any) -> bool:
+    def _should_skip(self, trainer: Trainer) -> bool:
         return (
-            bool(getattr(trainer, "fast_dev_run", 0))
-            or getattr(trainer, "stage", "fit") != "fit"
+            bool(trainer.fast_dev_run)
+            or trainer.stage != "fit"
             or self._last_global_step_saved == trainer.global_step
         )
 
-    def _monitor_candidates(self, trainer: Any) -> dict[str, Any]:
-        candidates = dict(trainer.callback_metrics)
+    def _monitor_candidates(self, trainer: Trainer) -> dict[str, Any]:
+        candidates: dict[str, Any] = dict(trainer.callback_metrics)
         candidates.setdefault("epoch", trainer.current_epoch)
         candidates.setdefault("step", trainer.global_step)
         return candidates
 
-    def _save(self, trainer: Any, candidates: dict[str, Any], top_k: bool = True) -> None:
+    def _save(self, trainer: Trainer, candidates: dict[str, Any], top_k: bool = True) -> None:
         # Rank 0 decides; everyone follows, so save_checkpoint is called on all ranks or none.
         plan = self._plan(candidates, top_k) if trainer.is_global_zero else None
         plan = trainer.broadcast(plan)
@@ -277,7 +281,7 @@ class ModelCheckpoint(Callback):
         self._last_global_step_saved = trainer.global_step
         if trainer.is_global_zero:
             for path in plan["delete"]:
-                self._remove(trainer, path)
+                delete_checkpoint(path)
             if self.verbose and plan["save"]:
                 print(f"ModelCheckpoint: saved {', '.join(plan['save'])}", file=sys.stderr)
 
@@ -289,7 +293,7 @@ class ModelCheckpoint(Callback):
             if self.monitor is None:
                 self._plan_latest(candidates, saves, deletes)
             else:
-                self._plan_top_k(candidates, saves, deletes)
+                self._plan_top_k(self.monitor, candidates, saves, deletes)
         if self.save_last:
             last = self._versioned_path(candidates, self.last_model_path, self.CHECKPOINT_NAME_LAST)
             if self.last_model_path and self.last_model_path != last:
@@ -314,8 +318,10 @@ class ModelCheckpoint(Callback):
         self.best_model_path = path
         saves.append(path)
 
-    def _plan_top_k(self, candidates: dict[str, Any], saves: list[str], deletes: list[str]) -> None:
-        current = float(_as_number(candidates[self.monitor]))
+    def _plan_top_k(
+        self, monitor: str, candidates: dict[str, Any], saves: list[str], deletes: list[str]
+    ) -> None:
+        current = float(_as_number(candidates[monitor]))
         if math.isnan(current):
             # A NaN never ranks among the best.
             current = math.inf if self.mode == "min" else -math.inf
@@ -352,13 +358,10 @@ class ModelCheckpoint(Callback):
         self.best_model_score = state["best_model_score"]
         self.last_model_path = state["last_model_path"]
 
-    @staticmethod
-    def _remove(trainer: Any, path: str) -> None:
-        # The trainer may store side files next to a checkpoint; let it clean them up.
-        remove = getattr(trainer, "remove_checkpoint", None)
-        if remove is not None:
-            remove(path)
-        elif os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
-            os.remove(path)
+
+def delete_checkpoint(path: str) -> None:
+    """Remove a checkpoint file (or a checkpoint directory) that is no longer kept."""
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.remove(path)

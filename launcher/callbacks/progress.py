@@ -24,9 +24,13 @@ import datetime
 import math
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from launcher.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from launcher.train.module import Module
+    from launcher.train.trainer import Trainer
 
 # A plain-mode validation/test run prints progress only if it is slow (seconds between lines).
 _PLAIN_EVAL_INTERVAL_S = 30.0
@@ -102,7 +106,6 @@ class ProgressBar(Callback):
         self._enabled = False
         self._live = False
         self._progress: Any = None
-        self._trainer: Any = None
         self._train: _Phase | None = None
         self._eval: _Phase | None = None
         # The per-batch thresholds: batch count (plain) or monotonic time (live).
@@ -112,24 +115,21 @@ class ProgressBar(Callback):
         self._plain_quiet_until = 0.0  # plain mode: no line before this monotonic time
 
     # ---------------------------------------------------------------- lifecycle
-    def setup(self, trainer: Any, module: Any, stage: str) -> None:
-        self._trainer = trainer
-        self._enabled = bool(trainer.is_global_zero) and getattr(
-            trainer, "enable_progress_bar", True
-        )
+    def setup(self, trainer: Trainer, module: Module, stage: str) -> None:
+        self._enabled = trainer.is_global_zero and trainer.enable_progress_bar
         stream = self._out()
         tty = bool(getattr(stream, "isatty", lambda: False)())
         self._live = self._enabled and (
             tty if self._live_requested is None else self._live_requested
         )
 
-    def teardown(self, trainer: Any, module: Any, stage: str) -> None:
+    def teardown(self, trainer: Trainer, module: Module, stage: str) -> None:
         self._stop()
 
-    def on_fit_end(self, trainer: Any, module: Any) -> None:
+    def on_fit_end(self, trainer: Trainer, module: Module) -> None:
         self._stop()
 
-    def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
+    def on_exception(self, trainer: Trainer, module: Module, exception: BaseException) -> None:
         self._stop()
 
     def _out(self) -> IO[str]:
@@ -164,7 +164,7 @@ class ProgressBar(Callback):
             print(line, file=self._out(), flush=True)
 
     # ---------------------------------------------------------------- training
-    def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_start(self, trainer: Trainer, module: Module) -> None:
         if not self._enabled:
             return
         total = _total(trainer.num_training_batches)
@@ -179,7 +179,7 @@ class ProgressBar(Callback):
             self._next_train = self._plain_every
 
     def on_train_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # Hot path: keep it to one increment and one comparison on batches that don't print.
         phase = self._train
@@ -201,7 +201,7 @@ class ProgressBar(Callback):
         phase.position = batch_idx + 1
         self._show(phase, trainer.progress_bar_metrics)
 
-    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_end(self, trainer: Trainer, module: Module) -> None:
         phase = self._train
         if phase is None:
             return
@@ -236,11 +236,11 @@ class ProgressBar(Callback):
         self._print(f"{where} {info}")
 
     # ---------------------------------------------------------------- validation / test
-    def on_validation_epoch_start(self, trainer: Any, module: Any) -> None:
+    def on_validation_epoch_start(self, trainer: Trainer, module: Module) -> None:
         self._eval_start(trainer, "validate", trainer.num_val_batches)
 
     def on_validation_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         phase = self._eval
         if phase is None:
@@ -250,21 +250,21 @@ class ProgressBar(Callback):
             return
         self._eval_show(phase, batch_idx)
 
-    def on_validation_epoch_end(self, trainer: Any, module: Any) -> None:
-        self._eval_end(trainer, summary=getattr(trainer, "stage", "fit") != "fit")
+    def on_validation_epoch_end(self, trainer: Trainer, module: Module) -> None:
+        self._eval_end(trainer, summary=trainer.stage != "fit")
 
-    def on_test_epoch_start(self, trainer: Any, module: Any) -> None:
-        self._eval_start(trainer, "test", getattr(trainer, "num_test_batches", None))
+    def on_test_epoch_start(self, trainer: Trainer, module: Module) -> None:
+        self._eval_start(trainer, "test", trainer.num_test_batches)
 
     def on_test_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self.on_validation_batch_end(trainer, module, outputs, batch, batch_idx)
 
-    def on_test_epoch_end(self, trainer: Any, module: Any) -> None:
+    def on_test_epoch_end(self, trainer: Trainer, module: Module) -> None:
         self._eval_end(trainer, summary=True)
 
-    def _eval_start(self, trainer: Any, label: str, total: Any) -> None:
+    def _eval_start(self, trainer: Trainer, label: str, total: int | float) -> None:
         if not self._enabled:
             return
         phase = self._eval = _Phase(label, _total(total))
@@ -280,7 +280,7 @@ class ProgressBar(Callback):
         phase.position = batch_idx + 1
         self._show(phase, {}, indent="  ")
 
-    def _eval_end(self, trainer: Any, summary: bool) -> None:
+    def _eval_end(self, trainer: Trainer, summary: bool) -> None:
         phase = self._eval
         if phase is None:
             return

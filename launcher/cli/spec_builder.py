@@ -25,9 +25,8 @@ from launcher.cli.cluster_config import (
 )
 from launcher.errors import UserError
 from launcher.spec import LaunchSpec
+from launcher.train.names import ACCELERATORS, PRECISIONS
 
-PRECISIONS = ("32", "32-true", "16", "16-mixed", "bf16", "bf16-mixed", "8", "fp8")
-ACCELERATORS = ("auto", "cpu", "gpu")
 DEFAULT_OUTPUT_DIR = "./outputs"
 # Trainer arguments the worker fills from the spec, and the flag that sets each.
 FLAG_OWNED_TRAINER_ARGS = {

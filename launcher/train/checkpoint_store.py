@@ -24,11 +24,13 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
 
+from launcher.common.files import atomic_write_text, atomic_writer
 from launcher.common.threads import start_thread
 from launcher.errors import UserError
 from launcher.tracking.run_info import file_sha256
@@ -42,7 +44,7 @@ _ATOMS = (int, float, str, bytes, bool, type(None))
 
 def atomic_torch_save(
     state: dict[str, Any],
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     sync_dir: bool = True,
     before_rename: Callable[[], None] | None = None,
 ) -> str:
@@ -52,24 +54,13 @@ def atomic_torch_save(
     caller, when it writes more into the same directory and syncs it once at the end.
     `before_rename` runs once the bytes are on disk, just before the file takes its name.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     digest = hashlib.sha256()
-    with open(tmp, "wb") as raw:
-        writer = _HashingWriter(raw, digest)
-        torch.save(state, writer)
-        raw.flush()
-        os.fsync(raw.fileno())
-    if before_rename is not None:
-        try:
-            before_rename()
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    os.replace(tmp, path)
-    if sync_dir:
-        _fsync_dir(path.parent)
+    with atomic_writer(path, "wb", durable=sync_dir, before_rename=before_rename) as f:
+        # torch.save needs only write() and flush(); its stub asks for a full IO[bytes].
+        torch.save(state, cast(IO[bytes], _HashingWriter(f, digest)))
+        if not sync_dir:  # durable=True would also sync the directory: the caller does
+            f.flush()
+            os.fsync(f.fileno())
     return digest.hexdigest()
 
 
@@ -110,9 +101,19 @@ def to_cpu(state: Any, into: Any = None) -> Any:
     if isinstance(state, (list, tuple)):
         if all(isinstance(v, _ATOMS) for v in state):  # e.g. Python's 625-int RNG state
             return state if isinstance(state, tuple) else list(state)
-        old = into if isinstance(into, (list, tuple)) and len(into) == len(state) else None
-        return type(state)(to_cpu(v, old[i] if old else None) for i, v in enumerate(state))
+        same = into if isinstance(into, (list, tuple)) and len(into) == len(state) else None
+        return type(state)(to_cpu(v, same[i] if same else None) for i, v in enumerate(state))
     return copy.deepcopy(state)
+
+
+@dataclass
+class _Job:
+    """One async save for the writer thread."""
+
+    state: dict[str, Any]
+    name: str
+    step: int
+    before_write: Callable[[], Callable[[], None]] | None
 
 
 class CheckpointManager:
@@ -124,13 +125,12 @@ class CheckpointManager:
         self.async_save = async_save
         # One long-lived writer thread per manager, fed through `_jobs`: starting a thread per
         # save cost the training thread ~0.7 ms each (bench/overhead.py, 2 cores).
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._idle = threading.Event()  # set while no save is in flight
         self._idle.set()
         self._error: BaseException | None = None
         self._snapshot: Any = None  # the last async snapshot; its buffers are reused
-        self.blocked_seconds = 0.0  # time the training loop spent inside save()
 
     # -- saving ---------------------------------------------------------------------------
     def save(
@@ -150,7 +150,6 @@ class CheckpointManager:
         overlapping them in the background, and both at once (MLflow's helper process and the
         writer) took CPU from the training thread on 2 cores (bench/overhead.py: ~0.5%).
         """
-        started = time.perf_counter()
         self.wait()  # at most one save in flight
         name = f"step-{step:09d}.ckpt"
         if blocking or not self.async_save:
@@ -160,19 +159,22 @@ class CheckpointManager:
             # into the previous snapshot's buffers (that write has finished: see wait()).
             snapshot = self._snapshot = to_cpu(state, self._snapshot)
             self._idle.clear()
-            self._jobs.put((snapshot, name, step, before_write))
+            self._jobs.put(_Job(snapshot, name, step, before_write))
             if self._writer is None:
                 self._writer = start_thread(self._serve, "checkpoint-writer")
                 _open_managers.add(self)
-        self.blocked_seconds += time.perf_counter() - started
         return str(self.dirpath / name)
 
     def wait(self) -> None:
         """Block until the in-flight save (if any) is on disk; re-raise its error."""
-        self._idle.wait()
+        self.wait_idle()
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+    def wait_idle(self) -> None:
+        """Block until the in-flight save (if any) ends; its error stays for `wait()`."""
+        self._idle.wait()
 
     def close(self) -> None:
         """Finish the save in flight (re-raising its error) and stop the writer thread."""
@@ -189,7 +191,8 @@ class CheckpointManager:
         """The writer thread: one job at a time until `close()` sends None."""
         while (job := self._jobs.get()) is not None:
             try:
-                self._write(*job, overlap=False)  # see save(): async saves don't overlap
+                # see save(): async saves don't overlap the upload with the write
+                self._write(job.state, job.name, job.step, job.before_write, overlap=False)
             except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                 self._error = exc
             finally:
@@ -201,7 +204,7 @@ class CheckpointManager:
         state: dict[str, Any],
         name: str,
         step: int,
-        before_write: Callable | None = None,
+        before_write: Callable[[], Callable[[], None]] | None = None,
         overlap: bool = True,
     ) -> None:
         path = self.dirpath / name
@@ -221,13 +224,9 @@ class CheckpointManager:
             (self.dirpath / entry["file"]).unlink(missing_ok=True)
 
     def _write_manifest(self, entries: list[dict[str, Any]]) -> None:
-        tmp = self.dirpath / f".{MANIFEST}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump({"checkpoints": entries}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dirpath / MANIFEST)
-        _fsync_dir(self.dirpath)
+        # durable: syncs the directory too, which makes the checkpoint's rename durable as well
+        text = json.dumps({"checkpoints": entries}, indent=1)
+        atomic_write_text(self.dirpath / MANIFEST, text, durable=True)
 
     # -- loading --------------------------------------------------------------------------
     def entries(self) -> list[dict[str, Any]]:
@@ -284,7 +283,7 @@ _open_managers: weakref.WeakSet[CheckpointManager] = weakref.WeakSet()
 @atexit.register
 def _finish_saves_at_exit() -> None:
     for manager in list(_open_managers):
-        manager._idle.wait()
+        manager.wait_idle()
 
 
 class _HashingWriter:
@@ -299,14 +298,6 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.raw.flush()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _first_line(exc: BaseException) -> str:

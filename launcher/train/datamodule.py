@@ -14,9 +14,12 @@ trainer.fit(model, datamodule=DigitsData())
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.train.module import AttributeDict, capture_init_args
+
+if TYPE_CHECKING:
+    from launcher.train.trainer import Trainer
 
 
 class DataModule:
@@ -24,7 +27,7 @@ class DataModule:
 
     def __init__(self) -> None:
         self._hparams = AttributeDict()
-        self.trainer: Any = None
+        self.trainer: Trainer | None = None  # set by the Trainer that uses it
 
     @property
     def hparams(self) -> AttributeDict:

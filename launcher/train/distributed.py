@@ -64,7 +64,7 @@ class Distributed:
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
         timeout = datetime.timedelta(seconds=self.timeout_seconds)
         env = self.env
-        store = torch_dist.TCPStore(
+        tcp_store = torch_dist.TCPStore(
             env.main_address,
             env.main_port,
             env.world_size,
@@ -73,7 +73,7 @@ class Distributed:
         )
         # A restarted group shares torchrun's store with the dead one: namespace its keys by
         # restart round, or ranks would dial the dead processes' addresses.
-        store = torch_dist.PrefixStore(f"launcher/attempt_{env.restart_count}", store)
+        store = torch_dist.PrefixStore(f"launcher/attempt_{env.restart_count}", tcp_store)
         torch_dist.init_process_group(
             backend=backend, store=store, rank=env.global_rank, world_size=env.world_size,
             timeout=timeout,
@@ -121,8 +121,10 @@ class Distributed:
             moved = moved / self.world_size
         return moved.to(tensor.device)
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank when `flag` is True on any rank."""
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's `obj` (any picklable value), indexed by global rank."""
         if not self.is_distributed:
-            return flag
-        return bool(self.all_reduce(torch.tensor([int(flag)]), "max").item())
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        torch_dist.all_gather_object(gathered, obj)
+        return gathered

@@ -19,10 +19,14 @@ class MNISTModel(Module):
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from launcher.train.trainer import Trainer
 
 
 class AttributeDict(dict):
@@ -39,7 +43,7 @@ class AttributeDict(dict):
 
 
 def capture_init_args(
-    obj: Any, init_frame: Any, names: tuple[str, ...], ignore: list[str] | str | None
+    obj: Any, init_frame: FrameType, names: tuple[str, ...], ignore: list[str] | str | None
 ) -> dict[str, Any]:
     """The arguments `type(obj).__init__` received, read from its running frame."""
     params = inspect.signature(type(obj).__init__).parameters
@@ -58,6 +62,9 @@ def capture_init_args(
 
 class Module(nn.Module):
     """Base class of recipe models. Override the hooks you need; the Trainer calls them."""
+
+    _trainer: Trainer | None
+    _hparams: AttributeDict
 
     def __init__(self) -> None:
         super().__init__()
@@ -95,9 +102,9 @@ class Module(nn.Module):
     ) -> None:
         """Record a metric; see `launcher.train.results` for the step/epoch defaults."""
         trainer = self._trainer
-        if trainer is None or trainer._results is None:
+        if trainer is None or trainer.results is None:
             return
-        trainer._results.log(
+        trainer.results.log(
             name, value, prog_bar, logger, on_step, on_epoch, sync_dist, reduce_fx, batch_size
         )
 
@@ -113,10 +120,15 @@ class Module(nn.Module):
 
     # -- what the trainer tells the model ------------------------------------------------
     @property
-    def trainer(self) -> Any:
+    def trainer(self) -> Trainer:
         if self._trainer is None:
             raise RuntimeError(f"{type(self).__name__} is not attached to a Trainer")
         return self._trainer
+
+    @trainer.setter
+    def trainer(self, trainer: Trainer | None) -> None:
+        """The Trainer running this model sets itself here (`fit`/`validate`/`test`)."""
+        object.__setattr__(self, "_trainer", trainer)  # a plain attribute, not a submodule
 
     @property
     def device(self) -> torch.device:

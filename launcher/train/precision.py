@@ -13,32 +13,24 @@ Only fp16 uses a `GradScaler`: bf16 has fp32's exponent range and needs no loss 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 
 from launcher.errors import UserError
+from launcher.train.names import normalize_precision
 
 _NO_OP = contextlib.nullcontext()  # reusable and reentrant
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
-_ALIASES = {
-    "32": "32-true", "32-true": "32-true", "fp32": "32-true",
-    "16": "16-mixed", "16-mixed": "16-mixed", "fp16": "16-mixed",
-    "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
-    "8": "fp8", "fp8": "fp8", "8-mixed": "fp8",
-}  # fmt: skip
-VALID_PRECISIONS = sorted(_ALIASES)
-
-
-def normalize_precision(value: str | int | None) -> str:
-    """Map Lightning's spellings (32, 16, "bf16", 8...) onto our canonical names."""
-    key = "32" if value is None else str(value).lower()
-    if key not in _ALIASES:
-        raise UserError(
-            f"unknown precision {value!r}; use one of: 32-true, 16-mixed, bf16-mixed, fp8 "
-            "(Lightning's 32, 16, 'bf16' and 8 work too)"
-        )
-    return _ALIASES[key]
+__all__ = [
+    "Float8Precision",
+    "MixedPrecision",
+    "Precision",
+    "build_precision",
+    "check_fp8_supported",
+    "normalize_precision",
+]
 
 
 class Precision:
@@ -46,7 +38,8 @@ class Precision:
 
     name = "32-true"
 
-    def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
+    def convert_module(self, module: ModuleT) -> ModuleT:
+        """The model to train (fp8 swaps its Linear layers in place)."""
         return module
 
     def forward_context(self) -> contextlib.AbstractContextManager:
@@ -107,6 +100,7 @@ class MixedPrecision(Precision):
         return {"scaler": self.scaler.state_dict()} if self.scaler else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)  # the checkpoint's dict stays whole
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state.pop("scaler"))
         if state:
@@ -121,7 +115,7 @@ class Float8Precision(MixedPrecision):
         super().__init__("bf16-mixed", device)
         self.name = "fp8"
 
-    def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
+    def convert_module(self, module: ModuleT) -> ModuleT:
         from torchao.float8 import convert_to_float8_training
 
         # fp8 kernels need both matmul dims divisible by 16; leave other layers in bf16.
@@ -130,7 +124,8 @@ class Float8Precision(MixedPrecision):
                 d % 16 == 0 for d in (mod.in_features, mod.out_features)
             )
 
-        return convert_to_float8_training(module, module_filter_fn=eligible)
+        converted = convert_to_float8_training(module, module_filter_fn=eligible)
+        return cast(ModuleT, converted)  # the same module, its Linear layers swapped
 
 
 def check_fp8_supported(device: torch.device) -> None:

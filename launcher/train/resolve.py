@@ -1,28 +1,40 @@
-"""What the Trainer resolves before its loops run: device, dataloaders, loggers, limits."""
+"""What the Trainer resolves before its loops run: device, dataloaders, callbacks, loggers,
+hooks, batch limits.
+
+    device = resolve_device("auto", "auto", 1, env)
+    hooks = collect_hooks(trainer, callbacks, model)     # {"on_train_batch_end": [fn, ...]}
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from launcher.callbacks.base import HOOKS, Callback
 from launcher.cluster_env import ClusterEnvironment
 from launcher.errors import UserError
+from launcher.train.names import normalize_accelerator
+
+if TYPE_CHECKING:
+    from launcher.loggers.base import Logger
+    from launcher.train.datamodule import DataModule
+    from launcher.train.module import Module
+    from launcher.train.trainer import Trainer
 
 
 def resolve_device(
     accelerator: str, devices: int | str, num_nodes: int, env: ClusterEnvironment
 ) -> torch.device:
     """The device this process trains on; raises `UserError` for impossible requests."""
-    accelerator = (accelerator or "auto").lower()
-    if accelerator not in ("auto", "cpu", "gpu", "cuda"):
-        raise UserError(f"unknown accelerator {accelerator!r}; use auto, cpu, gpu or cuda")
+    accelerator = normalize_accelerator(accelerator)
     cuda = torch.cuda.is_available()
-    if accelerator in ("gpu", "cuda") and not cuda:
+    if accelerator == "gpu" and not cuda:
         raise UserError(
             "accelerator='gpu' was requested but this machine has no CUDA GPU; "
             "use accelerator='cpu' (or --accelerator cpu)"
@@ -50,10 +62,16 @@ def resolve_device(
 
 
 def resolve_loaders(
-    trainer: Any, model: Any, datamodule: Any, train: Any, val: Any, stage: str = "fit"
+    trainer: Trainer,
+    model: Module,
+    datamodule: DataModule | None,
+    train: Any,
+    val: Any,
+    stage: str = "fit",
 ) -> tuple[Any, Any]:
     """(train loader, eval loader) from explicit loaders, the datamodule, or the model."""
-    source = datamodule if datamodule is not None else model
+    # The recipe's own methods: typed as Any, since neither base class declares them.
+    source: Any = datamodule if datamodule is not None else model
     if datamodule is not None:
         _prepare_data_once(trainer, datamodule)
         datamodule.setup(stage)
@@ -74,7 +92,7 @@ def resolve_loaders(
     return train, val
 
 
-def _prepare_data_once(trainer: Any, holder: Any) -> None:
+def _prepare_data_once(trainer: Trainer, holder: Any) -> None:
     """`prepare_data` once per node (local rank 0); everyone waits for it."""
     if trainer.local_rank == 0:
         holder.prepare_data()
@@ -85,6 +103,7 @@ def limit_batches(loader: Any, limit: int | float | None) -> int | float:
     """How many batches of `loader` to use: an int count, or a fraction of its length."""
     if loader is None:
         return 0
+    length: int | float
     try:
         length = len(loader)
     except TypeError:  # iterable dataset of unknown length
@@ -111,9 +130,10 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def build_loggers(trainer: Any, model: Any) -> list[Any]:
+def build_loggers(
+    trainer: Trainer, model: Module, arg: Logger | list[Logger] | bool | None
+) -> list[Logger]:
     """Resolve Trainer(logger=...): True -> MLflow (default store), False -> none."""
-    arg = trainer._logger_arg
     if trainer.fast_dev_run or arg is False or arg is None:
         return []
     if arg is True:
@@ -122,7 +142,7 @@ def build_loggers(trainer: Any, model: Any) -> list[Any]:
         return [
             MLflowLogger(
                 experiment_name=trainer.experiment_name or recipe_name(model),
-                run_name=trainer.run_name or Path(trainer.run_dir).name,
+                run_name=trainer.run_name or Path(trainer.run_dir or "").name,
                 tracking_uri=trainer.tracking_uri,
                 save_dir=trainer.default_root_dir,
                 spool_dir=trainer.run_dir,
@@ -131,7 +151,7 @@ def build_loggers(trainer: Any, model: Any) -> list[Any]:
     return list(arg) if isinstance(arg, (list, tuple)) else [arg]
 
 
-def recipe_name(model: Any) -> str:
+def recipe_name(model: Module) -> str:
     """The stem of the file that defines the model's class (`digits` for recipes/digits.py)."""
     try:
         return Path(inspect.getfile(type(model))).stem
@@ -139,9 +159,11 @@ def recipe_name(model: Any) -> str:
         return type(model).__name__
 
 
-def build_callbacks(trainer: Any, model: Any) -> list[Any]:
+def build_callbacks(
+    trainer: Trainer, model: Module, user_callbacks: list[Callback]
+) -> list[Callback]:
     """The user's callbacks, the model's `configure_callbacks()`, and a progress bar."""
-    callbacks = list(trainer._user_callbacks)
+    callbacks = list(user_callbacks)
     configured = model.configure_callbacks() if hasattr(model, "configure_callbacks") else []
     # As in Lightning, the model's callbacks replace user callbacks of the same type.
     kinds = {type(c) for c in configured}
@@ -157,26 +179,17 @@ def build_callbacks(trainer: Any, model: Any) -> list[Any]:
     return callbacks
 
 
-_HOOKS = (
-    "setup", "teardown", "on_fit_start", "on_fit_end", "on_train_epoch_start",
-    "on_train_epoch_end", "on_train_batch_start", "on_train_batch_end",
-    "on_validation_epoch_start", "on_validation_epoch_end", "on_validation_batch_end",
-    "on_test_batch_end",
-    "on_test_epoch_start", "on_test_epoch_end", "on_before_optimizer_step",
-    "on_save_checkpoint", "on_load_checkpoint", "on_exception",
-)  # fmt: skip
-
-
-def collect_hooks(trainer: Any, callbacks: list[Any], model: Any) -> dict[str, list[Any]]:
+def collect_hooks(
+    trainer: Trainer, callbacks: list[Callback], model: Module
+) -> dict[str, list[Callable[..., Any]]]:
     """hook name -> callables taking the hook's own arguments, skipping base no-ops.
 
-    Callback hooks come with `(trainer, model)` already bound (`functools.partial`), so calling
-    one costs no more than calling a model hook: some run every step.
+    The names are the `Callback` base's hooks. Callback hooks come with `(trainer, model)`
+    already bound (`functools.partial`), so calling one costs no more than calling a model
+    hook: some run every step.
     """
-    from launcher.callbacks.base import Callback
-
-    hooks: dict[str, list[Any]] = {}
-    for name in _HOOKS:
+    hooks: dict[str, list[Callable[..., Any]]] = {}
+    for name in HOOKS:
         for cb in callbacks:
             fn = getattr(cb, name, None)
             base = getattr(Callback, name, None)

@@ -1,8 +1,9 @@
 """What the trainer tells its loggers about a run, from start to final status.
 
-    start_run(trainer)                      # params, recipe + config artifacts; tags on a thread
-    set_state(trainer, "waiting for requeue")   # the `launcher.state` tag
-    end_run(trainer, "FINISHED")            # state tag, then every logger's finalize(status)
+    record = RunRecord(trainer)             # the trainer owns one: `trainer.run_record`
+    record.start()                          # params, recipe + config artifacts; tags on a thread
+    record.set_state("waiting for requeue") # the `launcher.state` tag
+    record.end("FINISHED")                  # state tag, then every logger's finalize(status)
 
 Only global rank 0 holds loggers (`trainer.loggers` is empty elsewhere), so on other ranks these
 do nothing. The tags (recipe hash, git commit) need file reads and a git process: they are
@@ -13,64 +14,79 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.common.threads import start_thread
 from launcher.tracking.run_info import flatten, mask_secrets
 from launcher.tracking.run_info import run_tags as _run_tags
 
+if TYPE_CHECKING:
+    from launcher.train.trainer import Trainer
 
-def start_run(trainer: Any) -> None:
-    """Hand the run's params and artifacts to every logger; send its tags from a helper thread."""
-    loggers = list(trainer.loggers)
-    trainer._tagging = None
-    if not loggers:  # ranks other than 0, or logger=False: nothing to assemble
-        return
-    params, artifacts = run_params(trainer), run_artifacts(trainer)
-    for lg in loggers:
-        lg.log_hyperparams(params)
-        for path, folder in artifacts:
-            lg.log_artifact(path, folder)
 
-    def send_tags() -> None:
-        try:
-            tags = run_tags(trainer)
-        except Exception as exc:  # tags are bookkeeping: never fail the run over them
-            logging.getLogger("launcher").warning("run tags not recorded: %s", exc)
+class RunRecord:
+    """What the trainer's loggers are told about its run; `trainer.run_record` is one.
+
+    The tag thread started by `start` is joined before any later tag, so the run's first tags
+    never overwrite a later state.
+    """
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self._tagging: threading.Thread | None = None  # sends the run's first tags
+
+    def start(self) -> None:
+        """Hand the run's params and artifacts to every logger; send its tags from a thread."""
+        trainer = self.trainer
+        loggers = list(trainer.loggers)
+        self._tagging = None
+        if not loggers:  # ranks other than 0, or logger=False: nothing to assemble
             return
+        params, artifacts = run_params(trainer), run_artifacts(trainer)
         for lg in loggers:
-            lg.set_tags(tags)
+            lg.log_hyperparams(params)
+            for path, folder in artifacts:
+                lg.log_artifact(path, folder)
 
-    trainer._tagging = start_thread(send_tags, "launcher-run-tags")
+        def send_tags() -> None:
+            try:
+                tags = run_tags(trainer)
+            except Exception as exc:  # tags are bookkeeping: never fail the run over them
+                logging.getLogger("launcher").warning("run tags not recorded: %s", exc)
+                return
+            for lg in loggers:
+                lg.set_tags(tags)
+
+        self._tagging = start_thread(send_tags, "launcher-run-tags")
+
+    def set_state(self, state: str) -> None:
+        """Set the `launcher.state` tag ("running", "waiting for requeue", "finished"...)."""
+        if self._tagging is not None:
+            self._tagging.join()  # the run's first tags go before its state changes
+        for lg in self.trainer.loggers:
+            lg.set_tags({"launcher.state": state})
+
+    def end(self, status: str) -> None:
+        """Final state tag, then `finalize(status)` on every logger ("FINISHED", "FAILED"...)."""
+        self.set_state(status.lower())
+        for lg in self.trainer.loggers:
+            lg.finalize(status)
+
+    def upload_best(self) -> None:
+        """Upload `ModelCheckpoint`'s best file when the launch asked for it (`log_checkpoints`)."""
+        trainer = self.trainer
+        callback = trainer.checkpoint_callback
+        best = callback.best_model_path if callback is not None else None
+        if best and trainer.launch_settings.get("log_checkpoints") and Path(best).is_file():
+            for lg in trainer.loggers:
+                lg.log_artifact(best, "checkpoints")
 
 
-def set_state(trainer: Any, state: str) -> None:
-    """Set the `launcher.state` tag ("running", "waiting for requeue", "finished"...)."""
-    if trainer._tagging is not None:
-        trainer._tagging.join()  # the run's first tags go before its state changes
-    for lg in trainer.loggers:
-        lg.set_tags({"launcher.state": state})
-
-
-def end_run(trainer: Any, status: str) -> None:
-    """Final state tag, then `finalize(status)` on every logger ("FINISHED", "FAILED", ...)."""
-    set_state(trainer, status.lower())
-    for lg in trainer.loggers:
-        lg.finalize(status)
-
-
-def upload_best_checkpoint(trainer: Any) -> None:
-    """Upload `ModelCheckpoint`'s best file when the launch asked for it (`log_checkpoints`)."""
-    best = getattr(trainer.checkpoint_callback, "best_model_path", None)
-    if best and trainer.launch_settings.get("log_checkpoints") and Path(best).is_file():
-        for lg in trainer.loggers:
-            lg.log_artifact(best, "checkpoints")
-
-
-def run_params(trainer: Any) -> dict[str, Any]:
+def run_params(trainer: Trainer) -> dict[str, Any]:
     """Hyperparameters + trainer settings + launch settings, flat and secret-masked."""
-    hparams = dict(getattr(trainer.module, "hparams", {}))
+    hparams = dict(trainer.module.hparams)
     settings = {
         "max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
         "precision": trainer.precision.name, "accumulate_grad_batches":
@@ -82,19 +98,19 @@ def run_params(trainer: Any) -> dict[str, Any]:
     return mask_secrets(params)
 
 
-def run_artifacts(trainer: Any) -> list[tuple[str, str]]:
+def run_artifacts(trainer: Trainer) -> list[tuple[str, str]]:
     """(file, artifact folder) pairs every run uploads: the recipe and the resolved config."""
-    out = []
+    out: list[tuple[str, str]] = []
     recipe = trainer.launch_settings.get("recipe")
     if recipe and Path(recipe).is_file():
         out.append((recipe, "recipe"))
-    resolved = Path(trainer.run_dir) / "launch.json"
-    if resolved.is_file():
+    resolved = Path(trainer.run_dir or ".") / "launch.json"
+    if trainer.run_dir is not None and resolved.is_file():
         out.append((str(resolved), "config"))
     return out
 
 
-def run_tags(trainer: Any) -> dict[str, str]:
+def run_tags(trainer: Trainer) -> dict[str, str]:
     """Recipe, its hash, git state, backend, job, host; the state "running"; resume count."""
     settings = trainer.launch_settings
     recipe = settings.get("recipe")
@@ -106,5 +122,5 @@ def run_tags(trainer: Any) -> dict[str, str]:
     env = trainer.env
     tags = _run_tags(recipe, settings.get("backend", "local"), env.job_id, env.restart_count)
     tags["launcher.state"] = "running"
-    tags["launcher.resumes"] = str(getattr(trainer, "_resumes", 0))
+    tags["launcher.resumes"] = str(trainer.loop.resumes)
     return tags

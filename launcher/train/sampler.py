@@ -5,9 +5,9 @@ can start at any position inside an epoch, so a resumed run sees exactly the bat
 uninterrupted run would have seen. Works with `num_workers > 0`: indices are drawn in the
 main process.
 
-Iterable datasets cannot be re-positioned by a sampler: they are used as given, and for an
-exact resume they must provide their own `state_dict()` / `load_state_dict()` (the trainer
-checkpoints them when they do).
+Iterable datasets cannot be re-positioned by a sampler: they are used as given, and a run
+resumed mid-epoch iterates them from their start again, so that resume is not exact. The
+trainer does not checkpoint their state (nor a user's own sampler's).
 
     sampler = ResumableSampler(len(ds), shuffle=True, seed=0, rank=0, world_size=2)
     sampler.set_epoch(3); sampler.set_start(640)   # skip the first 640 samples of epoch 3
@@ -15,7 +15,7 @@ checkpoints them when they do).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from typing import Any
 
 import torch
@@ -78,7 +78,7 @@ def make_resumable(
     loader: DataLoader, seed: int, rank: int, world_size: int, shuffle: bool | None = None
 ) -> DataLoader:
     """Rebuild `loader` around a `ResumableSampler`; leave iterable or custom-sampled ones."""
-    if isinstance(loader.dataset, IterableDataset):
+    if isinstance(loader.dataset, IterableDataset) or not isinstance(loader.dataset, Sized):
         return loader
     if not isinstance(loader.sampler, (RandomSampler, SequentialSampler, ResumableSampler)):
         return loader  # the user's own sampler wins; documented as not exactly resumable
@@ -107,14 +107,16 @@ def make_resumable(
     return DataLoader(loader.dataset, **kwargs)
 
 
-def start_epoch(loader: Any, epoch: int, seed: int, skip_batches: int = 0) -> None:
+def start_epoch(loader: DataLoader, epoch: int, seed: int, skip_batches: int = 0) -> None:
     """Position `loader` at `skip_batches` batches into `epoch` before iterating it."""
-    sampler = getattr(loader, "sampler", None)
-    generator = getattr(loader, "generator", None)
+    sampler, generator = loader.sampler, loader.generator
     if isinstance(generator, torch.Generator):
         generator.manual_seed(seed * 7_919 + epoch)
     if isinstance(sampler, ResumableSampler):
+        sampler.seed = seed  # a resumed run's seed comes from its checkpoint
         sampler.set_epoch(epoch)
-        sampler.set_start(skip_batches * loader.batch_size)
-    elif hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
+        sampler.set_start(skip_batches * (loader.batch_size or 1))  # make_resumable: batched
+    else:
+        set_epoch = getattr(sampler, "set_epoch", None)  # e.g. a DistributedSampler
+        if set_epoch is not None:
+            set_epoch(epoch)

@@ -8,7 +8,7 @@ load_rng_state(state)      # on resume
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,7 +24,9 @@ def seed_everything(seed: int) -> int:
 
 def rng_state() -> dict[str, Any]:
     """The RNG states of this process, as plain tensors/lists (safe for weights_only loads)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # The legacy tuple (get_state's default); the stub also allows the dict form.
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    kind, keys, pos, has_gauss, cached = legacy
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
         # One tensor, not 625 ints: a checkpoint's pickling cost is per object, and it is

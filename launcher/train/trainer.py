@@ -8,26 +8,37 @@ The fit loop (`_fit_loop` / `_train_epoch`) reads top to bottom: forward under t
 precision's autocast, `no_sync` on non-final micro-steps, backward, unscale, clip, step,
 schedulers, logging, checkpoints. Everything else is a small object it calls:
 `ClusterEnvironment`, `Distributed`, `Precision`, `CheckpointManager`, `Results`, callbacks and
-loggers. Elsewhere: checkpoint state in `launcher/trainer_state.py`, the validation/test loop
-in `launcher/eval_loop.py`, what loggers are told about the run in `launcher/run_record.py`.
+loggers. Where the rest lives (all in `launcher/train/`): the loop position in `loop.py`
+(`trainer.loop`), the checkpoint as a dict of parts in `state.py`, the validation/test epoch in
+`eval_loop.py`, what loggers are told about the run in `run_record.py` (`trainer.run_record`),
+what is resolved before the loops (device, loaders, callbacks, loggers, hooks) in `resolve.py`.
+On SIGTERM/SIGUSR2 `fit` checkpoints and raises `RequeueRequested`; the worker exits with 3.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+# Runtime imports (not only for type checking): `--set trainer.*` reads the __init__'s hints.
+from launcher.callbacks.base import Callback
+from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.cluster_env import ClusterEnvironment
-from launcher.errors import REQUEUE_EXIT_CODE, UserError
-from launcher.train import eval_loop, run_record
+from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, UserError
+from launcher.loggers.base import Logger
+from launcher.train import eval_loop
 from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
-from launcher.train.optim import parse_optimizers
+from launcher.train.eval_loop import EvalOutcome
+from launcher.train.loop import LoopState
+from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
 from launcher.train.preemption import PreemptionSignals
 from launcher.train.resolve import (
@@ -40,7 +51,12 @@ from launcher.train.resolve import (
     resolve_loaders,
 )
 from launcher.train.results import Results
+from launcher.train.run_record import RunRecord
 from launcher.train.sampler import make_resumable, start_epoch
+
+if TYPE_CHECKING:
+    from launcher.train.datamodule import DataModule
+    from launcher.train.module import Module
 
 _STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
 
@@ -48,7 +64,9 @@ _STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unus
 class _StepWrapper(nn.Module):
     """Routes DDP's forward into `training_step`, so DDP sees every training forward."""
 
-    def __init__(self, module: nn.Module) -> None:
+    module: Module
+
+    def __init__(self, module: Module) -> None:
         super().__init__()
         self.module = module
 
@@ -64,6 +82,10 @@ class Trainer:
     `async_checkpointing`, `run_dir` (where checkpoints and logs go), `experiment_name`,
     `run_name`, `tracking_uri`, `process_group_timeout` (seconds), `launch_settings` (recorded
     as params and checked on resume).
+
+    What callbacks, loggers and models may read or call is listed in ARCHITECTURE.md
+    (Contracts); besides: `loop` (the loop position, `LoopState`), `results` (the current
+    stage's `Results`, where `Module.log` records), `call_hook(name, *args)`, `run_record`.
     """
 
     def __init__(
@@ -75,8 +97,8 @@ class Trainer:
         num_nodes: int = 1,
         strategy: str = "auto",
         precision: str | int = "32-true",
-        callbacks: list[Any] | Any | None = None,
-        logger: Any = True,
+        callbacks: list[Callback] | Callback | None = None,
+        logger: Logger | list[Logger] | bool | None = True,
         accumulate_grad_batches: int = 1,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
@@ -132,12 +154,13 @@ class Trainer:
             keep_last_checkpoints,
             async_checkpointing,
         )
-        self.run_dir, self.experiment_name, self.run_name = run_dir, experiment_name, run_name
+        self.run_dir: str | None = run_dir  # agreed on by every rank when a stage starts
+        self.experiment_name, self.run_name = experiment_name, run_name
         self.tracking_uri = tracking_uri
         self.signal_sync_every_n_steps = max(1, signal_sync_every_n_steps)
         self.launch_settings = dict(launch_settings or {})
-        self._precision_arg, self._logger_arg = precision, logger
-        self._user_callbacks = (
+        self._logger_arg = logger
+        self._user_callbacks: list[Callback] = (
             callbacks
             if isinstance(callbacks, list)
             else ([callbacks] if callbacks is not None else [])
@@ -159,29 +182,50 @@ class Trainer:
 
             seed_everything(seed)
 
-        self.current_epoch = 0
-        self.global_step = 0
+        self.loop = LoopState(accumulate_grad_batches=accumulate_grad_batches)
         self.should_stop = False
         self.stage = "fit"
-        self.callbacks: list[Any] = []
-        self.loggers: list[Any] = []
+        self.callbacks: list[Callback] = []
+        self.loggers: list[Logger] = []
         self.optimizers: list[torch.optim.Optimizer] = []
-        self.lr_scheduler_configs: list[Any] = []
+        self.lr_scheduler_configs: list[SchedulerConfig] = []
         self.callback_metrics: dict[str, torch.Tensor] = {}
         self.logged_metrics: dict[str, float] = {}
         self.num_training_batches: int | float = 0
-        self.num_val_batches: int = 0
+        self.num_val_batches: int | float = 0
+        self.num_test_batches: int | float = 0
+        self.train_loader: DataLoader | None = None
+        self.val_loader: DataLoader | None = None
         self.checkpoints: CheckpointManager | None = None
-        self._tagging: Any = None  # the thread sending the run's tags (run_tracking)
-        self._periodic = False  # any periodic (step/time) checkpoints configured (set in fit)
-        self._results: Results | None = None
-        self._batch_idx = 0  # batches of the current epoch already consumed
-        self._epoch_done = False  # True between an epoch's last batch and the next epoch
+        self.run_record = RunRecord(self)
         self.signals = PreemptionSignals()
+        self.train_results = Results("train", self.dist.all_reduce)
+        self.results: Results | None = None  # the current stage's: where Module.log records
+        self._module: Module | None = None
+        self._hooks: dict[str, list[Callable[..., Any]]] = {}
+        self._step_wrapper: _StepWrapper | None = None
+        self._ddp_model: nn.Module | None = None
+        self._periodic = False  # any periodic (step/time) checkpoints configured (set in fit)
         self._last_periodic_save = time.monotonic()
-        self.module: Any = None
+        self._last_eval = EvalOutcome()  # the last validation/test: what it logs, shows
 
     # -- what callbacks and models read ----------------------------------------------------
+    @property
+    def current_epoch(self) -> int:
+        return self.loop.epoch
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps taken (one per `accumulate_grad_batches` batches)."""
+        return self.loop.global_step
+
+    @property
+    def module(self) -> Module:
+        """The model being trained or evaluated (set by fit/validate/test)."""
+        if self._module is None:
+            raise RuntimeError("the Trainer has no model yet: call fit, validate or test")
+        return self._module
+
     @property
     def global_rank(self) -> int:
         return self.env.global_rank
@@ -199,13 +243,13 @@ class Trainer:
         return self.env.global_rank == 0
 
     @property
-    def logger(self) -> Any:
+    def logger(self) -> Logger | None:
         return self.loggers[0] if self.loggers else None
 
     @property
-    def checkpoint_callback(self) -> Any:
+    def checkpoint_callback(self) -> ModelCheckpoint | None:
         """The first `ModelCheckpoint` callback, or None."""
-        return next((c for c in self.callbacks if type(c).__name__ == "ModelCheckpoint"), None)
+        return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
 
     @property
     def checkpoint_dir(self) -> str:
@@ -222,11 +266,11 @@ class Trainer:
     def broadcast(self, obj: Any, src: int = 0) -> Any:
         return self.dist.broadcast(obj, src)
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Send `metrics` to every logger (rank 0 only), at `step` (default: global step)."""
         if not self.loggers or not metrics:
             return
-        step = self.global_step if step is None else step
+        step = self.loop.global_step if step is None else step
         values = {k: float(v) for k, v in metrics.items()}
         self.logged_metrics.update(values)
         for lg in self.loggers:
@@ -236,16 +280,31 @@ class Trainer:
         """Write a full checkpoint to `filepath` (call on every rank; rank 0 writes)."""
         trainer_state.save_to(self, filepath, weights_only)
 
+    def call_hook(self, hook: str, *args: Any) -> None:
+        """Call `hook` on every callback that defines it, then on the model.
+
+        trainer.call_hook("on_train_epoch_end")
+        trainer.call_hook("on_train_batch_end", outputs, batch, batch_idx)
+
+        Callbacks get `(trainer, model, *args)`, model hooks `(*args)`; the names are the
+        `Callback` base's hooks.
+        """
+        for fn in self._hooks.get(hook, ()):
+            fn(*args)
+
     # -- entry points ---------------------------------------------------------------------
     def fit(
         self,
-        model: Any,
+        model: Module,
         train_dataloaders: Any = None,
         val_dataloaders: Any = None,
-        datamodule: Any = None,
+        datamodule: DataModule | None = None,
         ckpt_path: str | None = None,
     ) -> None:
-        """Train `model`; `ckpt_path` ("last", a file or a run dir) resumes exactly."""
+        """Train `model`; `ckpt_path` ("last", a file or a run dir) resumes exactly.
+
+        Raises `RequeueRequested` after checkpointing on SIGTERM/SIGUSR2.
+        """
         self._start("fit", model, datamodule)
         try:
             train_loader, val_loader = resolve_loaders(
@@ -259,67 +318,73 @@ class Trainer:
                 val_loader, seed, self.global_rank, self.world_size, shuffle=False
             )
             self.num_training_batches = limit_batches(self.train_loader, self.limit_train_batches)
-            self.num_val_batches = int(limit_batches(self.val_loader, self.limit_val_batches))
+            self.num_val_batches = limit_batches(self.val_loader, self.limit_val_batches)
             self.optimizers, self.lr_scheduler_configs = parse_optimizers(
                 model.configure_optimizers()
             )
-            self._train_results = Results("train", self.dist.all_reduce)
+            self.train_results = Results("train", self.dist.all_reduce)
+            self.loop.finished = False
             if ckpt_path and trainer_state.restore(self, ckpt_path):
                 return  # the run had already finished
-            run_record.start_run(self)
-            self._call("on_fit_start")
+            self.run_record.start()
+            self.call_hook("on_fit_start")
             self.signals.install()
             self._fit_loop()
-            self._call("on_fit_end")
+            self.call_hook("on_fit_end")
+            self.loop.finished = True
             if self.enable_checkpointing:
-                trainer_state.save_resume_checkpoint(self, finished=True)
-            run_record.upload_best_checkpoint(self)
-            run_record.end_run(self, "FINISHED")
+                trainer_state.save_resume_checkpoint(self)
+            self.run_record.upload_best()
+            self.run_record.end("FINISHED")
         except BaseException as exc:
             self._fail(exc)
             raise
         finally:
             self._end("fit")
 
-    def validate(self, model: Any, dataloaders: Any = None, datamodule: Any = None,
+    def validate(self, model: Module, dataloaders: Any = None,
+                 datamodule: DataModule | None = None,
                  ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
         """Run one validation epoch; returns `[{metric: value}]` like Lightning."""
-        return eval_loop.evaluate(self, "validate", model, dataloaders, datamodule, ckpt_path)
+        return self._evaluate("validate", model, dataloaders, datamodule, ckpt_path)
 
-    def test(self, model: Any, dataloaders: Any = None, datamodule: Any = None,
+    def test(self, model: Module, dataloaders: Any = None, datamodule: DataModule | None = None,
              ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
         """Run one test epoch; returns `[{metric: value}]` like Lightning."""
-        return eval_loop.evaluate(self, "test", model, dataloaders, datamodule, ckpt_path)
+        return self._evaluate("test", model, dataloaders, datamodule, ckpt_path)
 
     # -- the fit loop ---------------------------------------------------------------------
     def _fit_loop(self) -> None:
+        loop = self.loop
         while not self._fit_done():
-            if not self._epoch_done:
+            if not loop.epoch_done:
                 self._train_epoch()
-            if self.should_stop and not self._epoch_done:
+            if self.should_stop and not loop.epoch_done:
                 break  # stopped mid-epoch (max_steps or a callback): no epoch-end work
             self._end_of_epoch()
 
     def _train_epoch(self) -> None:
-        model, ddp_model, precision = self.module, self._ddp_model, self.precision
+        model, ddp_model, precision, loop = self.module, self._ddp_model, self.precision, self.loop
+        loader = self.train_loader
+        assert loader is not None and ddp_model is not None  # set in fit before the loop
         # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
         step = ddp_model if ddp_model is not self._step_wrapper else model.training_step
         batch_start = self._hooks.get("on_train_batch_start")
         accumulate = self.accumulate_grad_batches
-        results = self._results = self._train_results
-        start_epoch(self.train_loader, self.current_epoch, self._seed, self._batch_idx)
-        if self._batch_idx == 0:
-            self._call("on_train_epoch_start")
+        results = self.results = self.train_results
+        start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx)
+        if loop.batch_idx == 0:
+            self.call_hook("on_train_epoch_start")
         model.train()
         total = self.num_training_batches
-        batch_idx = self._batch_idx
-        for batch in self.train_loader:
+        batch_idx = loop.batch_idx
+        for batch in loader:
             if batch_idx >= total:
                 break
             batch = move_to_device(batch, self.device)
             results.batch = batch  # sized only if an epoch mean needs it
             if batch_start:
-                self._call("on_train_batch_start", batch, batch_idx)
+                self.call_hook("on_train_batch_start", batch, batch_idx)
             last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
             with self.dist.no_sync(ddp_model, skip_sync=not last_micro):
                 with precision.forward_context():
@@ -333,20 +398,20 @@ class Trainer:
             if step_metrics:
                 self.callback_metrics.update(results.with_plain_names(step_metrics))
             batch_idx += 1
-            self._batch_idx = batch_idx
-            if last_micro and self.loggers and self.global_step % self.log_every_n_steps == 0:
+            loop.batch_idx = batch_idx
+            if last_micro and self.loggers and loop.global_step % self.log_every_n_steps == 0:
                 self.log_metrics(self._logger_step_metrics(step_metrics))
-            self._call("on_train_batch_end", output, batch, batch_idx - 1)
+            self.call_hook("on_train_batch_end", output, batch, batch_idx - 1)
             if last_micro and self._after_optimizer_step():
                 return
-        self._epoch_done = True
+        loop.epoch_done = True
 
     def _optimizer_step(self) -> None:
-        precision, clip = self.precision, self.gradient_clip_val
+        precision, clip, loop = self.precision, self.gradient_clip_val, self.loop
         stepped = True
         for optimizer in self.optimizers:
             precision.unscale(optimizer)  # hooks and clipping see true gradients (no-op off fp16)
-            self._call("on_before_optimizer_step", optimizer)
+            self.call_hook("on_before_optimizer_step", optimizer)
             if clip:
                 params = [p for g in optimizer.param_groups for p in g["params"]]
                 if self.gradient_clip_algorithm == "value":
@@ -355,20 +420,21 @@ class Trainer:
                     nn.utils.clip_grad_norm_(params, clip)
             stepped = precision.optimizer_step(optimizer) and stepped
             optimizer.zero_grad(set_to_none=True)
-        self.global_step += 1
+        loop.global_step += 1
         if stepped:  # fp16 skipped steps (inf/NaN) must not advance the schedule
             for config in self.lr_scheduler_configs:
-                if config.interval == "step" and self.global_step % config.frequency == 0:
+                if config.interval == "step" and loop.global_step % config.frequency == 0:
                     self._step_scheduler(config)
 
     def _after_optimizer_step(self) -> bool:
         """Periodic checkpoints, preemption signals, max_steps. True ends the epoch early."""
-        if 0 < self.max_steps <= self.global_step:
+        global_step = self.loop.global_step
+        if 0 < self.max_steps <= global_step:
             self.should_stop = True
         single = self.env.world_size == 1
         if single and self.signals.received is None and not self._periodic:
             return self.should_stop  # the common case, every step: nothing to decide
-        if single or self.global_step % self.signal_sync_every_n_steps == 0:
+        if single or global_step % self.signal_sync_every_n_steps == 0:
             due = self._periodic_checkpoint_due()
             signalled = self.signals.received is not None
             if not single:  # every rank must agree on the same step boundary
@@ -385,39 +451,37 @@ class Trainer:
         if not self.enable_checkpointing:
             return False
         every = self.checkpoint_every_n_steps
-        if every and self.global_step % every == 0:
+        if every and self.loop.global_step % every == 0:
             return True
         seconds = self.checkpoint_every_seconds
-        return bool(seconds) and time.monotonic() - self._last_periodic_save >= seconds
+        if not seconds:
+            return False
+        return time.monotonic() - self._last_periodic_save >= seconds
 
     def _end_of_epoch(self) -> None:
-        epoch_metrics = self._train_results.epoch_metrics()
-        self.callback_metrics.update(self._train_results.with_plain_names(epoch_metrics))
-        if (
-            self.val_loader is not None
-            and (self.current_epoch + 1) % self.check_val_every_n_epoch == 0
-        ):
-            val = eval_loop.run_eval(self, "validate", self.val_loader, self.num_val_batches)
-            epoch_metrics.update(val)
+        epoch_metrics = self.train_results.epoch_metrics()
+        self.callback_metrics.update(self.train_results.with_plain_names(epoch_metrics))
+        epoch = self.loop.epoch
+        if self.val_loader is not None and (epoch + 1) % self.check_val_every_n_epoch == 0:
+            epoch_metrics.update(self._run_eval("validate", self.val_loader, self.num_val_batches))
         for config in self.lr_scheduler_configs:
-            if config.interval == "epoch" and (self.current_epoch + 1) % config.frequency == 0:
+            if config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
                 self._step_scheduler(config)
-        self._call("on_train_epoch_end")
-        self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": self.current_epoch})
-        self.current_epoch += 1
-        self._batch_idx, self._epoch_done = 0, False
-        if 0 < self.max_steps <= self.global_step:
+        self.call_hook("on_train_epoch_end")
+        self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": epoch})
+        self.loop.next_epoch()
+        if 0 < self.max_steps <= self.loop.global_step:
             self.should_stop = True
         if self.enable_checkpointing and not self._fit_done():
             trainer_state.save_resume_checkpoint(self)
             self._last_periodic_save = time.monotonic()
 
     def _fit_done(self) -> bool:
-        if self.should_stop or (0 < self.max_steps <= self.global_step):
+        if self.should_stop or (0 < self.max_steps <= self.loop.global_step):
             return True
-        return self.max_epochs is not None and self.current_epoch >= self.max_epochs
+        return self.max_epochs is not None and self.loop.epoch >= self.max_epochs
 
-    def _step_scheduler(self, config: Any) -> None:
+    def _step_scheduler(self, config: SchedulerConfig) -> None:
         if config.monitor:
             if config.monitor not in self.callback_metrics:
                 raise UserError(self._missing_metric_message(config.monitor, "lr_scheduler"))
@@ -425,19 +489,50 @@ class Trainer:
         else:
             config.scheduler.step()
 
+    # -- validation and test ----------------------------------------------------------------
+    def _evaluate(self, stage: str, model: Module, dataloaders: Any,
+                  datamodule: DataModule | None,
+                  ckpt_path: str | None) -> list[dict[str, float]]:  # fmt: skip
+        """`validate` / `test`: set up, optionally load weights, run one epoch, log, report."""
+        self._start(stage, model, datamodule)
+        try:
+            loader = resolve_loaders(self, model, datamodule, None, dataloaders, stage=stage)[1]
+            if loader is None:
+                hook = "val_dataloader" if stage == "validate" else "test_dataloader"
+                raise UserError(f"{stage}: no dataloader; define {hook}()")
+            loader = make_resumable(loader, 0, self.global_rank, self.world_size, shuffle=False)
+            if ckpt_path:
+                trainer_state.load_weights(self, ckpt_path)
+            if stage == "validate":
+                total = self.num_val_batches = limit_batches(loader, self.limit_val_batches)
+            else:
+                total = self.num_test_batches = limit_batches(loader, self.limit_test_batches)
+            values = {k: float(v) for k, v in self._run_eval(stage, loader, total).items()}
+            self.log_metrics(values)
+            if self.is_global_zero and values and self.enable_progress_bar:
+                print(f"{stage}: " + "  ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
+            return [values]
+        finally:
+            self._end(stage)
+
+    def _run_eval(self, stage: str, loader: DataLoader, limit: int | float) -> dict[str, Any]:
+        """One validation/test epoch; keeps which of its metrics to log and to show."""
+        self._last_eval = eval_loop.run_eval(self, stage, loader, limit)
+        return self._last_eval.metrics
+
     # -- set-up and tear-down ----------------------------------------------------------------
-    def _start(self, stage: str, model: Any, datamodule: Any) -> None:
+    def _start(self, stage: str, model: Module, datamodule: DataModule | None) -> None:
         self.stage = stage
-        self.module = model
-        object.__setattr__(model, "_trainer", self)
+        self._module = model
+        model.trainer = self
         self.dist.setup()
         self.run_dir = trainer_state.agree_on_run_dir(self, model)
         model.to(self.device)
         if datamodule is not None:
             datamodule.trainer = self
-        self.callbacks = build_callbacks(self, model) if stage == "fit" else []
+        self.callbacks = build_callbacks(self, model, self._user_callbacks)
         self._hooks = collect_hooks(self, self.callbacks, model)
-        self._call("setup", stage)
+        self.call_hook("setup", stage)
         if stage == "fit":
             model = self.precision.convert_module(model)
             self._step_wrapper = _StepWrapper(model)
@@ -450,27 +545,25 @@ class Trainer:
                 keep_last=self.keep_last_checkpoints,
                 async_save=self.async_checkpointing,
             )
-            self.loggers = build_loggers(self, model) if self.is_global_zero else []
+            self.loggers = (
+                build_loggers(self, model, self._logger_arg) if self.is_global_zero else []
+            )
 
     def _end(self, stage: str) -> None:
         self.signals.restore()
         if self.checkpoints is not None:
             self.checkpoints.close()
-        self._call("teardown", stage)
+        self.call_hook("teardown", stage)
 
     def _fail(self, exc: BaseException) -> None:
-        if isinstance(exc, SystemExit) and exc.code == REQUEUE_EXIT_CODE:
-            run_record.set_state(self, "waiting for requeue")
+        if isinstance(exc, RequeueRequested):
+            self.run_record.set_state("waiting for requeue")
             for lg in self.loggers:
                 lg.flush()
             return
-        self._call("on_exception", exc)
+        self.call_hook("on_exception", exc)
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-        run_record.end_run(self, "KILLED" if interrupted else "FAILED")
-
-    def _call(self, hook: str, *args: Any) -> None:
-        for fn in self._hooks.get(hook, ()):
-            fn(*args)
+        self.run_record.end("KILLED" if interrupted else "FAILED")
 
     def _checkpoint_and_requeue(self) -> None:
         name = self.signals.name
@@ -478,7 +571,7 @@ class Trainer:
         if self.is_global_zero:
             print(f"[launcher] received {name}: checkpointed step {self.global_step} to {path}; "
                   f"exiting with code {REQUEUE_EXIT_CODE} (requeue me)", flush=True)  # fmt: skip
-        raise SystemExit(REQUEUE_EXIT_CODE)
+        raise RequeueRequested(name, path or None)
 
     # -- small helpers -------------------------------------------------------------------------
     def _agree_on_seed(self) -> int:
@@ -486,26 +579,27 @@ class Trainer:
             self.seed = int(torch.randint(0, 2**31 - 1, (1,), generator=torch.Generator().manual_seed(
                 int(time.time_ns() % 2**31)
             )).item())  # fmt: skip
-        self._seed = int(self.broadcast(self.seed))
-        return self._seed
+        self.loop.seed = int(self.broadcast(self.seed))
+        return self.loop.seed
 
     def _prog_bar_names(self) -> set[str]:
-        names = self._train_results.names("prog_bar") if hasattr(self, "_train_results") else set()
-        names = set(names) | getattr(self, "_eval_prog_names", set())
+        names = self.train_results.names("prog_bar") | self._last_eval.prog_bar_names
+        if self.results is not None:  # during validation: what it logs so far
+            names |= self.results.names("prog_bar")
         expanded = set(names)
         for n in names:
             expanded.update({f"{n}_step", f"{n}_epoch"})
         return expanded
 
     def _logger_step_metrics(self, step_metrics: dict[str, Any]) -> dict[str, Any]:
-        names = self._train_results.names("logger")
+        names = self.train_results.names("logger")
         return {
             k: v for k, v in step_metrics.items()
             if k in names or k.removesuffix("_step") in names and k.endswith("_step")
         }  # fmt: skip
 
     def _logger_names_only(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        names = self._train_results.names("logger") | getattr(self, "_eval_logger_names", set())
+        names = self.train_results.names("logger") | self._last_eval.logger_names
         return {k: v for k, v in metrics.items() if k.removesuffix("_epoch") in names}
 
     def _missing_metric_message(self, name: str, who: str) -> str:

@@ -21,6 +21,7 @@ from launcher.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
     ProgressBar,
+    model_checkpoint,
     progress,
 )
 from launcher.callbacks.lr_monitor import optimizer_names
@@ -46,13 +47,14 @@ class StandInTrainer:
         self.enable_progress_bar = True
         self.num_training_batches = 10
         self.num_val_batches = 4
+        self.num_test_batches = 4
+        self.check_val_every_n_epoch = 1
         self.log_every_n_steps = 1
         self.loggers = [object()]
         self.optimizers: list = []
         self.lr_scheduler_configs: list = []
         self.callbacks: list = []
         self.saved: list[tuple[str, bool]] = []
-        self.removed: list[str] = []
         self.logged: list[tuple[int | None, dict]] = []
         # Two stand-ins sharing `channel` act as ranks 0 and 1 of one job (rank 0 runs first).
         self._channel = channel
@@ -72,12 +74,22 @@ class StandInTrainer:
             states = {cb.state_key: cb.state_dict() for cb in self.callbacks}
             torch.save({"callbacks": states, "global_step": self.global_step}, path)
 
-    def remove_checkpoint(self, path: str) -> None:
-        self.removed.append(path)
-        os.remove(path)
-
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.logged.append((step, dict(metrics)))
+
+
+@pytest.fixture
+def removed(monkeypatch) -> list[str]:
+    """Paths ModelCheckpoint deleted (for real), in order, by any rank."""
+    deleted: list[str] = []
+    delete = model_checkpoint.delete_checkpoint
+
+    def recording(path: str) -> None:
+        deleted.append(path)
+        delete(path)
+
+    monkeypatch.setattr(model_checkpoint, "delete_checkpoint", recording)
+    return deleted
 
 
 def run_epochs(trainer, callbacks, metrics_per_epoch, steps_per_epoch=5, first_epoch=0):
@@ -106,7 +118,7 @@ def ckpt_files(trainer) -> set[str]:
 
 
 # ----------------------------------------------------------------------------- ModelCheckpoint
-def test_top_k_keeps_exactly_the_best_files(tmp_path):
+def test_top_k_keeps_exactly_the_best_files(tmp_path, removed):
     trainer = StandInTrainer(tmp_path)
     ckpt = ModelCheckpoint(
         monitor="val_acc",
@@ -125,7 +137,7 @@ def test_top_k_keeps_exactly_the_best_files(tmp_path):
     assert ckpt.kth_best_model_path == second
     # Saved on epochs 0..3 (4 beat the kth), skipped epoch 4; removed what fell out.
     assert len(trainer.saved) == 4
-    assert len(trainer.removed) == 2
+    assert len(removed) == 2
 
 
 def test_checkpoint_holds_the_state_after_its_own_save(tmp_path):
@@ -192,12 +204,12 @@ def test_save_top_k_minus_one_keeps_all_and_versions_clashing_names(tmp_path):
     assert os.path.basename(ckpt.best_model_path) == "best-v2.ckpt"
 
 
-def test_constant_name_with_top_1_overwrites(tmp_path):
+def test_constant_name_with_top_1_overwrites(tmp_path, removed):
     trainer = StandInTrainer(tmp_path)
     ckpt = ModelCheckpoint(monitor="val_loss", filename="best")
     run_epochs(trainer, [ckpt], [{"val_loss": v} for v in (3.0, 2.0, 2.5, 1.0)])
     assert [os.path.basename(p) for p in ckpt_files(trainer)] == ["best.ckpt"]
-    assert trainer.removed == []  # overwritten in place, never deleted
+    assert removed == []  # overwritten in place, never deleted
     assert ckpt.best_model_score == pytest.approx(1.0)
 
 
@@ -245,13 +257,14 @@ def test_skips_fast_dev_run_and_passes_weights_only(tmp_path):
     assert trainer.saved[0][1] is True
 
 
-def test_resume_continues_the_ranking_and_cleans_old_files(tmp_path):
+def test_resume_continues_the_ranking_and_cleans_old_files(tmp_path, removed):
     trainer = StandInTrainer(tmp_path)
     ckpt = ModelCheckpoint(monitor="val_acc", mode="max", filename="{epoch}")
     run_epochs(trainer, [ckpt], [{"val_acc": 0.5}, {"val_acc": 0.7}])
     state = torch.load(ckpt.best_model_path, weights_only=True)["callbacks"][ckpt.state_key]
 
     resumed = StandInTrainer(tmp_path)
+    removed.clear()  # what the resumed run deletes
     fresh = ModelCheckpoint(monitor="val_acc", mode="max", filename="{epoch}")
     fresh.load_state_dict(state)
     resumed.global_step = 10
@@ -260,22 +273,23 @@ def test_resume_continues_the_ranking_and_cleans_old_files(tmp_path):
     assert resumed.saved == []
     run_epochs(resumed, [fresh], [{"val_acc": 0.9}], first_epoch=3)
     assert ckpt_files(resumed) == {os.path.join(resumed.checkpoint_dir, "epoch=3.ckpt")}
-    assert resumed.removed == [ckpt.best_model_path]
+    assert removed == [ckpt.best_model_path]
     assert fresh.best_model_score == pytest.approx(0.9)
 
 
-def test_resume_into_another_directory_leaves_old_files_alone(tmp_path):
+def test_resume_into_another_directory_leaves_old_files_alone(tmp_path, removed):
     trainer = StandInTrainer(tmp_path / "a")
     ckpt = ModelCheckpoint(monitor="val_loss", filename="{epoch}")
     run_epochs(trainer, [ckpt], [{"val_loss": 1.0}])
     other = StandInTrainer(tmp_path / "b")
+    removed.clear()  # what the resumed run deletes
     fresh = ModelCheckpoint(monitor="val_loss", filename="{epoch}")
     fresh.load_state_dict(ckpt.state_dict())
     run_epochs(other, [fresh], [{"val_loss": 0.5}])
-    assert os.path.exists(ckpt.best_model_path) and other.removed == []
+    assert os.path.exists(ckpt.best_model_path) and removed == []
 
 
-def test_ranks_follow_rank_zero(tmp_path):
+def test_ranks_follow_rank_zero(tmp_path, removed):
     channel: list = []
     rank0, rank1 = StandInTrainer(tmp_path, 0, channel), StandInTrainer(tmp_path, 1, channel)
     cb0 = ModelCheckpoint(monitor="val_loss", filename="{epoch}")
@@ -290,7 +304,8 @@ def test_ranks_follow_rank_zero(tmp_path):
     # Rank 1 saw different (unsynced) values but follows rank 0's decisions.
     assert [p for p, _ in rank1.saved] == [p for p, _ in rank0.saved]
     assert cb1.best_model_path == cb0.best_model_path
-    assert rank1.removed == [] and len(rank0.removed) == 1
+    # One deletion in all (rank 1 deleting too would add a second): rank 0's.
+    assert removed == [os.path.join(rank0.checkpoint_dir, "epoch=0.ckpt")]
 
 
 @pytest.mark.parametrize(

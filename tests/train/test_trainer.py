@@ -386,3 +386,31 @@ def test_validate_without_fit(tmp_path):
     with torch.no_grad():
         assert metrics["val_mse"] == pytest.approx(F.mse_loss(model(x), y).item(), rel=1e-5)
     assert model.val_calls == 3
+
+
+# -- progress bar in validate/test ---------------------------------------------------------------
+@pytest.mark.parametrize("stage", ["validate", "test"])
+def test_progress_bar_knows_the_eval_batch_count(tmp_path, stage):
+    """The bar read `trainer.num_test_batches`, which nothing set: tests showed no total."""
+    import io
+
+    from launcher.callbacks import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar(live=True, stream=out)
+    trainer = Trainer(logger=False, callbacks=[bar], default_root_dir=tmp_path)
+    trainer.fit(Regressor(), train_dataloaders=DataLoader(regression_data(8), batch_size=8))
+    out.truncate(0), out.seek(0)
+    getattr(trainer, stage)(Regressor(), ckpt_path=None)
+    expected = 8 if stage == "validate" else 4  # 64 samples / 8, 16 samples / 4
+    assert getattr(trainer, f"num_{'val' if stage == 'validate' else 'test'}_batches") == expected
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # without terminal codes
+    assert f"0/{expected}" in shown and "/?" not in shown  # the bar's total: a known count
+
+
+def test_trainer_argument_types_resolve_at_runtime():
+    """`--set trainer.devices=2` is typed from these hints; one unresolvable name loses them all."""
+    import typing
+
+    hints = typing.get_type_hints(Trainer.__init__)
+    assert hints["devices"] == int | str and hints["max_epochs"] == int | None

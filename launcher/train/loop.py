@@ -1,0 +1,60 @@
+"""`LoopState`: where the fit loop stands, the part of a checkpoint that says where to resume.
+
+    loop = LoopState(accumulate_grad_batches=4)
+    loop.global_step += 1                  # the trainer advances it
+    state = loop.state_dict()              # {"epoch", "global_step", "batch_idx", ...}
+    loop.load_state_dict(state)            # a resumed run continues at that batch
+
+`trainer.loop` is this object; `trainer.current_epoch` and `trainer.global_step` read from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class LoopState:
+    """The fit loop's position: epoch, optimizer steps, batches consumed, and run counters.
+
+    `epoch_done` is True between an epoch's last batch and the start of the next epoch (its
+    end-of-epoch work: validation, schedulers, callbacks); a checkpoint saved then resumes
+    at the next epoch. `seed` is the seed every rank agreed on (it fixes the data order);
+    `resumes` counts how many times this run was resumed; `finished` is set once `fit` has
+    completed (a checkpoint that says so is not resumed).
+    """
+
+    epoch: int = 0
+    global_step: int = 0
+    batch_idx: int = 0  # batches of the current epoch already consumed
+    epoch_done: bool = False
+    seed: int = 0
+    resumes: int = 0
+    finished: bool = False
+    accumulate_grad_batches: int = 1  # a setting, not state: gives the saved micro-step
+
+    def next_epoch(self) -> None:
+        """Move to the start of the next epoch."""
+        self.epoch += 1
+        self.batch_idx, self.epoch_done = 0, False
+
+    def state_dict(self) -> dict[str, Any]:
+        epoch, batch_idx = self.epoch, self.batch_idx
+        if self.epoch_done:  # saved from an epoch-end hook: resume at the next epoch
+            epoch, batch_idx = epoch + 1, 0
+        return {
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "batch_idx": batch_idx,
+            "micro_step": batch_idx % self.accumulate_grad_batches,
+            "finished": self.finished,
+            "resumes": self.resumes,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue where `state` left off; counts one more resume."""
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.batch_idx, self.epoch_done = state["batch_idx"], False
+        self.finished = bool(state["finished"])
+        self.resumes = state.get("resumes", 0) + 1  # older checkpoints did not count them
