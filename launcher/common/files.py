@@ -35,6 +35,9 @@ def atomic_writer(
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; give it what open() would (0666 less the umask), so
+        # checkpoints stay readable by the group on shared clusters as they were.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -49,6 +52,17 @@ def atomic_writer(
         raise
     if durable:
         fsync_dir(target.parent)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not safe while
+# writer threads create files.
+_UMASK = _read_umask()
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, durable: bool = False) -> None:

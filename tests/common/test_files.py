@@ -19,6 +19,13 @@ def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
     assert os.listdir(path.parent) == ["state.json"]
 
 
+def test_the_file_gets_the_usual_permissions(tmp_path):
+    atomic_write_text(tmp_path / "state.json", "{}")
+    open(tmp_path / "plain.json", "w").close()  # what open() gives under this umask
+    mode = (tmp_path / "plain.json").stat().st_mode & 0o777
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == mode
+
+
 def test_a_failed_write_keeps_the_old_contents(tmp_path):
     path = tmp_path / "state.json"
     atomic_write_text(path, "old")
