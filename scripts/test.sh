@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the project with its test tools, then run the whole test suite (slow tests too).
+# Install the project with its test tools, lint (ruff, with SLF001) and type-check (mypy over
+# launcher/ and backends/), then run the whole test suite (slow tests too).
 #
 #   bash scripts/test.sh            # everything: unit, multi-process DDP, SLURM, Ray, MLflow
 #   bash scripts/test.sh -m "not slow"    # extra arguments go to pytest
@@ -12,4 +13,5 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
 ruff check .
 ruff format --check .
+python3 -m mypy
 exec python3 -m pytest -q -p no:cacheprovider "$@"
