@@ -1,9 +1,16 @@
-"""Callbacks: hooks the trainer calls during fit/validate/test.
+"""Callbacks: the public `Callback` base and the callbacks we ship, called by the Trainer.
 
-from launcher.callbacks import ModelCheckpoint, EarlyStopping, LearningRateMonitor
+    from launcher.callbacks import ModelCheckpoint, EarlyStopping, LearningRateMonitor
 
-def configure_callbacks(self):
-    return [ModelCheckpoint(monitor="val_acc", mode="max"), EarlyStopping("val_loss")]
+    def configure_callbacks(self):
+        return [ModelCheckpoint(monitor="val_acc", mode="max"), EarlyStopping("val_loss")]
+
+    base.py               `Callback`; its methods are the hook names (`HOOKS`) the Trainer calls
+    model_checkpoint.py   `ModelCheckpoint`        early_stopping.py   `EarlyStopping`
+    lr_monitor.py         `LearningRateMonitor`    progress.py         `ProgressBar`
+
+Recipes and the runtime (`launcher.train`) import these; they see the Trainer through its
+public surface only (typed as `Trainer`, imported for type checking alone).
 """
 
 from launcher.callbacks.base import Callback
