@@ -113,7 +113,6 @@ class MLflowLogger(Logger):
         if log_model not in (True, False, "all"):
             raise ValueError(f"log_model={log_model!r}: use True, False or 'all'")
         self.tracking_uri = resolve_tracking_uri(tracking_uri, save_dir)
-        self._save_dir = save_dir
         self.log_model = log_model
         self._prefix = prefix
         self._artifact_location = artifact_location or local_artifact_root(self.tracking_uri)
@@ -174,9 +173,12 @@ class MLflowLogger(Logger):
 
     @property
     def save_dir(self) -> str | None:
-        """The folder of a local store (sqlite or file); None for a server."""
-        if self.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in self.tracking_uri:
-            return self._save_dir
+        """The folder of a local store (the sqlite database's, a file store); None for a server."""
+        uri = self.tracking_uri
+        if uri.startswith("sqlite:///"):
+            return str(Path(uri[len("sqlite:///") :]).parent)
+        if uri.startswith("file:"):
+            return uri[len("file:") :].removeprefix("//")
         return None
 
     @property

@@ -392,7 +392,7 @@ def test_lightning_spelling_defaults_prefix_and_client(tmp_path, monkeypatch):
     logger = MLFlowLogger(run_name="r", tags={"team": "vision"}, prefix="fold1",
                           log_system_metrics=False)  # fmt: skip
     assert logger.tracking_uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"  # ./mlruns
-    assert logger.save_dir == "./mlruns"
+    assert logger.save_dir == str(tmp_path / "mlruns")
     logger.log_hyperparams(Namespace(lr=0.1, seed=3))
     logger.log_metrics({"loss": 0.5}, step=0)
     logger.log_metrics({"loss": 0.25}, step=1)

@@ -17,7 +17,7 @@ from launcher.loggers.base import Logger, add_prefix, params_dict, run_status
 
 def test_importing_the_package_imports_neither_mlflow_nor_torch():
     code = (
-        "import sys, launcher.loggers as l; l.Logger; l.CSVLogger;"
+        "import sys, launcher.loggers as l; l.Logger; l.CSVLogger; l.TensorBoardLogger;"
         "print(sorted(m for m in ('mlflow', 'torch', 'wandb') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
