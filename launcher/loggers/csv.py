@@ -1,112 +1,205 @@
-"""`CSVLogger`: metrics as `<save_dir>/<name>.csv` in long format, hparams as `hparams.json`.
+"""`CSVLogger`: Lightning's layout, `save_dir/name/version_N/{metrics.csv,hparams.yaml}`.
 
-    logger = CSVLogger("outputs/mnist/run-1")
-    logger.log_metrics({"train/loss": 0.7, "lr": 0.01}, step=10)   # rows: 10,train/loss,0.7 ...
+    logger = CSVLogger("logs", name="mnist")        # logs/mnist/version_0 (the next free N)
+    logger.log_hyperparams({"lr": 0.01})            # -> hparams.yaml, merged with earlier calls
+    logger.log_metrics({"train_loss": 0.7}, step=9) # buffered; on disk every 100 steps
+    logger.finalize("success")                      # and at save()/flush()/finalize()
 
-Long format (`step,key,value`) because new metric names appear mid-run (validation, LR): the
-file is append-only and never needs its header rewritten. Wide view:
-`pandas.read_csv(path).pivot_table(index="step", columns="key", values="value")`.
+The CSV is wide, as Lightning writes it: one row per `log_metrics` call, a `step` column, one
+column per metric (sorted), empty where a row lacks it; a metric that appears later rewrites
+the file with the wider header. Logging on after `finalize` (`trainer.test()` after `fit`)
+appends to the same file.
 
-Resume: a resumed job re-logs the steps after its checkpoint, so `load_state_dict` drops the
-rows above the checkpoint's last step before appending again; each (key, step) stays unique.
+Resume: `state_dict()` writes the buffer and records the version and how many rows are on
+disk; `load_state_dict` (before any logging) points the logger back at that version and cuts
+the file to those rows, so the steps a requeued job replays are written once. A fresh logger
+whose folder already has a `metrics.csv` replaces it, as Lightning does.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
+import logging
+import os
+from argparse import Namespace
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any
+
+import yaml
 
 from launcher.common.files import atomic_write_text
-from launcher.loggers.base import Logger
+from launcher.loggers.base import add_prefix, check_state_keys, params_dict, scalar
+from launcher.loggers.versioned import VersionedLogger
 
-if TYPE_CHECKING:
-    from _csv import Writer  # what csv.writer returns; typeshed's name, not importable at run time
+log = logging.getLogger("launcher.loggers.csv")
 
-HEADER = ["step", "key", "value"]
+_STATE_KEYS = {"version", "rows", "last_step"}
 
 
-class CSVLogger(Logger):
-    """Write metrics to a CSV file and hyperparameters to JSON, with no extra dependency."""
+class ExperimentWriter:
+    """The files of one version folder; `CSVLogger.experiment` (Lightning's name and methods)."""
 
-    name = "csv"
+    NAME_METRICS_FILE = "metrics.csv"
+    NAME_HPARAMS_FILE = "hparams.yaml"
 
-    def __init__(self, save_dir: str, name: str = "metrics") -> None:
-        self.save_dir = Path(save_dir)
-        self.path = self.save_dir / f"{name}.csv"
-        self.hparams_path = self.save_dir / "hparams.json"
-        self._file: TextIO | None = None
-        self._writer: Writer | None = None
-        self._resumed = False
+    def __init__(self, log_dir: str, keep_rows: int | None = None) -> None:
+        """`keep_rows`: resume, keeping that many rows of the file; None: start a fresh file."""
+        self.log_dir = log_dir
+        self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        self.hparams_file_path = os.path.join(log_dir, self.NAME_HPARAMS_FILE)
+        self.metrics: list[dict[str, Any]] = []  # rows not yet on disk
+        self.metrics_keys: list[str] = []  # the file's header
+        self.hparams: dict[str, Any] = {}
+        self.rows_on_disk = 0
+        path = Path(self.metrics_file_path)
+        if keep_rows is None:
+            if path.parent.is_dir() and any(path.parent.iterdir()):
+                log.warning(
+                    "Experiment logs directory %s exists and is not empty; its metrics.csv is "
+                    "replaced by this run's",
+                    log_dir,
+                )
+            path.unlink(missing_ok=True)
+        else:
+            self._keep(keep_rows)
+            if Path(self.hparams_file_path).is_file():
+                self.hparams = yaml.safe_load(Path(self.hparams_file_path).read_text()) or {}
+        os.makedirs(log_dir, exist_ok=True)
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        """Merge `params` into the recorded ones and rewrite hparams.yaml."""
+        self.hparams.update(params)
+        os.makedirs(self.log_dir, exist_ok=True)
+        atomic_write_text(self.hparams_file_path, yaml.dump(_yaml_safe(self.hparams)))
+
+    def log_metrics(self, metrics_dict: Mapping[str, Any], step: int | None = None) -> None:
+        """Buffer one row: the metrics (tensors as numbers) and `step`."""
+        if step is None:
+            step = len(self.metrics)
+        row = {k: scalar(v) for k, v in metrics_dict.items()}
+        row["step"] = step
+        self.metrics.append(row)
+
+    def save(self) -> None:
+        """Append the buffered rows; rewrite the file first when they bring new columns."""
+        if not self.metrics:
+            return
+        new_keys = set().union(*self.metrics) - set(self.metrics_keys)
+        exists = os.path.isfile(self.metrics_file_path)
+        if new_keys:
+            self.metrics_keys = sorted([*self.metrics_keys, *new_keys])
+            if exists:
+                self._rewrite(_read_rows(self.metrics_file_path))
+        with open(self.metrics_file_path, "a" if exists else "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+            if not exists:
+                writer.writeheader()
+            writer.writerows(self.metrics)
+        self.rows_on_disk += len(self.metrics)
+        self.metrics = []
+
+    def _keep(self, count: int) -> None:
+        """Cut the file to its first `count` complete rows, header narrowed to what they hold."""
+        path = Path(self.metrics_file_path)
+        rows = _read_rows(self.metrics_file_path)[:count] if path.is_file() else []
+        if not rows:
+            path.unlink(missing_ok=True)
+            return
+        self.metrics_keys = sorted(
+            {k for row in rows for k, v in row.items() if v != ""} | {"step"}
+        )
+        self._rewrite(rows)
+        self.rows_on_disk = len(rows)
+
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
+        text = io.StringIO()  # no newline translation: the rows keep csv's "\r\n"
+        writer = csv.DictWriter(text, fieldnames=self.metrics_keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.metrics_file_path, text.getvalue())
+
+
+class CSVLogger(VersionedLogger):
+    """Lightning's `CSVLogger`: metrics.csv and hparams.yaml in `log_dir` (see module doc)."""
+
+    kind = "csv"
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str],
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
+        prefix: str = "",
+        flush_logs_every_n_steps: int = 100,
+    ) -> None:
+        super().__init__(save_dir, name, version, prefix)
+        self._flush_logs_every_n_steps = flush_logs_every_n_steps
+        self._experiment: ExperimentWriter | None = None
+        self._keep_rows: int | None = None  # set by load_state_dict
         self._last_step: int | None = None
 
-    def log_hyperparams(self, params: dict[str, Any]) -> None:
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        merged = json.loads(self.hparams_path.read_text()) if self.hparams_path.exists() else {}
-        merged.update(params)
-        atomic_write_text(
-            self.hparams_path, json.dumps(merged, indent=2, sort_keys=True, default=str)
-        )
+    @property
+    def experiment(self) -> ExperimentWriter:
+        """The writer of this version's files (made, with the folder, on first use)."""
+        if self._experiment is None:
+            self._started = True
+            self._experiment = ExperimentWriter(self.log_dir, keep_rows=self._keep_rows)
+        return self._experiment
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        writer = self._writer or self._open()
-        for key, value in metrics.items():
-            writer.writerow((step, key, float(value)))
+    def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None) -> None:
+        self.experiment.log_hparams(params_dict(params))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        writer = self.experiment
+        if step is None:
+            step = len(writer.metrics)
+        writer.log_metrics(add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR), step)
         self._last_step = step if self._last_step is None else max(step, self._last_step)
+        if (step + 1) % self._flush_logs_every_n_steps == 0:
+            self.save()
 
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+    def save(self) -> None:
+        if self._experiment is not None:
+            self._experiment.save()
 
     def finalize(self, status: str) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = self._writer = None
+        # Only writes: the file stays this logger's, so a later stage appends to it.
+        self.save()
 
     def state_dict(self) -> dict[str, Any]:
         # Called when a checkpoint is written: what is on disk now is what the checkpoint covers.
-        self.flush()
-        return {"last_step": self._last_step}
+        self.save()
+        rows = self._experiment.rows_on_disk if self._experiment is not None else 0
+        return {**super().state_dict(), "rows": rows, "last_step": self._last_step}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        unknown = set(state_dict) - {"last_step"}
-        if unknown:
-            raise ValueError(
-                f"unknown CSVLogger state keys {sorted(unknown)}; valid: ['last_step']"
+        check_state_keys("CSVLogger", state_dict, _STATE_KEYS)
+        super().load_state_dict(state_dict)
+        self._keep_rows = int(state_dict.get("rows") or 0)
+        self._last_step = state_dict.get("last_step")
+
+
+def _read_rows(path: str) -> list[dict[str, str]]:
+    """The file's complete rows; a crash can leave the last line torn (no line end)."""
+    with open(path, newline="") as f:
+        text = f.read()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def _yaml_safe(params: dict[str, Any]) -> dict[str, Any]:
+    """As Lightning's hparams.yaml: a value YAML cannot hold is written as its type's name."""
+    out = {}
+    for key, value in params.items():
+        try:
+            yaml.dump(value)
+            out[key] = value
+        except (TypeError, ValueError, yaml.YAMLError):
+            log.warning(
+                "Skipping '%s' parameter because it is not possible to safely dump to YAML.", key
             )
-        if self._file is not None:
-            raise RuntimeError("CSVLogger.load_state_dict must be called before any logging")
-        self._resumed = True
-        self._last_step = last = state_dict.get("last_step")
-        if not self.path.exists():
-            return
-        with open(self.path, newline="") as f:
-            rows = list(csv.reader(f))[1:]
-        kept = [r for r in rows if last is not None and _is_row(r) and int(r[0]) <= last]
-        text = io.StringIO()  # no newline translation: the rows keep csv's "\r\n" as written
-        csv.writer(text).writerows([HEADER, *kept])
-        atomic_write_text(self.path, text.getvalue())
-
-    def _open(self) -> Writer:
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        # A fresh run starts a fresh file; a resumed one appends to the truncated file.
-        append = self._resumed and self.path.exists()
-        self._file = open(self.path, "a" if append else "w", newline="")  # noqa: SIM115
-        writer = self._writer = csv.writer(self._file)
-        if not append:
-            writer.writerow(HEADER)
-        return writer
-
-
-def _is_row(row: list[str]) -> bool:
-    """A complete row; a crash can leave the last line torn."""
-    if len(row) != 3:
-        return False
-    try:
-        int(row[0])
-        float(row[2])
-    except ValueError:
-        return False
-    return True
+            out[key] = type(value).__name__
+    return out

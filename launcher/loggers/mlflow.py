@@ -20,6 +20,16 @@ step) is stored once because a key's steps only increase: the logger drops steps
 what it logged, what the spool holds, and (checked on the background thread) what the server
 holds (so a key logged twice at one step keeps its first value). `system/*` metrics are
 samples (CPU, RAM, GPU) taken at the current step and are exempt.
+
+Lightning's `MLFlowLogger` is the same logger with Lightning's defaults (experiment
+"lightning_logs", store under "./mlruns") and its `name`/`version` (experiment id, run id):
+
+    logger = MLFlowLogger(experiment_name="mnist", log_model=True, prefix="fold1")
+
+`log_model=True` uploads ModelCheckpoint's best/last files when the run ends, `"all"` each one
+after it is saved (`after_save_checkpoint`), each under a folder named after the file with
+Lightning's `metadata.yaml` and `aliases.txt`. `synchronous=True` waits for every logging call
+to be stored; by default it is queued (Lightning's default waits).
 """
 
 from __future__ import annotations
@@ -31,12 +41,23 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from argparse import Namespace
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
 
 from launcher.common.threads import start_thread
-from launcher.loggers.base import Logger, already_done
+from launcher.loggers.base import (
+    Logger,
+    add_prefix,
+    already_done,
+    check_state_keys,
+    new_checkpoints,
+    params_dict,
+    run_status,
+)
 from launcher.loggers.remote_sender import RemoteSender
 from launcher.loggers.sender import (
     PENDING_PREFIX,
@@ -50,6 +71,9 @@ from launcher.loggers.spool import Spool, replay
 from launcher.loggers.system_metrics import SystemMetricsSampler
 from launcher.tracking.reader import is_connection_error, local_artifact_root, resolve_tracking_uri
 
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 log = logging.getLogger("launcher.loggers.mlflow")
 
 _TICK_S = 1.0  # how often queued metrics are sent; flush() does not wait for it
@@ -60,7 +84,8 @@ _STATE_KEYS = {"run_id", "run_ref", "experiment_id", "experiment", "watermarks"}
 class MLflowLogger(Logger):
     """Log to MLflow from global rank 0 without slowing the training loop (see module doc)."""
 
-    name = "mlflow"
+    name: Any = "mlflow"
+    LOGGER_JOIN_CHAR = "-"  # Lightning's: `prefix-key`
 
     def __init__(
         self,
@@ -74,8 +99,26 @@ class MLflowLogger(Logger):
         system_metrics_interval: float = 10.0,
         retry_interval: float = 5.0,
         sender_process: bool = True,
+        log_model: bool | Literal["all"] = False,
+        prefix: str = "",
+        artifact_location: str | None = None,
+        run_id: str | None = None,
+        synchronous: bool | None = None,
     ) -> None:
+        """`log_model`, `prefix`, `artifact_location`, `run_id`, `synchronous`: Lightning's.
+
+        `run_id` continues that run; `artifact_location` is where a new experiment keeps its
+        artifacts (default: beside a local store's database).
+        """
+        if log_model not in (True, False, "all"):
+            raise ValueError(f"log_model={log_model!r}: use True, False or 'all'")
         self.tracking_uri = resolve_tracking_uri(tracking_uri, save_dir)
+        self.log_model = log_model
+        self._prefix = prefix
+        self._artifact_location = artifact_location or local_artifact_root(self.tracking_uri)
+        self._synchronous = bool(synchronous)
+        self._checkpoint_callback: Any = None  # log_model=True: uploaded at finalize
+        self._logged_model_time: dict[str, float] = {}
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.experiment_name = experiment_name
@@ -86,7 +129,8 @@ class MLflowLogger(Logger):
         self.retry_interval = retry_interval
         self.sender_process = sender_process
         self._tags = clean_tags(tags or {})
-        self._ref = f"{PENDING_PREFIX}{uuid.uuid4().hex}"  # the real id once the run exists
+        # The real id once the run exists; a given `run_id` is continued.
+        self._ref = run_id or f"{PENDING_PREFIX}{uuid.uuid4().hex}"
         self._watermarks: dict[str, int] = {}  # metric key -> highest step accepted
         self._last_step = 0
         # ("metrics", step, {key: value}, time) | ("flush", Event) | (op, record fields);
@@ -96,6 +140,8 @@ class MLflowLogger(Logger):
         self._ready = threading.Event()
         self._stop = False
         self._closed = False
+        self._reopened = False
+        self._final_status: str | None = None
         self._thread: threading.Thread | None = None
         self._sender: RecordSender | None = None  # made on the background thread
         self._offline = False
@@ -108,30 +154,66 @@ class MLflowLogger(Logger):
     @property
     def run_id(self) -> str | None:
         """The MLflow run id; None while the store has been unreachable since start-up."""
-        self._start()
-        self._ready.wait(_READY_TIMEOUT_S)
+        if not self._closed:  # reading it after finalize does not reopen the run
+            self._start()
+            self._ready.wait(_READY_TIMEOUT_S)
         return self._known_run_id()
 
     def _known_run_id(self) -> str | None:
         return None if self._ref.startswith(PENDING_PREFIX) else self._ref
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    @property
+    def version(self) -> str | None:
+        """Lightning's name for the run id."""
+        return self.run_id
+
+    @property
+    def state_key(self) -> str:
+        return "mlflow"
+
+    @property
+    def save_dir(self) -> str | None:
+        """The folder of a local store (the sqlite database's, a file store); None for a server."""
+        uri = self.tracking_uri
+        if uri.startswith("sqlite:///"):
+            return str(Path(uri[len("sqlite:///") :]).parent)
+        if uri.startswith("file:"):
+            return uri[len("file:") :].removeprefix("//")
+        return None
+
+    @property
+    def experiment(self) -> MlflowClient:
+        """An `MlflowClient` on this logger's store, once the run exists (`experiment.get_run(run_id)`)."""
+        from mlflow.tracking import MlflowClient
+
+        _ = self.run_id  # waits for the run to be created
+        return MlflowClient(self.tracking_uri)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._thread is None:
             self._start()
+        if self._prefix:
+            metrics = add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR)
+        if step is None:
+            step = self._last_step
         marks = self._watermarks
         for key in metrics:
             if step <= marks.get(key, -1):  # already logged before a resume: drop it
                 metrics = {k: v for k, v in metrics.items() if step > marks.get(k, -1)}
                 break
-        if not metrics or self._closed:
+        if not metrics:
             return
         for key in metrics:
             marks[key] = step
         self._last_step = step
         self._queue.append(("metrics", step, dict(metrics), time.time()))
+        if self._synchronous:
+            self.flush()
 
-    def log_hyperparams(self, params: dict[str, Any]) -> None:
-        self._put(("params", {"params": flatten_params(params)}))
+    def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
+        self._put(("params", {"params": flatten_params(params_dict(params))}))
+        if self._synchronous:
+            self.flush()
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self._put(("tags", {"tags": clean_tags(tags)}))
@@ -157,16 +239,30 @@ class MLflowLogger(Logger):
 
         return wait
 
-    def finalize(self, status: str) -> None:
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """`log_model="all"` (or True with `save_top_k=-1`): upload the new files now."""
+        if self.log_model == "all" or (
+            self.log_model is True and getattr(checkpoint_callback, "save_top_k", None) == -1
+        ):
+            self._log_checkpoints(checkpoint_callback)
+        elif self.log_model is True:
+            self._checkpoint_callback = checkpoint_callback
+
+    def finalize(self, status: str = "success") -> None:
         if self._closed:
             return
+        if self._checkpoint_callback is not None:
+            self._log_checkpoints(self._checkpoint_callback)
+        status = run_status(status)
         self._put(("status", {"status": status, "end_time": int(time.time() * 1000)}))
         self._closed = True
+        self._final_status = status
         self.flush()
         self._stop = True  # after the flush: the thread then makes one last replay attempt
         if self._thread is not None:
             self._wake.set()
             self._thread.join()
+            self._thread = None  # logging again (a later stage) reopens the run
         atexit.unregister(self._flush_at_exit)
         if self.spool.has_pending():
             log.warning(
@@ -189,11 +285,7 @@ class MLflowLogger(Logger):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        unknown = set(state_dict) - _STATE_KEYS
-        if unknown:
-            raise ValueError(
-                f"unknown MLflowLogger state keys {sorted(unknown)}; valid: {sorted(_STATE_KEYS)}"
-            )
+        check_state_keys("MLflowLogger", state_dict, _STATE_KEYS)
         if self._thread is not None:
             raise RuntimeError("MLflowLogger.load_state_dict must be called before any logging")
         ref = state_dict.get("run_ref") or state_dict.get("run_id")
@@ -209,19 +301,47 @@ class MLflowLogger(Logger):
                 marks[key] = max(step, marks.get(key, step))
         self._watermarks = marks
 
+    def _log_checkpoints(self, checkpoint_callback: Any) -> None:
+        """Queue the callback's files not uploaded yet (or changed since), as Lightning does."""
+        for mtime, path, score in new_checkpoints(checkpoint_callback, self._logged_model_time):
+            stem = Path(path).stem
+            self.log_artifact(path, stem)
+            # Beside the spool, not in a temporary folder: the upload happens later.
+            folder = Path(self.spool.directory) / "checkpoint-metadata" / stem
+            folder.mkdir(parents=True, exist_ok=True)
+            keys = ("monitor", "mode", "save_last", "save_top_k", "save_weights_only")
+            metadata = {
+                "score": float(score) if score is not None else None,
+                "original_filename": Path(path).name,
+                "Checkpoint": {k: getattr(checkpoint_callback, k) for k in keys
+                               if hasattr(checkpoint_callback, k)},
+            }  # fmt: skip
+            best = path == getattr(checkpoint_callback, "best_model_path", None)
+            (folder / "metadata.yaml").write_text(yaml.dump(metadata, default_flow_style=False))
+            (folder / "aliases.txt").write_text(str(["latest", "best"] if best else ["latest"]))
+            for name in ("metadata.yaml", "aliases.txt"):
+                self.log_artifact(str(folder / name), stem)
+            self._logged_model_time[path] = mtime
+
     def _put(self, item: tuple[str, dict[str, Any]]) -> None:
-        if self._closed:
-            self._warn_once("closed", "MLflowLogger: logging after finalize() is ignored")
-            return
         self._start()
         self._queue.append(item)
 
     def _start(self) -> None:
         if self._thread is None:
+            if self._closed:
+                # Logging after finalize (trainer.test() after fit, as Lightning allows):
+                # continue the run; it gets its last status back at exit unless finalized again.
+                self._closed = self._stop = False
+                self._ready.clear()
+                self._reopened = True
             self._thread = start_thread(self._loop, "mlflow-logger")
             atexit.register(self._flush_at_exit)
 
     def _flush_at_exit(self) -> None:
+        if self._reopened and self._final_status is not None:
+            self.finalize(self._final_status)
+            return
         self.flush()  # an un-finalized logger still hands its queue to MLflow or the spool
 
     def _warn_once(self, kind: str, message: str) -> None:
@@ -279,7 +399,7 @@ class MLflowLogger(Logger):
             "op": "open",
             "run": self._ref,
             "experiment": self.experiment_name,
-            "artifact_location": local_artifact_root(self.tracking_uri),
+            "artifact_location": self._artifact_location,
             "run_name": self.run_name,
             "tags": self._tags,
             "start_time": int(time.time() * 1000),
@@ -359,3 +479,46 @@ class MLflowLogger(Logger):
     def _adopt_run_id(self) -> None:
         self._ref = self._made_sender.resolve(self._ref)
         self.experiment_id = self._made_sender.experiment_ids.get(self._ref, self.experiment_id)
+
+
+class MLFlowLogger(MLflowLogger):
+    """Lightning's `MLFlowLogger`: its defaults, and `name`/`version` = experiment id/run id.
+
+    logger = MLFlowLogger("mnist", tracking_uri="http://localhost:5000", log_model="all")
+    Trainer(logger=logger)
+    """
+
+    def __init__(
+        self,
+        experiment_name: str = "lightning_logs",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: dict[str, Any] | None = None,
+        save_dir: str | None = "./mlruns",
+        log_model: bool | Literal["all"] = False,
+        prefix: str = "",
+        artifact_location: str | None = None,
+        run_id: str | None = None,
+        synchronous: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Lightning's arguments; `kwargs` are `MLflowLogger`'s own (`spool_dir`...)."""
+        super().__init__(
+            experiment_name,
+            run_name=run_name,
+            tracking_uri=tracking_uri,
+            save_dir=save_dir or "./mlruns",
+            tags=tags,
+            log_model=log_model,
+            prefix=prefix,
+            artifact_location=artifact_location,
+            run_id=run_id,
+            synchronous=synchronous,
+            **kwargs,
+        )
+
+    @property
+    def name(self) -> str | None:
+        """The experiment id, as Lightning's (None while the store is unreachable)."""
+        _ = self.run_id  # waits for the run, which creates the experiment
+        return self.experiment_id

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from launcher.cli.runs import register
@@ -374,3 +375,126 @@ def test_state_dict_never_waits_for_the_run_and_its_placeholder_resumes_it(tmp_p
     run = client(uri).get_run(second.run_id)
     assert run.info.status == "FINISHED"
     assert history(uri, second.run_id, "loss") == [(0, value(0)), (1, value(1))]
+
+
+# -- Lightning's MLFlowLogger ---------------------------------------------------------------
+
+
+def test_lightning_spelling_defaults_prefix_and_client(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from mlflow.tracking import MlflowClient
+
+    from launcher.loggers import MLFlowLogger
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    logger = MLFlowLogger(run_name="r", tags={"team": "vision"}, prefix="fold1",
+                          log_system_metrics=False)  # fmt: skip
+    assert logger.tracking_uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"  # ./mlruns
+    assert logger.save_dir == str(tmp_path / "mlruns")
+    logger.log_hyperparams(Namespace(lr=0.1, seed=3))
+    logger.log_metrics({"loss": 0.5}, step=0)
+    logger.log_metrics({"loss": 0.25}, step=1)
+    client = logger.experiment
+    assert isinstance(client, MlflowClient)
+    assert (logger.name, logger.version) == (logger.experiment_id, logger.run_id)
+    logger.finalize("success")  # Lightning's spelling of FINISHED
+
+    run = client.get_run(logger.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "r"
+    assert client.get_experiment(run.info.experiment_id).name == "lightning_logs"
+    assert run.data.params == {"lr": "0.1", "seed": "3"} and run.data.tags["team"] == "vision"
+    assert history(logger.tracking_uri, logger.run_id, "fold1-loss") == [(0, 0.5), (1, 0.25)]
+
+
+def test_run_id_continues_a_run_and_synchronous_waits_for_the_store(tmp_path):
+    from launcher.loggers import MLFlowLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = MLFlowLogger("e", tracking_uri=uri, save_dir=str(tmp_path), log_system_metrics=False)
+    first.log_metrics({"loss": 1.0}, step=0)
+    first.finalize("failed")
+    assert client(uri).get_run(first.run_id).info.status == "FAILED"
+
+    again = MLFlowLogger("e", tracking_uri=uri, save_dir=str(tmp_path), run_id=first.run_id,
+                         synchronous=True, log_system_metrics=False)  # fmt: skip
+    again.log_metrics({"loss": 2.0}, step=1)
+    assert history(uri, first.run_id, "loss") == [(0, 1.0), (1, 2.0)]  # stored, no flush
+    again.finalize("finished")
+    assert again.run_id == first.run_id
+    assert client(uri).get_run(first.run_id).info.status == "FINISHED"
+    with pytest.raises(ValueError, match="'all'"):
+        MLFlowLogger(tracking_uri=uri, save_dir=str(tmp_path), log_model="best")
+
+
+def checkpoint_callback(folder: Path, names: list[str], save_top_k: int):
+    """What Lightning's loggers read from a ModelCheckpoint (its documented attributes)."""
+    from types import SimpleNamespace
+
+    paths = []
+    for name in names:
+        path = folder / name
+        path.write_bytes(name.encode())
+        paths.append(str(path))
+    return SimpleNamespace(
+        best_model_path=paths[0], best_model_score=0.5, last_model_path=paths[-1],
+        current_score=0.75, best_k_models={p: 0.5 for p in paths[:-1]}, monitor="val_loss",
+        mode="min", save_last=True, save_top_k=save_top_k, save_weights_only=False,
+    )  # fmt: skip
+
+
+def artifacts(uri: str, run_id: str) -> dict[str, list[str]]:
+    c = client(uri)
+    return {
+        top.path: sorted(a.path.split("/", 1)[1] for a in c.list_artifacts(run_id, top.path))
+        for top in c.list_artifacts(run_id)
+    }
+
+
+@pytest.mark.parametrize("log_model", [True, "all"])
+def test_log_model_uploads_the_checkpoints(tmp_path, log_model):
+    from launcher.loggers import MLFlowLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = MLFlowLogger("e", tracking_uri=uri, save_dir=str(tmp_path), log_model=log_model,
+                          log_system_metrics=False)  # fmt: skip
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    callback = checkpoint_callback(ckpts, ["epoch=0-step=2.ckpt", "last.ckpt"], save_top_k=1)
+    logger.after_save_checkpoint(callback)
+    logger.flush()
+    uploaded_at_once = artifacts(uri, logger.run_id)
+    logger.finalize("success")
+
+    expected = {
+        "epoch=0-step=2": ["aliases.txt", "epoch=0-step=2.ckpt", "metadata.yaml"],
+        "last": ["aliases.txt", "last.ckpt", "metadata.yaml"],
+    }
+    assert uploaded_at_once == (expected if log_model == "all" else {})
+    assert artifacts(uri, logger.run_id) == expected
+    folder = Path(logger.spool.directory) / "checkpoint-metadata"
+    assert (folder / "epoch=0-step=2" / "aliases.txt").read_text() == "['latest', 'best']"
+    metadata = yaml.safe_load((folder / "last" / "metadata.yaml").read_text())
+    assert metadata["score"] == 0.75 and metadata["Checkpoint"]["monitor"] == "val_loss"
+
+
+def test_logging_after_finalize_continues_the_run_and_exit_restores_its_status(tmp_path):
+    # trainer.test() after fit: the fit stage finalized the logger; the test metrics must land.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = textwrap.dedent(f"""
+        from launcher.loggers import MLflowLogger
+        logger = MLflowLogger("e", tracking_uri={uri!r}, save_dir={str(tmp_path)!r},
+                              log_system_metrics=False)
+        logger.log_metrics({{"train_loss": 1.0}}, step=0)
+        logger.finalize("FINISHED")
+        logger.log_metrics({{"test_loss": 2.0}}, step=1)
+        print(logger.run_id)
+    """)  # no second finalize: the process just ends
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[-1]
+    run = client(uri).get_run(run_id)
+    assert run.data.metrics == {"train_loss": 1.0, "test_loss": 2.0}
+    assert run.info.status == "FINISHED"
