@@ -48,12 +48,14 @@ class FakeBackend(Backend[FakePlan]):
     """Records what the CLI hands it; states and exit codes are set by each test."""
 
     name = "fake"
+    planned: list[LaunchSpec] = []
     submitted: list[LaunchSpec] = []
     states: dict[str, JobState | Exception] = {}
     cancelled: list[str] = []
     foreground_exit_code: int | None = None
 
     def plan(self, spec: LaunchSpec) -> FakePlan:
+        FakeBackend.planned.append(spec)
         return FakePlan(spec)
 
     def schedule(self, plan: FakePlan) -> Job:
@@ -86,6 +88,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))
     monkeypatch.setitem(backends.BACKENDS, "fake", f"{__name__}:FakeBackend")
     FakeBackend.submitted, FakeBackend.states, FakeBackend.cancelled = [], {}, []
+    FakeBackend.planned = []
     FakeBackend.foreground_exit_code = None
     (tmp_path / "tiny.py").write_text(textwrap.dedent(RECIPE))
     return tmp_path
@@ -201,14 +204,15 @@ def test_console_script_exit_codes_and_debug_traceback(workspace: Path) -> None:
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
 
 
-def test_dry_run_prints_the_backend_text_and_writes_the_spec(workspace: Path) -> None:
+def test_dry_run_prints_the_backend_text_and_writes_nothing(workspace: Path) -> None:
     result = launch(
         "tiny.py", "--backend", "fake", "--dry-run", "--name", "n1", "--max-epochs", "3"
     )
     assert result.exit_code == 0, result.output
     spec_path = workspace / "outputs" / "tiny" / "n1" / "launch.json"
     assert result.output.strip() == f"python -m launcher.worker {spec_path}"
-    spec = LaunchSpec.read(str(spec_path))
+    assert not (workspace / "outputs").exists()  # the plan names the spec; nothing is written
+    (spec,) = FakeBackend.planned
     assert spec.max_epochs == 3 and spec.backend == "fake" and spec.recipe.endswith("tiny.py")
     assert FakeBackend.submitted == []
     assert JobRegistry().list() == []
@@ -222,7 +226,8 @@ def test_local_dry_run_prints_worker_commands(workspace: Path, flags: list[str],
     spec_path = str(workspace / "outputs" / "tiny" / "d" / "launch.json")
     assert len(lines) == commands
     assert all("launcher.worker" in line and line.endswith(spec_path) for line in lines)
-    assert LaunchSpec.read(spec_path).nodes == commands
+    assert commands == 1 or all("--nnodes=2" in line for line in lines)
+    assert not (workspace / "outputs").exists()
 
 
 def test_build_spec_resolves_flags(workspace: Path) -> None:

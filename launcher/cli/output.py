@@ -1,0 +1,99 @@
+"""How the listing commands print: one line per item that fits the terminal, or JSON.
+
+    columns = [Column("handle", keep=True), Column("state"), Column("run dir", drop=1)]
+    print_rows(columns, [{"handle": "slurm://42", "state": "RUNNING", "run dir": "/o/x"}])
+    print_json([{"handle": "slurm://42", ...}])          # what `--json` prints
+
+Text is plain aligned columns (no box drawing, no colour), so it reads the same in a
+terminal, a log file and a pipe. On a terminal narrower than the line, the columns with the
+highest `drop` go first, then `shrink` columns are cut with an ellipsis; a `keep` column (an
+id, a handle) is never cut, even if the line then wraps. Piped output is never narrowed
+unless `COLUMNS` asks for it. Used by `launch jobs|status|runs|compare`; imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+
+GAP = "  "
+ELLIPSIS = "…"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a listing: its header, and what may give way when the line is too long.
+
+    `drop`: 0 never dropped; otherwise dropped when too wide, highest first.
+    `shrink`: may be cut to `min_width` characters (with an ellipsis) before anything is dropped
+    at the same level. `keep`: never cut (ids, handles, names people copy).
+    """
+
+    header: str
+    drop: int = 0
+    shrink: bool = False
+    keep: bool = False
+    min_width: int = 12
+
+
+def output_width() -> int | None:
+    """Characters per line: the terminal's, else `$COLUMNS`, else None (no limit: a pipe)."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+def fit_rows(
+    columns: Sequence[Column], rows: Sequence[Mapping[str, str]], width: int | None
+) -> list[str]:
+    """The header and one line per row, narrowed to `width` as `Column` describes."""
+    shown = list(columns)
+    widths = {
+        c.header: max([len(c.header), *(len(r.get(c.header, "")) for r in rows)]) for c in shown
+    }
+
+    def total() -> int:
+        return sum(widths[c.header] for c in shown) + len(GAP) * (len(shown) - 1)
+
+    # Give way in order: shrink, then drop, the least important level first.
+    for level in sorted({c.drop for c in shown if c.drop}, reverse=True) + [0]:
+        for column in [c for c in shown if c.drop == level and c.shrink and not c.keep]:
+            excess = total() - width if width is not None else 0
+            if excess > 0:
+                narrowest = max(column.min_width, len(column.header))
+                widths[column.header] = max(narrowest, widths[column.header] - excess)
+        if level and width is not None and total() > width:
+            shown = [c for c in shown if c.drop != level]
+    lines = [_line([c.header for c in shown], shown, widths)]
+    for row in rows:
+        cells = [_cut(row.get(c.header, ""), widths[c.header]) for c in shown]
+        lines.append(_line(cells, shown, widths))
+    return lines
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + ELLIPSIS
+
+
+def _line(cells: Sequence[str], shown: Sequence[Column], widths: Mapping[str, int]) -> str:
+    padded = [cell.ljust(widths[c.header]) for cell, c in zip(cells, shown, strict=True)]
+    return GAP.join(padded).rstrip()
+
+
+def print_rows(columns: Sequence[Column], rows: Sequence[Mapping[str, str]]) -> None:
+    """Print `rows` (dicts header -> text) as aligned lines that fit `output_width()`."""
+    for line in fit_rows(columns, rows, output_width()):
+        typer.echo(line)
+
+
+def print_json(document: Any) -> None:
+    """Print `document` as indented JSON (what every `--json` prints)."""
+    typer.echo(json.dumps(document, indent=2, default=str))
