@@ -42,10 +42,10 @@ def _backend(job: Job) -> Backend[Plan]:
 JOB_COLUMNS = (
     Column("handle", keep=True),
     Column("state"),
-    Column("name", keep=True),
-    Column("submitted", drop=2),
-    Column("backend", drop=4),  # the handle says it too
+    Column("name", keep=True, drop=1),  # last to go: a local job's handle holds its name
     Column("run dir", drop=3, shrink=True),
+    Column("submitted", drop=4),
+    Column("backend", drop=5),  # the handle says it too
 )
 
 
@@ -83,9 +83,9 @@ def _print_jobs(rows: list[dict[str, Any]], as_json: bool) -> None:
             "handle": row["handle"],
             "state": row["state"] + (f" ({_error_kind(row['error'])})" if row["error"] else ""),
             "name": row["name"],
+            "run dir": row["run_dir"],
             "submitted": row["submitted_at"][:16].replace("T", " "),
             "backend": row["backend"],
-            "run dir": row["run_dir"],
         }
         for row in rows
     ]

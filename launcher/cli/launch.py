@@ -20,6 +20,7 @@ import typer
 
 from backends.base import Backend, Job, JobState, Plan
 from backends.registry import JobRegistry
+from launcher.cli.identity import find_job
 from launcher.cli.options import (
     DebugOption,
     DryRunOption,
@@ -82,7 +83,7 @@ def resume_spec(ref: str, registry: JobRegistry) -> LaunchSpec:
     if (Path(ref) / SPEC_FILENAME).is_file():
         spec_path, backend = Path(ref) / SPEC_FILENAME, None
     else:
-        job = registry.get(ref)
+        job = find_job(ref, registry).job
         spec_path, backend = Path(job.run_dir) / SPEC_FILENAME, job.backend
     if not spec_path.is_file():
         raise UserError(f"cannot resume {ref}: {spec_path} is gone; start it again with launch")

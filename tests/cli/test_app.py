@@ -296,13 +296,19 @@ def test_submit_then_jobs_status_logs_cancel(workspace: Path) -> None:
 
     logs = launch("logs", "bg", "--rank", "2", "--follow")
     assert logs.output == "log of fake://1 rank 2 follow=True\n"
-    assert launch("cancel", "bg").exit_code == 0 and FakeBackend.cancelled == ["fake://1"]
+    ended = launch("cancel", "bg")  # it failed above: nothing to cancel
+    assert ended.exit_code == 0 and FakeBackend.cancelled == []
+    assert "fake://1 (bg) had already ended: FAILED; nothing to cancel" in ended.output
+    assert "cancelled" not in ended.output
 
     launch("tiny.py", "--backend", "fake", "--name", "lost")
     FakeBackend.states["fake://2"] = ConnectionError("cluster unreachable")
     listed = launch("jobs")
     assert listed.exit_code == 0 and "UNKNOWN (ConnectionError)" in listed.output
     assert "FAILED" in listed.output  # the other job still shows
+
+    launch("tiny.py", "--backend", "fake", "--name", "live")
+    assert launch("cancel", "live").exit_code == 0 and FakeBackend.cancelled == ["fake://3"]
 
 
 @pytest.mark.parametrize(("state", "code"), [(JobState.SUCCEEDED, 0), (JobState.FAILED, 1)])
