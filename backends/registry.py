@@ -86,6 +86,27 @@ class JobRegistry:
                 found.append(self._read(path))
         return sorted(found, key=lambda r: r.job.submitted_at, reverse=True)
 
+    def matches(self, ref: str) -> list[JobRecord]:
+        """The records `ref` may mean: one when it names a job, several when it is ambiguous.
+
+        Exact handle, native id or run name first; then a prefix of any of them. The jobs of
+        one resumed run share its name: the newest stands for them all.
+        """
+        if not ref.strip():
+            raise UserError("empty job reference; give a handle, a job id or a run name")
+        records = self.records()
+        for exact in (
+            [r for r in records if r.job.handle == ref],
+            [r for r in records if r.job.native_id == ref],
+            [r for r in records if r.job.name == ref],
+        ):
+            if exact:
+                return exact[:1]
+        prefixed = [r for r in records if any(k.startswith(ref) for k in _keys(r.job))]
+        if len({r.job.name for r in prefixed}) == 1 and all(r.job.name for r in prefixed):
+            return prefixed[:1]  # several jobs of one (resumed) run: the newest
+        return prefixed
+
     def list(self) -> list[Job]:
         """Every recorded job, newest first."""
         return [r.job for r in self.records()]
@@ -109,27 +130,6 @@ class JobRegistry:
             f"no job {ref!r} in the registry {self.jobs_dir}.{hint} "
             "Run `launch jobs` to list submitted jobs."
         )
-
-    def matches(self, ref: str) -> list[JobRecord]:
-        """The records `ref` may mean: one when it names a job, several when it is ambiguous.
-
-        Exact handle, native id or run name first; then a prefix of any of them. The jobs of
-        one resumed run share its name: the newest stands for them all.
-        """
-        if not ref.strip():
-            raise UserError("empty job reference; give a handle, a job id or a run name")
-        records = self.records()
-        for exact in (
-            [r for r in records if r.job.handle == ref],
-            [r for r in records if r.job.native_id == ref],
-            [r for r in records if r.job.name == ref],
-        ):
-            if exact:
-                return exact[:1]
-        prefixed = [r for r in records if any(k.startswith(ref) for k in _keys(r.job))]
-        if len({r.job.name for r in prefixed}) == 1 and all(r.job.name for r in prefixed):
-            return prefixed[:1]  # several jobs of one (resumed) run: the newest
-        return prefixed
 
     # -- files ---------------------------------------------------------------------------
     def _path(self, handle: str) -> Path:

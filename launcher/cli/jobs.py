@@ -43,7 +43,7 @@ JOB_COLUMNS = (
     Column("handle", keep=True),
     Column("state"),
     Column("name", keep=True, drop=1),  # last to go: a local job's handle holds its name
-    Column("run dir", drop=3, shrink=True),
+    Column("run dir", drop=3, shrink=True, min_width=20),
     Column("submitted", drop=4),
     Column("backend", drop=5),  # the handle says it too
 )
@@ -52,14 +52,13 @@ JOB_COLUMNS = (
 def _job_row(record: JobRecord, registry: JobRegistry) -> dict[str, Any]:
     """What `jobs`/`status` say about one job; `--json` prints it as is."""
     job = record.job
+    error: str | None = None
     try:
         state = current_state(job, registry).value
     except UserError as exc:  # one unreachable cluster must not hide the other jobs
         state, error = JobState.UNKNOWN.value, str(exc)
     except Exception as exc:
         state, error = JobState.UNKNOWN.value, f"{type(exc).__name__}: {exc}"
-    else:
-        error = None
     return {
         "handle": job.handle,
         "id": job.native_id,
@@ -90,6 +89,9 @@ def _print_jobs(rows: list[dict[str, Any]], as_json: bool) -> None:
         for row in rows
     ]
     print_rows(JOB_COLUMNS, text_rows)
+    for row in rows:
+        if row["error"]:
+            typer.echo(f"{row['handle']}: state unknown: {row['error']}", err=True)
 
 
 def _error_kind(error: str) -> str:

@@ -5,8 +5,9 @@
     print_json([{"handle": "slurm://42", ...}])          # what `--json` prints
 
 Text is plain aligned columns (no box drawing, no colour), so it reads the same in a
-terminal, a log file and a pipe. On a terminal narrower than the line, the columns with the
-highest `drop` go first, then `shrink` columns are cut with an ellipsis; a `keep` column (an
+terminal, a log file and a pipe. On a terminal narrower than the line, `shrink` columns are
+cut with an ellipsis (down to their `min_width`); if that is not enough, the columns with the
+highest `drop` go, and a narrow one comes back where a wide one left room. A `keep` column (an
 id, a handle) is never cut, even if the line then wraps. Piped output is never narrowed
 unless `COLUMNS` asks for it. Used by `launch jobs|status|runs|compare`; imports nothing heavy.
 """
@@ -32,8 +33,8 @@ class Column:
     """One column of a listing: its header, and what may give way when the line is too long.
 
     `drop`: 0 never dropped; otherwise dropped when too wide, highest first.
-    `shrink`: may be cut to `min_width` characters (with an ellipsis) before anything is dropped
-    at the same level. `keep`: never cut (ids, handles, names people copy).
+    `shrink`: may be cut to `min_width` characters (with an ellipsis) before anything is
+    dropped. `keep`: never cut (ids, handles, names people copy).
     """
 
     header: str
@@ -55,28 +56,50 @@ def fit_rows(
     columns: Sequence[Column], rows: Sequence[Mapping[str, str]], width: int | None
 ) -> list[str]:
     """The header and one line per row, narrowed to `width` as `Column` describes."""
-    shown = list(columns)
-    widths = {
-        c.header: max([len(c.header), *(len(r.get(c.header, "")) for r in rows)]) for c in shown
+    natural = {
+        c.header: max([len(c.header), *(len(r.get(c.header, "")) for r in rows)]) for c in columns
     }
-
-    def total() -> int:
-        return sum(widths[c.header] for c in shown) + len(GAP) * (len(shown) - 1)
-
-    # Give way in order: shrink, then drop, the least important level first.
-    for level in sorted({c.drop for c in shown if c.drop}, reverse=True) + [0]:
-        for column in [c for c in shown if c.drop == level and c.shrink and not c.keep]:
-            excess = total() - width if width is not None else 0
-            if excess > 0:
-                narrowest = max(column.min_width, len(column.header))
-                widths[column.header] = max(narrowest, widths[column.header] - excess)
-        if level and width is not None and total() > width:
-            shown = [c for c in shown if c.drop != level]
+    levels = sorted({c.drop for c in columns if c.drop}, reverse=True)
+    shown = list(columns)
+    while True:  # shrink what may shrink; if that is not enough, drop a level and try again
+        widths = _shrunk(shown, natural, width)
+        if width is None or _total(shown, widths) <= width or not levels:
+            break
+        level = levels.pop(0)
+        shown = [c for c in shown if c.drop != level]
+    if width is not None:  # room left by a wide column that went: a narrow one may come back
+        for column in sorted((c for c in columns if c not in shown), key=lambda c: c.drop):
+            candidate = [c for c in columns if c in shown or c is column]
+            trial = _shrunk(candidate, natural, width)
+            if _total(candidate, trial) <= width:
+                shown, widths = candidate, trial
     lines = [_line([c.header for c in shown], shown, widths)]
     for row in rows:
         cells = [_cut(row.get(c.header, ""), widths[c.header]) for c in shown]
         lines.append(_line(cells, shown, widths))
     return lines
+
+
+def _total(shown: Sequence[Column], widths: Mapping[str, int]) -> int:
+    return sum(widths[c.header] for c in shown) + len(GAP) * (len(shown) - 1)
+
+
+def _shrunk(
+    shown: Sequence[Column], natural: Mapping[str, int], width: int | None
+) -> dict[str, int]:
+    """Column widths with the `shrink` columns (least important first) cut to fit `width`."""
+    widths = dict(natural)
+    if width is None:
+        return widths
+    for column in sorted((c for c in shown if c.shrink and not c.keep), key=lambda c: -c.drop):
+        excess = _total(shown, widths) - width
+        if excess <= 0:
+            break
+        narrowest = max(column.min_width, len(column.header))
+        widths[column.header] = max(
+            min(narrowest, widths[column.header]), widths[column.header] - excess
+        )
+    return widths
 
 
 def _cut(text: str, width: int) -> str:

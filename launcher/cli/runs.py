@@ -20,7 +20,7 @@ import typer
 from backends.registry import JobRegistry
 from launcher.cli.identity import job_aliases, run_state
 from launcher.cli.options import DebugOption, JsonOption, LauncherCommand
-from launcher.cli.output import Column, print_json, print_rows
+from launcher.cli.output import Column, fit_rows, output_width, print_json, print_rows
 from launcher.errors import UserError
 from launcher.tracking.reader import Comparison, MetricSummary
 
@@ -44,7 +44,7 @@ RUN_COLUMNS = (
     Column("name", keep=True),
     Column("state"),
     Column("duration", drop=2),
-    Column("metrics (final)", drop=1, shrink=True, min_width=16),
+    Column("metrics (final)", drop=1, shrink=True, min_width=30),
     Column("size", drop=3),
     Column("precision", drop=4),
     Column("backend", drop=5),
@@ -204,49 +204,48 @@ def compare(
 def _print_comparison(result: Comparison) -> None:
     """Runs as A, B, ... (full ids), then params and metrics as lines with a column per run."""
     labels = [_label(i) for i in range(len(result.runs))]
-    run_columns = (
-        Column(""),
-        Column("run id", keep=True),
-        Column("name", keep=True),
-        Column("state"),
-    )
     print_rows(
-        run_columns,
+        (Column(""), Column("run id", keep=True), Column("name", keep=True), Column("state")),
         [
-            {
-                "": label,
-                "run id": run["run_id"],
-                "name": run["name"],
-                "state": run_state(run["status"]).value,
-            }
+            {"": label, "run id": run["run_id"], "name": run["name"],
+             "state": run_state(run["status"]).value}
             for label, run in zip(labels, result.runs, strict=True)
         ],
-    )
-    value_columns = [Column("param", keep=True), *(Column(label, shrink=True) for label in labels)]
+    )  # fmt: skip
     if result.params:
         typer.echo("")
-        rows = [
-            {
-                "param": name,
-                **{
-                    label: v if v is not None else "-"
-                    for label, v in zip(labels, values, strict=True)
-                },
-            }
-            for name, values in result.params.items()
-        ]
-        print_rows(value_columns, rows)
+        print_rows(
+            [Column("param", keep=True), *(Column(label, shrink=True) for label in labels)],
+            [
+                {
+                    "param": name,
+                    **{k: "-" if v is None else v for k, v in zip(labels, values, strict=True)},
+                }
+                for name, values in result.params.items()
+            ],
+        )
     if result.metrics:
         typer.echo("")
-        metric_columns = [Column("metric: final @step / best @step", keep=True), *value_columns[1:]]
-        rows = [
-            {
-                metric_columns[0].header: key,
-                **{label: _summary(s) for label, s in zip(labels, summaries, strict=True)},
-            }
-            for key, summaries in result.metrics.items()
-        ]
-        print_rows(metric_columns, rows)
+        # Whole numbers or none: the long form when every line fits, else final / best only.
+        for header, summary in (
+            ("metric: final @step / best @step", _summary),
+            ("metric: final / best", _short_summary),
+        ):
+            columns = [Column(header, keep=True), *(Column(label) for label in labels)]
+            rows = [
+                {header: key, **{k: summary(s) for k, s in zip(labels, summaries, strict=True)}}
+                for key, summaries in result.metrics.items()
+            ]
+            width = output_width()
+            lines = fit_rows(columns, rows, width)
+            if width is None or all(len(line) <= width for line in lines):
+                break
+        for line in lines:
+            typer.echo(line)
+
+
+def _short_summary(s: MetricSummary | None) -> str:
+    return "-" if s is None else f"{s.final:.4g} / {s.best:.4g}"
 
 
 def _label(index: int) -> str:

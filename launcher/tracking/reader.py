@@ -230,7 +230,7 @@ class Comparison:
 def _get_run(
     client: MlflowClient, ref: str, tracking_uri: str, aliases: Mapping[str, str] | None = None
 ) -> Run:
-    """The run `ref` names: its id, a unique id prefix or its name; else `aliases[ref]`'s.
+    """The run `ref` names: its id, its name or a unique id prefix; else `aliases[ref]`'s.
 
     `aliases` maps other names for a run (a job handle) to its run name. An ambiguous `ref`
     is a `UserError` listing the candidates.
@@ -246,8 +246,9 @@ def _get_run(
     for wanted in (ref, (aliases or {}).get(ref)):
         if not wanted:
             continue
-        matches = [r for r in every if r.info.run_id.startswith(wanted)] or [
-            r for r in every if r.info.run_name == wanted
+        # A whole name is more specific than a prefix of some id ("a" vs "abc3...").
+        matches = [r for r in every if r.info.run_name == wanted] or [
+            r for r in every if r.info.run_id.startswith(wanted)
         ]
         if len(matches) == 1:
             return matches[0]

@@ -101,8 +101,11 @@ def test_fit_rows_drops_and_shrinks_but_never_cuts_a_kept_column() -> None:
     rows = [{"id": "x" * 40, "state": "RUNNING", "note": "n" * 60, "extra": "e" * 10}]
     wide = fit_rows(columns, rows, None)
     assert wide[1].split() == ["x" * 40, "RUNNING", "n" * 60, "e" * 10]
-    narrow = fit_rows(columns, rows, 80)
-    assert all(len(line) <= 80 for line in narrow)
+    cut = fit_rows(columns, rows, 80)  # cutting the note is enough
+    assert all(len(line) <= 80 for line in cut) and cut[1].split()[-1] == "e" * 10
+    assert "x" * 40 in cut[1] and "…" in cut[1]
+    narrow = fit_rows(columns, rows, 70)  # the note at its narrowest is not: extra goes
+    assert all(len(line) <= 70 for line in narrow)
     assert "extra" not in narrow[0] and "x" * 40 in narrow[1] and "…" in narrow[1]
     tiny = fit_rows(columns, rows, 20)  # an id longer than the screen is still whole
     assert tiny[1].split() == ["x" * 40, "RUNNING"]
@@ -123,7 +126,7 @@ def test_jobs_and_status_print_one_whole_line_per_job_in_a_terminal(home: Path, 
             (line,) = [ln for ln in lines if job.handle in ln.split()]
             assert job.name in line and JobState.SUCCEEDED.value in line.split()
         assert not re.search("[│┃━─╭╰]", screen)
-    assert ("run dir" in lines[0]) == (columns == 120)  # the wider screen shows more
+    assert ("name" in lines[0].split()) == (columns == 120)  # the wider screen shows more
 
 
 def test_jobs_and_status_json_carry_full_handles_ids_and_states(home: Path) -> None:
