@@ -106,12 +106,21 @@ def launch_subprocess(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_help_imports_nothing_heavy() -> None:
+def test_help_imports_nothing_heavy(workspace: Path) -> None:
     code = textwrap.dedent(
         """
         import sys
+        from backends.base import Job
+        from backends.registry import JobRegistry
         from launcher.cli.app import main
-        for argv in (["--help"], ["run", "--help"], ["recipe.py", "--help"], ["jobs", "--help"]):
+        from launcher.spec import LaunchSpec
+        spec = LaunchSpec("r.py", "/tmp/o/e/done-1", "done-1", "e")
+        job = Job("local://done-1", "local", spec.run_dir, "r.py", "done-1",
+                  extra={"state": "SUCCEEDED"})
+        JobRegistry().record(job, spec)
+        for argv in (["--help"], ["run", "--help"], ["recipe.py", "--help"], ["jobs", "--help"],
+                     ["--version"], ["jobs"], ["jobs", "--json"], ["status", "done-1"],
+                     ["status", "local://done", "--json"], ["status", "--help"]):
             try:
                 main(argv)
             except SystemExit as exc:
@@ -121,7 +130,7 @@ def test_help_imports_nothing_heavy() -> None:
         print("OK")
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LAUNCHER_HOME": str(workspace / "home")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("OK")
