@@ -53,12 +53,14 @@ def output_width() -> int | None:
 
 
 def fit_rows(
-    columns: Sequence[Column], rows: Sequence[Mapping[str, str]], width: int | None
+    columns: Sequence[Column], rows: Sequence[Mapping[str, str | None]], width: int | None
 ) -> list[str]:
-    """The header and one line per row, narrowed to `width` as `Column` describes."""
-    natural = {
-        c.header: max([len(c.header), *(len(r.get(c.header, "")) for r in rows)]) for c in columns
-    }
+    """The header and one line per row, narrowed to `width` as `Column` describes.
+
+    A missing or empty cell reads `-`, so every line has a word in every column.
+    """
+    texts = [{c.header: _text(r.get(c.header)) for c in columns} for r in rows]
+    natural = {c.header: max([len(c.header), *(len(t[c.header]) for t in texts)]) for c in columns}
     levels = sorted({c.drop for c in columns if c.drop}, reverse=True)
     shown = list(columns)
     while True:  # shrink what may shrink; if that is not enough, drop a level and try again
@@ -74,10 +76,14 @@ def fit_rows(
             if _total(candidate, trial) <= width:
                 shown, widths = candidate, trial
     lines = [_line([c.header for c in shown], shown, widths)]
-    for row in rows:
-        cells = [_cut(row.get(c.header, ""), widths[c.header]) for c in shown]
+    for text in texts:
+        cells = [_cut(text[c.header], widths[c.header]) for c in shown]
         lines.append(_line(cells, shown, widths))
     return lines
+
+
+def _text(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
 
 
 def _total(shown: Sequence[Column], widths: Mapping[str, int]) -> int:
@@ -111,7 +117,7 @@ def _line(cells: Sequence[str], shown: Sequence[Column], widths: Mapping[str, in
     return GAP.join(padded).rstrip()
 
 
-def print_rows(columns: Sequence[Column], rows: Sequence[Mapping[str, str]]) -> None:
+def print_rows(columns: Sequence[Column], rows: Sequence[Mapping[str, str | None]]) -> None:
     """Print `rows` (dicts header -> text) as aligned lines that fit `output_width()`."""
     for line in fit_rows(columns, rows, output_width()):
         typer.echo(line)
