@@ -148,15 +148,14 @@ def logs(
 
 
 def cancel(job: JobArgument, debug: DebugOption = False) -> None:
-    """Cancel a pending or running job (one that already ended is left as it is)."""
+    """Cancel a pending or running job (one that already ended is an error, exit code 2)."""
     registry = JobRegistry()
     found = find_job(job, registry).job
     state = current_state(found, registry)
-    if state.is_terminal():
-        typer.echo(
+    if state.is_terminal():  # a user slip, as scancel of an ended job is: exit code 2
+        raise UserError(
             f"{found.handle} ({found.name}) had already ended: {state.value}; nothing to cancel"
         )
-        return
     _backend(found).cancel(found)
     typer.echo(f"cancelled {found.handle} ({found.name})")
 
