@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import enum
 import functools
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar, final
 
+from launcher.errors import UserError
 from launcher.spec import LaunchSpec
 
 
@@ -122,11 +125,16 @@ class Backend(ABC, Generic[PlanT]):
     def submit(self, plan: PlanT | LaunchSpec) -> Job:
         """Start a run: `submit(spec)` is `schedule(plan(spec))`; a plan is performed as is.
 
+        Writes `RUN_DIR/launch.json` first. A refusal (a `UserError`: the cluster cannot take
+        it, the scheduler said no) leaves the run dir as it found it: none, if it was new.
+
         Example: `plan = backend.plan(spec); print(plan.render()); job = backend.submit(plan)`.
         """
         if isinstance(plan, LaunchSpec):
             plan = self.plan(plan)
-        return self.schedule(plan)
+        with undone_on_refusal(Path(plan.spec.run_dir)):
+            plan.spec.write()
+            return self.schedule(plan)
 
     @abstractmethod
     def status(self, job: Job) -> JobState:
@@ -158,6 +166,40 @@ class Backend(ABC, Generic[PlanT]):
             name=spec.name,
             extra=extra,
         )
+
+
+@contextmanager
+def undone_on_refusal(folder: Path) -> Iterator[None]:
+    """Remove what appeared under `folder` (and `folder`, if it is new) when a `UserError`
+    leaves the block, so a refused submission leaves no litter.
+
+    Example: `with undone_on_refusal(run_dir): write_files(); raise UserError("no")`.
+    """
+    new_root = _first_missing(folder)
+    before = set() if new_root else {p for p in folder.rglob("*")}
+    try:
+        yield
+    except UserError:
+        if new_root is not None:
+            shutil.rmtree(new_root, ignore_errors=True)
+        else:
+            # Deepest first, so a new folder is empty when its turn comes.
+            for path in sorted(set(folder.rglob("*")) - before, reverse=True):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The topmost folder of `folder`'s path that does not exist yet (None: it exists)."""
+    missing = None
+    for candidate in [folder, *folder.parents]:
+        if candidate.exists():
+            return missing
+        missing = candidate
+    return missing
 
 
 def whole_lines(chunks: Iterable[str]) -> Iterator[str]:

@@ -86,6 +86,27 @@ class JobRegistry:
                 found.append(self._read(path))
         return sorted(found, key=lambda r: r.job.submitted_at, reverse=True)
 
+    def matches(self, ref: str) -> list[JobRecord]:
+        """The records `ref` may mean: one when it names a job, several when it is ambiguous.
+
+        Exact handle, native id or run name first; then a prefix of any of them. The jobs of
+        one resumed run share its name: the newest stands for them all.
+        """
+        if not ref.strip():
+            raise UserError("empty job reference; give a handle, a job id or a run name")
+        records = self.records()
+        for exact in (
+            [r for r in records if r.job.handle == ref],
+            [r for r in records if r.job.native_id == ref],
+            [r for r in records if r.job.name == ref],
+        ):
+            if exact:
+                return exact[:1]
+        prefixed = [r for r in records if any(k.startswith(ref) for k in _keys(r.job))]
+        if len({r.job.name for r in prefixed}) == 1 and all(r.job.name for r in prefixed):
+            return prefixed[:1]  # several jobs of one (resumed) run: the newest
+        return prefixed
+
     def list(self) -> list[Job]:
         """Every recorded job, newest first."""
         return [r.job for r in self.records()]
@@ -96,26 +117,13 @@ class JobRegistry:
 
     def get_record(self, ref: str) -> JobRecord:
         """Like `get`, returning the whole `JobRecord` (spec and MLflow run id too)."""
-        if not ref.strip():
-            raise UserError("empty job reference; give a handle, a job id or a run name")
-        records = self.records()
-        for exact in (
-            [r for r in records if r.job.handle == ref],
-            [r for r in records if r.job.native_id == ref],
-            # A run resumed under the same name has several jobs; the newest is meant.
-            [r for r in records if r.job.name == ref],
-        ):
-            if exact:
-                return exact[0]
-        prefixed = [r for r in records if any(k.startswith(ref) for k in _keys(r.job))]
-        if len({r.job.name for r in prefixed}) == 1 and all(r.job.name for r in prefixed):
-            return prefixed[0]  # several jobs of one (resumed) run: the newest
-        if len(prefixed) == 1:
-            return prefixed[0]
-        if len(prefixed) > 1:
-            listed = ", ".join(f"{r.job.handle} ({r.job.name})" for r in prefixed[:10])
+        found = self.matches(ref)
+        if len(found) == 1:
+            return found[0]
+        if found:
+            listed = ", ".join(f"{r.job.handle} ({r.job.name})" for r in found[:10])
             raise UserError(f"{ref!r} matches several jobs: {listed}. Give more of the name.")
-        known = sorted({k for r in records for k in _keys(r.job)})
+        known = sorted({k for r in self.records() for k in _keys(r.job)})
         close = difflib.get_close_matches(ref, known, n=5, cutoff=0.5)
         hint = f" Close matches: {', '.join(close)}." if close else ""
         raise UserError(

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.base import Backend, Job, JobState, Plan, follow_file
+from backends.base import Backend, Job, JobState, Plan, follow_file, undone_on_refusal
 from backends.scontrol import SLURM_STATES, job_state, show
 from backends.slurm_task import SlurmTask, outcome_path, write_outcome
 from launcher.common.files import atomic_write_text
@@ -200,8 +200,8 @@ class SlurmBackend(Backend[SlurmPlan]):
 
     def schedule(self, plan: SlurmPlan) -> Job:
         check_cluster(plan.spec, plan.slurm)
-        plan.spec.write()
-        job_id = _sbatch(plan)
+        with undone_on_refusal(plan.folder):  # `slurm.log_dir` may be outside the run dir
+            job_id = _sbatch(plan)
         return self.new_job(
             plan.spec, job_id, folder=str(plan.folder), world_size=plan.spec.world_size
         )
@@ -293,8 +293,6 @@ def _sbatch(plan: SlurmPlan) -> str:
         ["sbatch", "--parsable", str(script_tmp)], capture_output=True, text=True, timeout=60
     )
     if result.returncode != 0:
-        pickle_tmp.unlink(missing_ok=True)
-        script_tmp.unlink(missing_ok=True)
         raise UserError(f"sbatch refused the job: {result.stderr.strip()}")
     job_id = result.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"
     paths = JobPaths(plan.folder, job_id)

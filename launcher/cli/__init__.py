@@ -1,9 +1,14 @@
 """The `launch` command line: the only code that knows both `launcher` and `backends`.
 
-    app.py            the Typer app: the default `run` command, `UserError` -> exit code 2
-    options.py        option aliases shared by several commands
+    app.py            the Typer app: the default `run` command, `UserError` -> exit code 2,
+                      `--version`, the `--set KEY VALUE` hint
+    options.py        option aliases shared by several commands; `LauncherCommand` (help
+                      shows value names, not type labels)
     launch.py         run, resume            jobs.py   jobs, status, logs, cancel
     runs.py           runs, compare, ui, sync (MLflow)
+    output.py         one line per item that fits the terminal, or `--json`
+    identity.py       a run name, MLflow run id or job handle -> the job or run; MLflow's
+                      run states in the job states' words
     spec_builder.py   flags + cluster YAML + `--set` -> one `LaunchSpec`
     recipe.py         find the Module/DataModule in a recipe file (workers use it too)
     cluster_config.py cluster YAML -> ClusterConfig (each backend declares its own section)

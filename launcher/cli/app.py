@@ -1,9 +1,9 @@
 """The `launch` command line.
 
-    launch examples/mnist.py --max-epochs 2          # same as `launch run examples/mnist.py ...`
-    launch examples/mnist.py --nodes 2 --gpus 8 --backend slurm --cluster my_cluster
+    launch recipes/digits.py --max-epochs 2          # same as `launch run recipes/digits.py ...`
+    launch recipes/digits.py --nodes 2 --gpus 8 --backend slurm --cluster my_cluster
     launch jobs | status JOB | logs JOB -f | cancel JOB | resume JOB
-    launch --help
+    launch --help | --version
 
 Commands live in `launcher/cli/` (launch.py, jobs.py, runs.py) and hand off to library functions. A `UserError`
 anywhere becomes `error: <message>` on stderr and exit code 2; `--debug` shows the traceback.
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+import launcher
 from launcher.cli import jobs, launch, runs
-from launcher.cli.options import DebugOption
+from launcher.cli.options import DebugOption, plain_params, usage_pieces
 from launcher.errors import USER_ERROR_EXIT_CODE, UserError
 
 DEBUG_FLAG = "--debug"
@@ -49,7 +50,20 @@ class LauncherGroup(TyperGroup):
         args = default_to_run(list(args), self.commands)
         words = args[: args.index("--")] if "--" in args else args
         ctx.meta[DEBUG_FLAG] = DEBUG_FLAG in words
+        try:
+            check_set_values(words)
+        except UserError as exc:  # raised before any command runs, so `invoke` cannot see it
+            if ctx.meta[DEBUG_FLAG]:
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(USER_ERROR_EXIT_CODE) from None
         return super().parse_args(ctx, args)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return plain_params(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [*usage_pieces(self.get_params(ctx), self.options_metavar), "COMMAND [ARGS]..."]
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -61,17 +75,53 @@ class LauncherGroup(TyperGroup):
             raise typer.Exit(USER_ERROR_EXIT_CODE) from None
 
 
+def check_set_values(words: list[str]) -> None:
+    """`--set lr 0.01` -> a `UserError` that shows `--set lr=0.01` (Click would only say
+    "unexpected extra argument")."""
+    for flag, key, value in zip(words, words[1:], words[2:], strict=False):
+        if flag == "--set" and "=" not in key and not value.startswith("-"):
+            raise UserError(f"--set {key} {value}: use KEY=VALUE, e.g. --set {key}={value}")
+
+
+EXAMPLES = """Examples:
+
+\b
+    launch recipes/digits.py --max-epochs 2 --set lr=0.01
+    launch recipes/digits.py --accelerator cpu --devices 2 --dry-run
+    launch recipes/digits.py --backend slurm --cluster local_slurm --nodes 2 --wait
+    launch jobs
+    launch logs digits-20250101-120000 --follow
+    launch runs --json
+    launch compare RUN_A RUN_B --metric val_loss
+"""
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"launch {launcher.__version__}")
+        raise typer.Exit(0)
+
+
 app = typer.Typer(
     cls=LauncherGroup,
     name="launch",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    epilog=EXAMPLES,
 )
 
 
 @app.callback()
-def _root(debug: DebugOption = False) -> None:
+def _root(
+    debug: DebugOption = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Turn a Lightning-style recipe into a running job: locally, on SLURM or on Ray.
 
     `launch RECIPE.py [OPTIONS]` is short for `launch run RECIPE.py [OPTIONS]`.

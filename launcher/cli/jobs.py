@@ -1,7 +1,7 @@
 """`launch jobs | status | logs | cancel`: ask about submitted jobs, whatever their backend.
 
-launch jobs                         # table of recorded jobs, newest first
-launch status mnist-20250101        # by handle, id, run name or unique prefix
+launch jobs                         # one line per recorded job, newest first; --json
+launch status mnist-20250101        # by run name, MLflow run id, handle, id or unique prefix
 launch logs slurm://4242 --follow --rank 1
 launch cancel 4242
 """
@@ -9,15 +9,17 @@ launch cancel 4242
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from backends.base import Backend, Job, JobState, Plan
-from backends.registry import JobRegistry
-from launcher.cli.options import DebugOption, JobArgument
+from backends.registry import JobRecord, JobRegistry
+from launcher.cli.identity import find_job
+from launcher.cli.options import DebugOption, JobArgument, JsonOption, LauncherCommand
+from launcher.cli.output import Column, print_json, print_rows
+from launcher.errors import UserError
 
 
 def current_state(job: Job, registry: JobRegistry) -> JobState:
@@ -37,37 +39,96 @@ def _backend(job: Job) -> Backend[Plan]:
     return get_backend(job.backend)
 
 
+JOB_COLUMNS = (
+    Column("handle", keep=True),
+    Column("state"),
+    Column("name", keep=True, drop=1),  # last to go: a local job's handle holds its name
+    Column("run dir", drop=3, shrink=True, min_width=20),
+    Column("submitted", drop=4),
+    Column("backend", drop=5),  # the handle says it too
+)
+
+
+def _job_row(record: JobRecord, registry: JobRegistry) -> dict[str, Any]:
+    """What `jobs`/`status` say about one job; `--json` prints it as is."""
+    job = record.job
+    error: str | None = None
+    try:
+        state = current_state(job, registry).value
+    except UserError as exc:  # one unreachable cluster must not hide the other jobs
+        state, error = JobState.UNKNOWN.value, str(exc)
+    except Exception as exc:
+        state, error = JobState.UNKNOWN.value, f"{type(exc).__name__}: {exc}"
+    return {
+        "handle": job.handle,
+        "id": job.native_id,
+        "name": job.name,
+        "backend": job.backend,
+        "state": state,
+        "error": error,
+        "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(job.submitted_at)),
+        "run_dir": job.run_dir,
+        "recipe": job.recipe,
+        "mlflow_run_id": record.mlflow_run_id,
+    }
+
+
+def _print_jobs(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print_json(rows)
+        return
+    text_rows = [
+        {
+            "handle": row["handle"],
+            "state": row["state"] + (f" ({_error_kind(row['error'])})" if row["error"] else ""),
+            "name": row["name"],
+            "run dir": row["run_dir"],
+            "submitted": row["submitted_at"][:16].replace("T", " "),
+            "backend": row["backend"],
+        }
+        for row in rows
+    ]
+    print_rows(JOB_COLUMNS, text_rows)
+    for row in rows:
+        if row["error"]:
+            typer.echo(f"{row['handle']}: state unknown: {row['error']}", err=True)
+
+
+def _error_kind(error: str) -> str:
+    # "ConnectionError: refused" -> "ConnectionError"; a UserError's text is kept short.
+    head = error.split(":", 1)[0]
+    return head if head.isidentifier() else "unreachable"
+
+
 def jobs(
-    limit: Annotated[int, typer.Option(help="Show at most this many jobs (0: all).")] = 20,
+    limit: Annotated[int, typer.Option(metavar="N", help="Show at most N jobs (0: all).")] = 20,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """List submitted jobs, newest first."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """List submitted jobs, newest first: one line each (--json for scripts)."""
     registry = JobRegistry()
-    listed = registry.list()
-    table = Table("handle", "name", "backend", "state", "submitted", "run dir")
-    for job in listed[:limit] if limit else listed:
-        try:
-            state = current_state(job, registry).value
-        except Exception as exc:  # one unreachable cluster must not hide the other jobs
-            state = f"{JobState.UNKNOWN.value} ({type(exc).__name__})"
-        submitted = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.submitted_at))
-        table.add_row(job.handle, job.name, job.backend, state, submitted, job.run_dir)
-    if not listed:
+    records = registry.records()
+    if not records and not as_json:
         typer.echo("no jobs yet; start one with: launch RECIPE.py")
         return
-    # Piped output (no terminal) gets a wide table rather than rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    shown = records[:limit] if limit else records
+    _print_jobs([_job_row(record, registry) for record in shown], as_json)
 
 
-def status(job: JobArgument, debug: DebugOption = False) -> None:
-    """Print a job's state (PENDING, RUNNING, SUCCEEDED, FAILED, ...)."""
+def status(
+    job: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="JOB...",
+            help="Jobs: a run name, an MLflow run id, a handle (slurm://4242), or a unique prefix.",
+        ),
+    ],
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Print jobs' states (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, ...)."""
     registry = JobRegistry()
-    found = registry.get(job)
-    typer.echo(f"{found.handle}  {current_state(found, registry).value}  {found.name}")
-    typer.echo(f"run dir: {found.run_dir}")
+    _print_jobs([_job_row(find_job(ref, registry), registry) for ref in job], as_json)
 
 
 def logs(
@@ -76,19 +137,25 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing until it ends.")
     ] = False,
     rank: Annotated[
-        int | None, typer.Option(help="Whose logs: a global rank (default: 0).")
+        int | None, typer.Option(metavar="N", help="Whose logs: a global rank (default: 0).")
     ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Print a job's logs (rank 0 unless --rank)."""
-    found = JobRegistry().get(job)
+    found = find_job(job, JobRegistry()).job
     for line in _backend(found).logs(found, rank=rank, follow=follow):
         typer.echo(line, nl=False)
 
 
 def cancel(job: JobArgument, debug: DebugOption = False) -> None:
-    """Cancel a pending or running job."""
-    found = JobRegistry().get(job)
+    """Cancel a pending or running job (one that already ended is an error, exit code 2)."""
+    registry = JobRegistry()
+    found = find_job(job, registry).job
+    state = current_state(found, registry)
+    if state.is_terminal():  # a user slip, as scancel of an ended job is: exit code 2
+        raise UserError(
+            f"{found.handle} ({found.name}) had already ended: {state.value}; nothing to cancel"
+        )
     _backend(found).cancel(found)
     typer.echo(f"cancelled {found.handle} ({found.name})")
 
@@ -96,4 +163,4 @@ def cancel(job: JobArgument, debug: DebugOption = False) -> None:
 def register(app: typer.Typer) -> None:
     """Add `jobs`, `status`, `logs` and `cancel` to `app`."""
     for command in (jobs, status, logs, cancel):
-        app.command(command.__name__)(command)
+        app.command(command.__name__, cls=LauncherCommand)(command)

@@ -1,9 +1,9 @@
 """`launch run` (also plain `launch RECIPE.py`) and `launch resume`.
 
-    launch examples/mnist.py --max-epochs 2 --set lr=0.01
-    launch examples/mnist.py --nodes 2 --gpus 8 --backend slurm --cluster my_cluster --wait
-    launch examples/mnist.py --accelerator cpu --devices 2 --dry-run
-    launch resume mnist-20250101-120000
+    launch recipes/digits.py --max-epochs 2 --set lr=0.01
+    launch recipes/digits.py --nodes 2 --gpus 8 --backend slurm --cluster my_cluster --wait
+    launch recipes/digits.py --accelerator cpu --devices 2 --dry-run
+    launch resume digits-20250101-120000
 
 The commands only parse flags; `build_spec` (spec_builder.py) turns them into a `LaunchSpec`
 and `submit_spec` has its backend plan it, then prints the plan (`--dry-run`) or submits it
@@ -20,8 +20,15 @@ import typer
 
 from backends.base import Backend, Job, JobState, Plan
 from backends.registry import JobRegistry
-from launcher.cli.options import DebugOption, DryRunOption, JobArgument, WaitOption
-from launcher.cli.spec_builder import PRECISIONS, LaunchOptions, build_spec
+from launcher.cli.identity import find_job
+from launcher.cli.options import (
+    DebugOption,
+    DryRunOption,
+    JobArgument,
+    LauncherCommand,
+    WaitOption,
+)
+from launcher.cli.spec_builder import DEFAULT_OUTPUT_DIR, PRECISIONS, LaunchOptions, build_spec
 from launcher.errors import UserError
 from launcher.spec import SPEC_FILENAME, LaunchSpec
 
@@ -34,15 +41,14 @@ def submit_spec(
     wait: bool = False,
     registry: JobRegistry | None = None,
 ) -> int:
-    """Write `launch.json`, plan it on its backend, submit the plan, record the job.
+    """Plan `spec` on its backend, submit the plan (which writes `launch.json`), record the job.
 
-    Returns the exit code. `dry_run` prints the plan (`plan.render()`) and submits nothing.
+    Returns the exit code. `dry_run` prints the plan (`plan.render()`) and writes nothing.
     The local backend runs in the foreground and its workers' exit code is returned. Other
     backends return at once (0), or with `wait` follow the logs: 0 on SUCCEEDED, else 1.
     """
     from backends import get_backend
 
-    spec.write()
     backend = get_backend(spec.backend)
     plan = backend.plan(spec)
     if dry_run:
@@ -77,7 +83,7 @@ def resume_spec(ref: str, registry: JobRegistry) -> LaunchSpec:
     if (Path(ref) / SPEC_FILENAME).is_file():
         spec_path, backend = Path(ref) / SPEC_FILENAME, None
     else:
-        job = registry.get(ref)
+        job = find_job(ref, registry).job
         spec_path, backend = Path(job.run_dir) / SPEC_FILENAME, job.backend
     if not spec_path.is_file():
         raise UserError(f"cannot resume {ref}: {spec_path} is gone; start it again with launch")
@@ -92,19 +98,33 @@ def resume_spec(ref: str, registry: JobRegistry) -> LaunchSpec:
 
 
 def run(
-    recipe: Annotated[str, typer.Argument(help="The recipe file, e.g. examples/mnist.py.")],
+    recipe: Annotated[
+        str, typer.Argument(metavar="RECIPE.py", help="The recipe file, e.g. recipes/digits.py.")
+    ],
     backend: Annotated[
-        str | None, typer.Option(help="local | slurm | ray (default: the cluster's, else local)")
+        str | None,
+        typer.Option(
+            metavar="NAME", help="local | slurm | ray (default: the cluster's, else local)."
+        ),
     ] = None,
-    nodes: Annotated[int, typer.Option(help="Number of nodes.")] = 1,
-    gpus: Annotated[int | None, typer.Option(help="GPUs per node (one process each).")] = None,
+    nodes: Annotated[int, typer.Option(metavar="N", help="Number of nodes.")] = 1,
+    gpus: Annotated[
+        int | None, typer.Option(metavar="N", help="GPUs per node (one process each).")
+    ] = None,
     devices: Annotated[
-        int | None, typer.Option(help="Processes per node (CPU processes with --accelerator cpu).")
+        int | None,
+        typer.Option(
+            metavar="N", help="Processes per node (CPU processes with --accelerator cpu)."
+        ),
     ] = None,
-    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu")] = "auto",
-    precision: Annotated[str | None, typer.Option(help=f"One of {', '.join(PRECISIONS)}.")] = None,
-    max_epochs: Annotated[int | None, typer.Option(help="Stop after this many epochs.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    accelerator: Annotated[str, typer.Option(metavar="KIND", help="auto | cpu | gpu.")] = "auto",
+    precision: Annotated[
+        str | None, typer.Option(metavar="P", help=f"One of {', '.join(PRECISIONS)}.")
+    ] = None,
+    max_epochs: Annotated[
+        int | None, typer.Option(metavar="N", help="Stop after N epochs.")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(metavar="N", help="Stop after N steps.")] = None,
     fast_dev_run: Annotated[
         bool,
         typer.Option(
@@ -113,40 +133,66 @@ def run(
     ] = False,
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", help="KEY=VALUE for the Module, DataModule or Trainer (repeat)."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Set a Module, DataModule (data.KEY) or Trainer (trainer.KEY) argument; repeat.",
+        ),
     ] = None,
     module: Annotated[
-        str | None, typer.Option(help="The Module class, when the recipe has several.")
+        str | None,
+        typer.Option(metavar="CLASS", help="The Module class, when the recipe has several."),
     ] = None,
     name: Annotated[
-        str | None, typer.Option(help="Run name (default: RECIPE-YYYYmmdd-HHMMSS).")
+        str | None, typer.Option(metavar="NAME", help="Run name (default: RECIPE-YYYYmmdd-HHMMSS).")
     ] = None,
     experiment: Annotated[
-        str | None, typer.Option(help="MLflow experiment (default: the recipe's name).")
+        str | None,
+        typer.Option(metavar="NAME", help="MLflow experiment (default: the recipe's name)."),
     ] = None,
     output_dir: Annotated[
-        str | None, typer.Option(help="Runs go to OUTPUT_DIR/EXPERIMENT/NAME (default: ./outputs).")
+        str | None,
+        typer.Option(
+            metavar="DIR",
+            help=f"Runs go to DIR/EXPERIMENT/NAME (default: the cluster's, else {DEFAULT_OUTPUT_DIR}).",
+        ),
     ] = None,
     cluster: Annotated[
-        str | None, typer.Option(help="Cluster config: a name in cluster_configs/ or a path.")
+        str | None,
+        typer.Option(
+            metavar="CONFIG", help="Cluster config: a name in cluster_configs/ or a path."
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Global random seed.")] = None,
+    seed: Annotated[int | None, typer.Option(metavar="N", help="Global random seed.")] = None,
     resume: Annotated[
-        str | None, typer.Option(help="auto (default) | a checkpoint | a run directory.")
+        str | None,
+        typer.Option(metavar="FROM", help="auto (default) | a checkpoint | a run directory."),
     ] = None,
     no_resume: Annotated[
         bool, typer.Option("--no-resume", help="Start fresh, ignoring checkpoints.")
     ] = False,
-    max_restarts: Annotated[int, typer.Option(help="Restart failed workers N times.")] = 0,
+    max_restarts: Annotated[
+        int, typer.Option(metavar="N", help="Restart failed workers N times.")
+    ] = 0,
     log_checkpoints: Annotated[
         bool, typer.Option("--log-checkpoints", help="Upload checkpoints to MLflow.")
     ] = False,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    address: Annotated[
+        str | None, typer.Option(metavar="URL", help="Ray cluster address (--backend ray).")
+    ] = None,
     wait: WaitOption = False,
     dry_run: DryRunOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Run a recipe: locally in the foreground, or submitted to SLURM or Ray."""
+    """Run a recipe: locally in the foreground, or submitted to SLURM or Ray.
+
+    \b
+    Examples:
+        launch run recipes/digits.py --max-epochs 2 --set lr=0.01 --set data.batch_size=64
+        launch recipes/digits.py --accelerator cpu --devices 2 --nodes 2
+        launch recipes/digits.py --backend slurm --cluster local_slurm --gpus 8 --wait
+        launch recipes/digits.py --backend ray --address http://head:8265 --dry-run
+    """
     flags = {k: v for k, v in locals().items() if k not in ("wait", "dry_run")}
     spec = build_spec(LaunchOptions(**{**flags, "overrides": overrides or []}))
     raise typer.Exit(submit_spec(spec, dry_run=dry_run, wait=wait))
@@ -166,5 +212,5 @@ def resume(
 
 def register(app: typer.Typer) -> None:
     """Add `run` and `resume` to `app`."""
-    app.command("run")(run)
-    app.command("resume")(resume)
+    app.command("run", cls=LauncherCommand)(run)
+    app.command("resume", cls=LauncherCommand)(resume)

@@ -1,6 +1,6 @@
 """Recipes: find the Module and DataModule in a recipe file, and type `--set` overrides.
 
-    recipe = load_recipe("examples/mnist.py")              # or load_recipe(path, "MNISTModel")
+    recipe = load_recipe("recipes/mnist.py")               # or load_recipe(path, "MNISTModel")
     recipe.module_cls, recipe.datamodule_cls, recipe.trainer_defaults
     resolve_overrides(recipe, {"lr": "0.01", "data.batch_size": "64"}).model   # {"lr": 0.01}
 
@@ -51,7 +51,9 @@ def load_recipe(path: str, module_name: str | None = None) -> Recipe:
     """
     file = Path(path).expanduser()
     if not file.exists():
-        raise UserError(f"recipe {path!r} not found (looked for {file.resolve()}); check the path")
+        close = _close_recipes(file)
+        hint = f"did you mean {' or '.join(close)}?" if close else "check the path"
+        raise UserError(f"recipe {path!r} not found (looked for {file.resolve()}); {hint}")
     if file.is_dir() or file.suffix != ".py":
         raise UserError(f"recipe {path!r} is not a Python file; pass the recipe's .py file")
     file = file.resolve()
@@ -102,6 +104,25 @@ def load_recipe(path: str, module_name: str | None = None) -> Recipe:
         trainer_defaults=dict(trainer_defaults),
         python_module=python_module,
     )
+
+
+def _close_recipes(file: Path) -> list[str]:
+    """The .py files closest in name to a missing `file`, in its folder (or the closest folder).
+
+    `recipes/digit.py` -> `["recipes/digits.py"]`; `recipe/digits.py` -> `["recipes/digits.py"]`.
+    """
+    folder = file.parent
+    if not folder.is_dir():
+        parent = folder.parent if str(folder.parent) else Path(".")
+        siblings = [d.name for d in parent.iterdir() if d.is_dir()] if parent.is_dir() else []
+        close_dirs = difflib.get_close_matches(folder.name, siblings, n=1, cutoff=0.6)
+        if not close_dirs:
+            return []
+        folder = folder.with_name(close_dirs[0])
+    names = [f.name for f in folder.glob("*.py")]
+    return [
+        str(folder / name) for name in difflib.get_close_matches(file.name, names, n=3, cutoff=0.75)
+    ]
 
 
 def _import_file(file: Path) -> types.ModuleType:

@@ -1,6 +1,6 @@
 """`build_spec`: the `launch run` flags, a cluster config and the recipe, resolved into a spec.
 
-    spec = build_spec(LaunchOptions("examples/mnist.py", nodes=2, gpus=8, backend="slurm"))
+    spec = build_spec(LaunchOptions("recipes/digits.py", nodes=2, gpus=8, backend="slurm"))
     spec.world_size                            # -> 16
 
 Every check of what the user typed happens here, before anything is submitted, and fails
@@ -10,7 +10,6 @@ with a `UserError` that names the fix.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,12 +211,15 @@ def _resume(options: LaunchOptions) -> str:
 
 
 def _check_writable(run_dir: Path, output_dir: str) -> None:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise UserError(
-            f"cannot write to the output directory {output_dir} ({exc.strerror}: "
-            f"{exc.filename or run_dir}); pass --output-dir PATH to a writable folder"
-        ) from exc
+    """Fail now if the run dir could not be created; create nothing (a dry run writes nothing)."""
+    existing = next(p for p in [run_dir, *run_dir.parents] if p.exists())
+    if not existing.is_dir():
+        problem = f"Not a directory: {existing}"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"Permission denied: {existing}"
+    else:
+        return
+    raise UserError(
+        f"cannot write to the output directory {output_dir} ({problem}); "
+        "pass --output-dir PATH to a writable folder"
+    )

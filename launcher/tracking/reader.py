@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +213,8 @@ def _row(client: MlflowClient, run: Run, experiment: str) -> dict[str, Any]:
         "requeues": int(tags.get("launcher.requeue_count", 0) or 0),
         "metrics": {k: _summarize(client, info.run_id, k) for k in keys},
         "duration_s": max(0.0, (end - info.start_time) / 1000) if info.start_time else None,
+        "start_time": info.start_time / 1000 if info.start_time else None,  # epoch seconds
+        "end_time": info.end_time / 1000 if info.end_time else None,
     }
 
 
@@ -225,37 +227,68 @@ class Comparison:
     metrics: dict[str, list[MetricSummary | None]] = field(default_factory=dict)
 
 
-def _get_run(client: MlflowClient, run_id: str, tracking_uri: str) -> Run:
+def _get_run(
+    client: MlflowClient, ref: str, tracking_uri: str, aliases: Mapping[str, str] | None = None
+) -> Run:
+    """The run `ref` names: its id, its name or a unique id prefix; else `aliases[ref]`'s.
+
+    `aliases` maps other names for a run (a job handle) to its run name. An ambiguous `ref`
+    is a `UserError` listing the candidates.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_run(run_id)
+        return client.get_run(ref)
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise
-    # Tables show short ids: accept a unique prefix.
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    matches = (
-        [
-            r
-            for r in client.search_runs(experiments, max_results=5000)
-            if r.info.run_id.startswith(run_id)
+    every = _all_runs(client)
+    for wanted in (ref, (aliases or {}).get(ref)):
+        if not wanted:
+            continue
+        # A whole name is more specific than a prefix of some id ("a" vs "abc3...").
+        matches = [r for r in every if r.info.run_name == wanted] or [
+            r for r in every if r.info.run_id.startswith(wanted)
         ]
-        if run_id and experiments
-        else []
-    )
-    if len(matches) == 1:
-        return matches[0]
-    what = "is ambiguous" if matches else "does not exist"
-    raise UserError(f"run {run_id!r} {what} at {tracking_uri}; list runs with `launch runs`")
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            listed = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in matches[:10])
+            raise UserError(f"run {ref!r} is ambiguous at {tracking_uri}: it may be {listed}")
+    raise UserError(f"run {ref!r} does not exist at {tracking_uri}; list runs with `launch runs`")
+
+
+def _all_runs(client: MlflowClient) -> list[Run]:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return list(client.search_runs(experiments, max_results=5000)) if experiments else []
+
+
+def runs_with_id_prefix(tracking_uri: str, prefix: str) -> list[tuple[str, str]]:
+    """`(run id, run name)` of the runs whose id starts with `prefix` (the CLI maps them to jobs).
+
+    Example: `runs_with_id_prefix(uri, "3f2a")` -> `[("3f2a9c1d...", "mnist-lr0.01")]`.
+    """
+    with _client(tracking_uri) as client:
+        return [
+            (r.info.run_id, r.info.run_name)
+            for r in _all_runs(client)
+            if r.info.run_id.startswith(prefix)
+        ]
 
 
 def compare_runs(
-    tracking_uri: str, run_ids: list[str], metrics: list[str] | None = None
+    tracking_uri: str,
+    run_ids: list[str],
+    metrics: list[str] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> Comparison:
-    """Compare runs: `compare_runs(uri, ["3f2a...", "9bc1..."], metrics=["val_loss"])`."""
+    """Compare runs: `compare_runs(uri, ["3f2a...", "mnist-lr0.1"], metrics=["val_loss"])`.
+
+    Each run is named by its id, a unique id prefix, its run name, or a key of `aliases`
+    (other names -> run name, e.g. job handles).
+    """
     with _client(tracking_uri) as client:
-        runs = [_get_run(client, run_id, tracking_uri) for run_id in run_ids]
+        runs = [_get_run(client, run_id, tracking_uri, aliases) for run_id in run_ids]
         available = _user_keys({k for run in runs for k in run.data.metrics})
         keys = list(metrics) if metrics else available
         _check_metrics(keys, {k for run in runs for k in run.data.metrics})

@@ -6,7 +6,9 @@ import threading
 import time
 from pathlib import Path
 
-from backends.base import follow_file, whole_lines
+import pytest
+
+from backends.base import follow_file, undone_on_refusal, whole_lines
 
 
 def _write_slowly(path: Path, lines: list[str], finished: threading.Event) -> None:
@@ -60,3 +62,27 @@ def test_follow_file_asks_again_where_the_log_is(tmp_path: Path) -> None:
     done = lambda: len(asked) >= 3  # noqa: E731 -- the third look finds the late file
     assert list(follow_file(locate, done, poll_s=0.01)) == ["from the late file\n"]
     assert not early.exists()
+
+
+def test_a_refusal_removes_what_the_submission_wrote(tmp_path: Path) -> None:
+    from launcher.errors import UserError
+
+    run_dir = tmp_path / "out" / "exp" / "run"
+    with pytest.raises(UserError), undone_on_refusal(run_dir):
+        (run_dir / "ray_job").mkdir(parents=True)
+        (run_dir / "launch.json").write_text("{}")
+        raise UserError("the cluster is too small")
+    assert list(tmp_path.iterdir()) == []  # the new folders went too, up to the first old one
+
+    (run_dir / "checkpoints").mkdir(parents=True)  # a run being resumed: its files stay
+    (run_dir / "checkpoints" / "last.ckpt").write_text("weights")
+    with pytest.raises(UserError), undone_on_refusal(run_dir):
+        (run_dir / "slurm").mkdir()
+        (run_dir / "slurm" / ".submission_1.pkl").write_text("task")
+        (run_dir / "checkpoints" / "new.tmp").write_text("")
+        raise UserError("sbatch refused the job")
+    assert sorted(p.name for p in run_dir.rglob("*")) == ["checkpoints", "last.ckpt"]
+
+    with undone_on_refusal(run_dir):  # a submission that went through keeps its files
+        (run_dir / "launch.json").write_text("{}")
+    assert (run_dir / "launch.json").is_file()

@@ -367,6 +367,7 @@ def test_cli_jobs_status_logs_cancel_resume(runs, uninterrupted):
 def test_bad_partition_and_too_many_nodes_are_user_errors(runs):
     config = runs / "nopart.yaml"
     config.write_text("backend: slurm\nslurm:\n  partition: nope\n")
+    before = sorted(runs.rglob("*"))
     result = launch(RECIPE, "--cluster", str(config), "--output-dir", str(runs))
     assert result.exit_code == 2
     assert "partition 'nope' does not exist" in result.stderr and "low (default)" in result.stderr
@@ -374,3 +375,4 @@ def test_bad_partition_and_too_many_nodes_are_user_errors(runs):
     assert result.exit_code == 2 and "--nodes 3 is more than partition 'low' has (2" in (
         result.stderr
     )
+    assert sorted(runs.rglob("*")) == before  # refused: no run dir, no sbatch folder, no pickle

@@ -48,12 +48,14 @@ class FakeBackend(Backend[FakePlan]):
     """Records what the CLI hands it; states and exit codes are set by each test."""
 
     name = "fake"
+    planned: list[LaunchSpec] = []
     submitted: list[LaunchSpec] = []
     states: dict[str, JobState | Exception] = {}
     cancelled: list[str] = []
     foreground_exit_code: int | None = None
 
     def plan(self, spec: LaunchSpec) -> FakePlan:
+        FakeBackend.planned.append(spec)
         return FakePlan(spec)
 
     def schedule(self, plan: FakePlan) -> Job:
@@ -86,6 +88,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))
     monkeypatch.setitem(backends.BACKENDS, "fake", f"{__name__}:FakeBackend")
     FakeBackend.submitted, FakeBackend.states, FakeBackend.cancelled = [], {}, []
+    FakeBackend.planned = []
     FakeBackend.foreground_exit_code = None
     (tmp_path / "tiny.py").write_text(textwrap.dedent(RECIPE))
     return tmp_path
@@ -103,12 +106,21 @@ def launch_subprocess(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_help_imports_nothing_heavy() -> None:
+def test_help_imports_nothing_heavy(workspace: Path) -> None:
     code = textwrap.dedent(
         """
         import sys
+        from backends.base import Job
+        from backends.registry import JobRegistry
         from launcher.cli.app import main
-        for argv in (["--help"], ["run", "--help"], ["recipe.py", "--help"], ["jobs", "--help"]):
+        from launcher.spec import LaunchSpec
+        spec = LaunchSpec("r.py", "/tmp/o/e/done-1", "done-1", "e")
+        job = Job("local://done-1", "local", spec.run_dir, "r.py", "done-1",
+                  extra={"state": "SUCCEEDED"})
+        JobRegistry().record(job, spec)
+        for argv in (["--help"], ["run", "--help"], ["recipe.py", "--help"], ["jobs", "--help"],
+                     ["--version"], ["jobs"], ["jobs", "--json"], ["status", "done-1"],
+                     ["status", "local://done", "--json"], ["status", "--help"]):
             try:
                 main(argv)
             except SystemExit as exc:
@@ -118,7 +130,7 @@ def test_help_imports_nothing_heavy() -> None:
         print("OK")
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LAUNCHER_HOME": str(workspace / "home")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("OK")
@@ -201,14 +213,15 @@ def test_console_script_exit_codes_and_debug_traceback(workspace: Path) -> None:
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
 
 
-def test_dry_run_prints_the_backend_text_and_writes_the_spec(workspace: Path) -> None:
+def test_dry_run_prints_the_backend_text_and_writes_nothing(workspace: Path) -> None:
     result = launch(
         "tiny.py", "--backend", "fake", "--dry-run", "--name", "n1", "--max-epochs", "3"
     )
     assert result.exit_code == 0, result.output
     spec_path = workspace / "outputs" / "tiny" / "n1" / "launch.json"
     assert result.output.strip() == f"python -m launcher.worker {spec_path}"
-    spec = LaunchSpec.read(str(spec_path))
+    assert not (workspace / "outputs").exists()  # the plan names the spec; nothing is written
+    (spec,) = FakeBackend.planned
     assert spec.max_epochs == 3 and spec.backend == "fake" and spec.recipe.endswith("tiny.py")
     assert FakeBackend.submitted == []
     assert JobRegistry().list() == []
@@ -222,7 +235,8 @@ def test_local_dry_run_prints_worker_commands(workspace: Path, flags: list[str],
     spec_path = str(workspace / "outputs" / "tiny" / "d" / "launch.json")
     assert len(lines) == commands
     assert all("launcher.worker" in line and line.endswith(spec_path) for line in lines)
-    assert LaunchSpec.read(spec_path).nodes == commands
+    assert commands == 1 or all("--nnodes=2" in line for line in lines)
+    assert not (workspace / "outputs").exists()
 
 
 def test_build_spec_resolves_flags(workspace: Path) -> None:
@@ -291,13 +305,19 @@ def test_submit_then_jobs_status_logs_cancel(workspace: Path) -> None:
 
     logs = launch("logs", "bg", "--rank", "2", "--follow")
     assert logs.output == "log of fake://1 rank 2 follow=True\n"
-    assert launch("cancel", "bg").exit_code == 0 and FakeBackend.cancelled == ["fake://1"]
+    ended = launch("cancel", "bg")  # it failed above: nothing to cancel
+    assert ended.exit_code == 2 and FakeBackend.cancelled == []
+    assert "fake://1 (bg) had already ended: FAILED; nothing to cancel" in ended.output
+    assert "cancelled" not in ended.output
 
     launch("tiny.py", "--backend", "fake", "--name", "lost")
     FakeBackend.states["fake://2"] = ConnectionError("cluster unreachable")
     listed = launch("jobs")
     assert listed.exit_code == 0 and "UNKNOWN (ConnectionError)" in listed.output
     assert "FAILED" in listed.output  # the other job still shows
+
+    launch("tiny.py", "--backend", "fake", "--name", "live")
+    assert launch("cancel", "live").exit_code == 0 and FakeBackend.cancelled == ["fake://3"]
 
 
 @pytest.mark.parametrize(("state", "code"), [(JobState.SUCCEEDED, 0), (JobState.FAILED, 1)])

@@ -5,6 +5,7 @@ python -m pytest tests/tracking/test_reader.py -x -q
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -214,3 +215,80 @@ def test_importing_launcher_turns_mlflow_telemetry_off(preset, expected):
     assert value == expected
     if preset is None:
         assert disabled == "True"
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_runs_print_one_line_per_run_with_whole_ids(store, columns):
+    (uri, ids), runner = store, CliRunner(env={"COLUMNS": str(columns)})
+    app = typer.Typer()
+    register(app)
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    header, *lines = result.output.strip("\n").split("\n")
+    assert len(lines) == 2 and all(len(line) <= columns for line in [header, *lines])
+    for name, run_id in ids.items():
+        (line,) = [ln for ln in lines if run_id in ln.split()]
+        assert line.split()[1:3] == [name, "SUCCEEDED"]  # MLflow's FINISHED, in the jobs' word
+    assert "FINISHED" not in result.output and "│" not in result.output
+    assert ("precision" in header) == (columns == 120)  # a wider screen shows more columns
+
+
+def test_runs_json_has_full_ids_states_times_and_metrics(store, cli):
+    (uri, ids), (app, runner) = store, cli
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert {name: row["run_id"] for name, row in rows.items()} == ids
+    assert rows["a"]["state"] == "SUCCEEDED" and rows["a"]["mlflow_status"] == "FINISHED"
+    assert rows["a"]["start_time"] and rows["a"]["end_time"] and rows["a"]["duration_s"] >= 0
+    assert rows["a"]["metrics"]["train/loss"] == {
+        "final": 0.5, "final_step": 3, "best": 0.4, "best_step": 2, "mode": "min"
+    }  # fmt: skip
+
+
+def test_compare_takes_run_names_prefixes_and_prints_json(store, cli):
+    (uri, ids), (app, runner) = store, cli
+    result = runner.invoke(app, ["compare", "a", ids["b"][:6], "--tracking-uri", uri, "--json"])
+    assert result.exit_code == 0, result.output
+    a, b = json.loads(result.output)
+    assert (a["run_id"], b["run_id"]) == (ids["a"], ids["b"])
+    assert a["params"] == {"launch.seed": "1", "trainer.precision": "32-true"}
+    assert b["metrics"]["train/loss"]["best"] == 0.2 and b["state"] == "SUCCEEDED"
+    text = CliRunner(env={"COLUMNS": "80"}).invoke(
+        app, ["compare", "a", "b", "--tracking-uri", uri]
+    )
+    assert text.exit_code == 0, text.output
+    assert all(len(line) <= 80 for line in text.output.splitlines()), text.output
+    assert ids["a"] in text.output.split() and ids["b"] in text.output.split()
+    assert "0.4 @2" in text.output
+
+
+def test_compare_takes_job_handles_and_lists_candidates_when_ambiguous(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from backends.base import Job
+    from backends.registry import JobRegistry
+    from launcher.cli.app import app
+    from launcher.spec import LaunchSpec
+
+    monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))
+    uri = default_tracking_uri(str(tmp_path))
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("sweep")
+    run_ids = []
+    for i in range(17):  # 17 ids over 16 hex digits: two share a first character
+        run = client.create_run(experiment, run_name=f"sweep-{i}")
+        client.log_metric(run.info.run_id, "val_loss", 1.0 / (i + 1), step=0)
+        client.set_terminated(run.info.run_id)
+        run_ids.append(run.info.run_id)
+    spec = LaunchSpec("r.py", str(tmp_path / "sweep" / "sweep-3"), "sweep-3", "sweep")
+    JobRegistry().record(Job("slurm://4242", "slurm", spec.run_dir, "r.py", "sweep-3"), spec)
+    runner = CliRunner(env={"COLUMNS": "120"})
+    by_handle = runner.invoke(app, ["compare", "slurm://4242", "sweep-5", "--tracking-uri", uri, "--json"])  # fmt: skip
+    assert by_handle.exit_code == 0, by_handle.output
+    assert [r["run_id"] for r in json.loads(by_handle.output)] == [run_ids[3], run_ids[5]]
+    first = next(c for c in "0123456789abcdef" if sum(r[0] == c for r in run_ids) > 1)
+    shared = [r for r in run_ids if r.startswith(first)]
+    ambiguous = runner.invoke(app, ["compare", first, "sweep-5", "--tracking-uri", uri])
+    assert ambiguous.exit_code == 2 and "is ambiguous" in ambiguous.output
+    assert all(run_id in ambiguous.output for run_id in shared)
