@@ -59,7 +59,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.25):
 
 def final_weights(run_dir: str) -> dict[str, torch.Tensor]:
     _, state = CheckpointManager(str(Path(run_dir) / "checkpoints" / "resume")).load_latest()
-    assert state["loops"]["fit_loop"]["finished"] and state["loops"]["fit_loop"]["global_step"] == 40
+    assert state["loops"]["fit_loop"]["finished"] and state["global_step"] == 40
     return state["state_dict"]
 
 

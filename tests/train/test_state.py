@@ -48,7 +48,7 @@ def _compare(reference: dict, resumed: dict) -> None:
     assert_bitwise_equal(reference["state_dict"], resumed["state_dict"], "model")
     assert_bitwise_equal(reference["optimizer_states"], resumed["optimizer_states"], "optimizers")
     assert_bitwise_equal(reference["lr_schedulers"], resumed["lr_schedulers"], "lr_schedulers")
-    assert reference["loops"]["fit_loop"]["global_step"] == resumed["loops"]["fit_loop"]["global_step"] == TOTAL_STEPS
+    assert reference["global_step"] == resumed["global_step"] == TOTAL_STEPS
 
 
 def _run_id(state: dict) -> str:
