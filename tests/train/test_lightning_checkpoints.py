@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from launcher import Module, Trainer
+from launcher import DataModule, Module, Trainer
 from launcher.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from launcher.cli.recipe import load_recipe
 from launcher.errors import UserError
@@ -285,3 +285,45 @@ def test_ckpt_path_best_loads_model_checkpoints_best(tmp_path: Path) -> None:
     fresh, _ = tiny(tmp_path / "b", max_epochs=1, callbacks=[ModelCheckpoint(monitor="val_loss")])
     with pytest.raises(UserError, match=r'ckpt_path="best"\) is set but no ModelCheckpoint'):
         fresh.fit(model_cls(), ckpt_path="best")
+
+
+def test_a_repeated_state_key_fails_when_the_stage_starts(tmp_path: Path) -> None:
+    trainer, model_cls = tiny(tmp_path, max_steps=2, callbacks=[Counter(), Counter()],
+                              enable_checkpointing=False)  # fmt: skip
+    with pytest.raises(UserError, match="more than one stateful callback"):
+        trainer.validate(model_cls())
+
+
+def test_checkpoints_holding_objects_are_refused_and_lightnings_cannot_resume_fit(
+    tmp_path: Path,
+) -> None:
+    trainer, model_cls = tiny(tmp_path, max_steps=2)
+    model = model_cls()
+    trainer.fit(model)
+    lightning_like = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                      "pytorch-lightning_version": "2.6.0", "loops": {}}  # fmt: skip
+    torch.save({**lightning_like, "hparams_type": Namespace}, tmp_path / "objects.ckpt")
+    with pytest.raises(UserError, match="refusing to load .* pickled code or objects"):
+        model_cls.load_from_checkpoint(tmp_path / "objects.ckpt")
+    torch.save(lightning_like, tmp_path / "lightning.ckpt")
+    assert_bitwise_equal(model_cls.load_from_checkpoint(tmp_path / "lightning.ckpt").state_dict(),
+                         model.state_dict())  # fmt: skip
+    again, _ = tiny(tmp_path / "b", max_steps=4)
+    with pytest.raises(UserError, match="not a launcher checkpoint .*load_from_checkpoint"):
+        again.fit(model_cls(), ckpt_path=str(tmp_path / "lightning.ckpt"))
+    with pytest.raises(UserError, match="weights_only=False"):
+        model_cls.load_from_checkpoint(tmp_path / "lightning.ckpt", weights_only=False)
+
+
+class Data(DataModule):
+    def __init__(self, batch_size: int = 4, root: str = "data") -> None:
+        super().__init__()
+        self.save_hyperparameters()
+
+
+def test_datamodule_load_from_checkpoint_reads_its_hyperparameters(tmp_path: Path) -> None:
+    path = tmp_path / "dm.ckpt"
+    torch.save({"state_dict": {}, "datamodule_hyper_parameters": {"batch_size": 16,
+                                                                  "root": "/d"}}, path)  # fmt: skip
+    dm = Data.load_from_checkpoint(path, root="/other")
+    assert dict(dm.hparams) == {"batch_size": 16, "root": "/other"}
