@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(machine_line())
     state = make_state(layers)
-    params = sum(t.numel() for t in state["model"].values())
+    params = sum(t.numel() for t in state["state_dict"].values())
     size_gb = state_bytes(state) / 1e9
     print(f"state: {layers} x Linear({WIDTH}, {WIDTH}) = {params / 1e6:.1f}M parameters + Adam "
           f"moments = {size_gb:.2f} GB; {rounds} interleaved rounds after 1 warm-up")  # fmt: skip

@@ -51,10 +51,18 @@ def trainer_arguments(
 
 
 def resume_path(spec: LaunchSpec) -> str | None:
-    """`--resume auto` -> "last" (the run dir's newest valid checkpoint, if any)."""
+    """`--resume auto` -> "last" (the run dir's newest valid checkpoint), None if it has none.
+
+    None on a fresh run: `fit(ckpt_path="last")` with nothing to find warns, as Lightning's does.
+    """
+    from launcher.train.checkpoint_store import CheckpointManager
+
     if spec.resume == "never":
         return None
-    return "last" if spec.resume == "auto" else spec.resume
+    if spec.resume != "auto":
+        return spec.resume
+    resume_dir = os.path.join(spec.run_dir, "checkpoints", "resume")
+    return "last" if CheckpointManager(resume_dir).has_checkpoint() else None
 
 
 def run(spec: LaunchSpec) -> int:

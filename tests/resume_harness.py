@@ -50,7 +50,7 @@ def final_state(spec: LaunchSpec) -> dict[str, Any]:
     path, state = CheckpointManager(
         str(Path(spec.run_dir) / "checkpoints" / "resume")
     ).load_latest()
-    assert state["loop"]["finished"], f"{path} is not a finished run's checkpoint"
+    assert state["loops"]["fit_loop"]["finished"], f"{path} is not a finished run's checkpoint"
     return state
 
 

@@ -37,6 +37,15 @@ def _as_number(value: Any) -> int | float:
     return value if isinstance(value, int) and not isinstance(value, bool) else float(value)
 
 
+def generate_state_key(class_name: str, **settings: Any) -> str:
+    """Lightning's `Callback._generate_state_key`: the class name, then the settings' repr.
+
+    generate_state_key("EarlyStopping", monitor="val_loss", mode="min")
+    # -> "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"
+    """
+    return f"{class_name}{settings!r}"
+
+
 def missing_metric_error(owner: str, monitor: str, available: Any) -> UserError:
     """The error raised when `owner` monitors a metric nobody logged (shared with EarlyStopping)."""
     names = sorted(name for name in available if name not in ("epoch", "step"))
@@ -130,11 +139,24 @@ class ModelCheckpoint(Callback):
 
     @property
     def state_key(self) -> str:
-        # Several checkpoint callbacks may coexist; their states must not collide.
-        return (
-            f"ModelCheckpoint{{monitor={self.monitor},mode={self.mode},"
-            f"every_n_train_steps={self.every_n_train_steps},every_n_epochs={self.every_n_epochs}}}"
+        # Several checkpoint callbacks may coexist; their states must not collide. Lightning's
+        # exact key, so the states of a Lightning checkpoint and ours line up.
+        return generate_state_key(
+            type(self).__qualname__,
+            monitor=self.monitor,
+            mode=self.mode,
+            every_n_train_steps=self.every_n_train_steps,
+            every_n_epochs=self.every_n_epochs,
+            train_time_interval=None,
         )
+
+    def find_last_checkpoints(self) -> set[str]:
+        """The `last*.ckpt` files in `dirpath` (what `fit(ckpt_path="last")` falls back to)."""
+        if not self.dirpath or not os.path.isdir(self.dirpath):
+            return set()
+        name, ext = self.CHECKPOINT_NAME_LAST, self.FILE_EXTENSION
+        return {os.path.join(self.dirpath, f) for f in os.listdir(self.dirpath)
+                if f.startswith(name) and f.endswith(ext)}  # fmt: skip
 
     # ---------------------------------------------------------------- hooks
     def setup(self, trainer: Trainer, module: Module, stage: str) -> None:

@@ -64,10 +64,10 @@ def atomic_torch_save(
     return digest.hexdigest()
 
 
-def safe_load(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint without ever executing code from it."""
+def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint without ever executing code from it (`torch.load(weights_only=True)`)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure means "not a usable checkpoint"
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise UserError(

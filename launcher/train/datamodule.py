@@ -14,12 +14,20 @@ trainer.fit(model, datamodule=DigitsData())
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+import os
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from launcher.train.module import AttributeDict, capture_init_args
+from launcher.train.module import (
+    AttributeDict,
+    collect_hparams,
+    instantiate_from_checkpoint,
+    read_checkpoint,
+)
 
 if TYPE_CHECKING:
     from launcher.train.trainer import Trainer
+
+_D = TypeVar("_D", bound="DataModule")
 
 
 class DataModule:
@@ -33,11 +41,32 @@ class DataModule:
     def hparams(self) -> AttributeDict:
         return self._hparams
 
-    def save_hyperparameters(self, *names: str, ignore: list[str] | str | None = None) -> None:
-        """Capture the calling `__init__`'s arguments into `self.hparams`."""
+    def save_hyperparameters(self, *args: Any, ignore: list[str] | str | None = None) -> None:
+        """Capture the calling `__init__`'s arguments (or one dict's contents) into `hparams`."""
         frame = inspect.currentframe()
         if frame is not None and frame.f_back is not None:
-            self._hparams.update(capture_init_args(self, frame.f_back, names, ignore))
+            self._hparams.update(collect_hparams(self, frame.f_back, args, ignore)[0])
+
+    @classmethod
+    def load_from_checkpoint(
+        cls: type[_D],
+        checkpoint_path: str | os.PathLike[str],
+        map_location: Any = None,
+        hparams_file: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> _D:
+        """A DataModule built from a checkpoint's `datamodule_hyper_parameters` (`kwargs` win).
+
+        dm = DigitsData.load_from_checkpoint("last.ckpt", batch_size=128)
+        """
+        checkpoint = read_checkpoint(checkpoint_path, map_location, None, None)
+        if hparams_file is not None:
+            hparams = read_checkpoint(checkpoint_path, map_location, None, hparams_file)
+            checkpoint["datamodule_hyper_parameters"] = hparams["hyper_parameters"]
+        dm = instantiate_from_checkpoint(cls, checkpoint, "datamodule_hyper_parameters", kwargs)
+        if cls.__qualname__ in checkpoint:
+            dm.load_state_dict(checkpoint[cls.__qualname__])
+        return dm
 
     def prepare_data(self) -> None:
         """Download or unpack data; called once per node, before `setup`."""

@@ -19,14 +19,25 @@ class MNISTModel(Module):
 from __future__ import annotations
 
 import inspect
+import os
+import warnings
+from argparse import Namespace
+from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
+import yaml
 from torch import nn
+
+from launcher.errors import UserError
 
 if TYPE_CHECKING:
     from launcher.train.trainer import Trainer
+
+_T = TypeVar("_T")
+_M = TypeVar("_M", bound="Module")
 
 
 class AttributeDict(dict):
@@ -60,6 +71,85 @@ def capture_init_args(
     return captured
 
 
+def collect_hparams(
+    obj: Any, frame: FrameType, args: tuple[Any, ...], ignore: list[str] | str | None
+) -> tuple[dict[str, Any], str | None]:
+    """`save_hyperparameters(*args)`'s hyperparameters and their `hparams_name` (Lightning's).
+
+    No args: every `__init__` argument ("kwargs"); names: those ("kwargs"); one dict or
+    Namespace: its contents, named after the argument that passed it, if one did.
+    """
+    given = [arg for arg in args if not isinstance(arg, str)]
+    if len(given) == 1:
+        hp = vars(given[0]) if isinstance(given[0], Namespace) else given[0]
+        if not isinstance(hp, Mapping):
+            raise ValueError(f"Unsupported config type of {type(given[0])}.")
+        init_args = capture_init_args(obj, frame, (), ignore)
+        name = next((k for k, v in init_args.items() if v is given[0]), None)
+        return dict(hp), name
+    names = tuple(arg for arg in args if isinstance(arg, str))
+    hparams = capture_init_args(obj, frame, names, ignore)
+    return hparams, "kwargs" if hparams else None
+
+
+def read_checkpoint(
+    path: str | os.PathLike[str],
+    map_location: Any,
+    weights_only: bool | None,
+    hparams_file: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    """A checkpoint file (ours of any format, or Lightning's) for `load_from_checkpoint`."""
+    from launcher.train.checkpoint_store import safe_load
+    from launcher.train.state import upgrade
+
+    if weights_only is False:
+        raise UserError(
+            "load_from_checkpoint(weights_only=False) is not supported: checkpoints are always "
+            "loaded with torch.load(weights_only=True), which never runs code from the file."
+        )
+    checkpoint = safe_load(path, map_location=map_location or _keep_available_device)
+    if "format" in checkpoint:  # written here before format 2
+        checkpoint = upgrade(checkpoint, str(path))
+    if "state_dict" not in checkpoint:
+        raise UserError(f"{path} holds no model weights (no 'state_dict' key)")
+    if hparams_file is not None:
+        if str(hparams_file).lower().endswith((".yaml", ".yml")):
+            checkpoint["hyper_parameters"] = yaml.safe_load(Path(hparams_file).read_text()) or {}
+        else:
+            raise ValueError(".yml or .yaml is required for `hparams_file`")
+    return checkpoint
+
+
+def instantiate_from_checkpoint(
+    cls: type[_T], checkpoint: dict[str, Any], hparams_key: str, overrides: dict[str, Any]
+) -> _T:
+    """`cls(**saved hyperparameters, **overrides)`, as Lightning's `_load_state` builds it.
+
+    Arguments `__init__` does not take are dropped unless it has `**kwargs`; hyperparameters
+    saved whole from one argument (`hparams_name`) are passed as that argument.
+    """
+    saved = dict(checkpoint.get(hparams_key) or {})
+    saved.update(overrides)
+    checkpoint[hparams_key] = saved
+    params = inspect.signature(cls.__init__).parameters
+    init_names = [n for n, p in params.items()
+                  if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
+    name = checkpoint.get("hparams_name") if hparams_key == "hyper_parameters" else None
+    kwargs = {name: saved} if name and name != "kwargs" and name in init_names else saved
+    kwargs = {**kwargs, **overrides}
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in init_names}
+    return cls(**kwargs)
+
+
+def _keep_available_device(storage: Any, location: str) -> Any:
+    """Lightning's default map_location: tensors stay where they were, CUDA ones without a GPU
+    go to the CPU."""
+    if location.startswith("cuda") and not torch.cuda.is_available():
+        return storage.cpu()
+    return None
+
+
 class Module(nn.Module):
     """Base class of recipe models. Override the hooks you need; the Trainer calls them."""
 
@@ -72,19 +162,77 @@ class Module(nn.Module):
         object.__setattr__(self, "_trainer", None)
         object.__setattr__(self, "_hparams", AttributeDict())
 
-    # -- hyperparameters -------------------------------------------------------------------
+    # -- hyperparameters and checkpoints ----------------------------------------------------
+    _hparams_name: str | None = None  # set by save_hyperparameters (a plain attribute)
+
     @property
     def hparams(self) -> AttributeDict:
         return self._hparams
 
-    def save_hyperparameters(self, *names: str, ignore: list[str] | str | None = None) -> None:
-        """Capture the calling `__init__`'s arguments into `self.hparams`.
+    @property
+    def hparams_name(self) -> str | None:
+        """Which `__init__` argument(s) `hparams` came from: "kwargs" (each argument), the
+        name of the one dict/Namespace argument saved whole, or None (Lightning's checkpoint
+        key `hparams_name`, which `load_from_checkpoint` reads)."""
+        return self._hparams_name
 
-        Call it inside `__init__`; pass names to keep only those, or `ignore=[...]` to skip.
+    def save_hyperparameters(
+        self, *args: Any, ignore: list[str] | str | None = None, frame: FrameType | None = None
+    ) -> None:
+        """Capture the calling `__init__`'s arguments into `self.hparams`, as Lightning does.
+
+        self.save_hyperparameters()                  # every argument
+        self.save_hyperparameters("lr", "hidden")    # only these
+        self.save_hyperparameters(ignore=["net"])    # all but these
+        self.save_hyperparameters(config)            # the contents of one dict or Namespace
         """
-        frame = inspect.currentframe()
-        if frame is not None and frame.f_back is not None:
-            self._hparams.update(capture_init_args(self, frame.f_back, names, ignore))
+        if frame is None:
+            current = inspect.currentframe()
+            frame = current.f_back if current is not None else None
+        if frame is not None:
+            hparams, name = collect_hparams(self, frame, args, ignore)
+            self._hparams.update(hparams)
+            object.__setattr__(self, "_hparams_name", name)
+
+    @classmethod
+    def load_from_checkpoint(
+        cls: type[_M],
+        checkpoint_path: str | os.PathLike[str],
+        map_location: Any = None,
+        hparams_file: str | os.PathLike[str] | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> _M:
+        """A model built from a checkpoint's hyperparameters (`kwargs` win), with its weights.
+
+        model = MNISTModel.load_from_checkpoint("best.ckpt")             # on the saved device
+        model = MNISTModel.load_from_checkpoint("best.ckpt", map_location="cpu", lr=0.1)
+
+        Reads Lightning's checkpoints and ours, always with `torch.load(weights_only=True)`.
+        As in Lightning the model is not put in eval mode; `on_load_checkpoint(checkpoint)` is
+        called before the weights are loaded (`strict`: every key must match, the default).
+        """
+        checkpoint = read_checkpoint(checkpoint_path, map_location, weights_only, hparams_file)
+        model = instantiate_from_checkpoint(cls, checkpoint, "hyper_parameters", kwargs)
+        strict = getattr(model, "strict_loading", True) if strict is None else strict
+        on_load = getattr(model, "on_load_checkpoint", None)
+        if callable(on_load):
+            on_load(checkpoint)
+        state_dict = checkpoint["state_dict"]
+        keys = model.load_state_dict(state_dict, strict=strict)
+        if not strict and (keys.missing_keys or keys.unexpected_keys):
+            warnings.warn(
+                f"{checkpoint_path}: missing keys {keys.missing_keys}, unexpected keys "
+                f"{keys.unexpected_keys} (strict=False)",
+                stacklevel=2,
+            )
+        device = next((t.device for t in state_dict.values() if isinstance(t, torch.Tensor)), None)
+        if device is None:
+            warnings.warn(f"The state dict in {checkpoint_path!r} contains no parameters.",
+                          stacklevel=2)  # fmt: skip
+            return model
+        return model.to(device)
 
     # -- logging ------------------------------------------------------------------------
     def log(

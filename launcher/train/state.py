@@ -1,6 +1,6 @@
 """The Trainer's checkpoint: a mapping name -> part, each part saving and restoring itself.
 
-    parts = checkpoint_parts(trainer)        # {"model": ..., "optimizers": ..., "loop": ...}
+    parts = checkpoint_parts(trainer)        # {"state_dict": ..., "optimizer_states": ...}
     state = build_state(trainer)             # collective: every rank calls it
     save_resume_checkpoint(trainer)          # rolling, crash-safe, in RUN_DIR/checkpoints/resume
     restore(trainer, "last")                 # exact resume; unknown keys are an error
@@ -11,12 +11,21 @@ sharded model state, a prediction loop) is one entry in `checkpoint_parts`. A pa
 every rank to take part in saving (a collective) says so with `collective = True`: it is saved
 on every rank, the others only on rank 0. Per-rank parts (RNG states, running epoch sums,
 metric-object states) are gathered from every rank so each rank gets its own back on resume.
+
+The keys are Lightning's (`state_dict`, `hyper_parameters`, `epoch`, `global_step`,
+`optimizer_states`, `lr_schedulers`, `callbacks`, `loops`, `pytorch-lightning_version`), so
+Lightning's `load_from_checkpoint` and code reading `checkpoint["state_dict"]` work; what exact
+resume needs beyond them is under `launcher_*` keys. Format 1 files (`model`, `loop`...) are
+converted on load (`upgrade`). Keys a user's `on_save_checkpoint` adds are listed under
+`launcher_user_keys` and come back in `on_load_checkpoint` instead of failing the resume.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from launcher.callbacks.model_checkpoint import ModelCheckpoint, generate_state_key
 from launcher.errors import UserError
 from launcher.train.checkpoint_store import CheckpointManager, atomic_torch_save, safe_load
 from launcher.train.seed import load_rng_state, rng_state
@@ -32,9 +42,23 @@ if TYPE_CHECKING:
     from launcher.train.module import Module
     from launcher.train.trainer import Trainer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FORMAT_KEY = "launcher_format"
+USER_KEYS = "launcher_user_keys"  # keys the hooks' on_save_checkpoint added, handed back on load
+# Lightning reads its migrations from this key; the layout written here is that of 2.x.
+LIGHTNING_VERSION_KEY, LIGHTNING_VERSION = "pytorch-lightning_version", "2.6.0"
 # Parts a checkpoint may lack: records for people and tools, or checks that older files skip.
-_OPTIONAL = frozenset({"hparams", "launch"})
+_OPTIONAL = frozenset({"hyper_parameters", "hparams_name", "launcher_launch",
+                       "datamodule_hyper_parameters"})  # fmt: skip
+# What `save_checkpoint(weights_only=True)` keeps (Lightning's weights-only keys, less loops).
+_WEIGHTS_ONLY = (FORMAT_KEY, "state_dict", "hyper_parameters", "hparams_name", "epoch",
+                 "global_step", LIGHTNING_VERSION_KEY, "datamodule_hyper_parameters", USER_KEYS)  # fmt: skip
+# Format 1's key -> format 2's (the loop position moved under loops["fit_loop"]).
+_FORMAT_1_KEYS = {
+    "model": "state_dict", "hparams": "hyper_parameters", "optimizers": "optimizer_states",
+    "precision": "launcher_precision", "sampler": "launcher_sampler",
+    "per_rank": "launcher_per_rank", "loggers": "launcher_loggers", "launch": "launcher_launch",
+}  # fmt: skip
 
 
 class Stateful(Protocol):
@@ -148,39 +172,75 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
                     f"Resume with {key}={saved[key]}, or start a new run with --no-resume."
                 )
 
-    callbacks = {
-        getattr(cb, "state_key", type(cb).__qualname__): cb
-        for cb in trainer.callbacks
-        if hasattr(cb, "state_dict")  # callbacks are duck-typed; stateless ones have none
-    }
     per_rank: dict[str, Stateful] = {
         "rng": FunctionPart(rng_state, load_rng_state),
         "results": trainer.train_results,
         "metric_states": FunctionPart(lambda: _metric_states(module),
                                       lambda state: _load_metric_states(module, state)),
     }  # fmt: skip
-    return {
-        "model": FunctionPart(module.state_dict, load_model),
-        "optimizers": PartList(trainer.optimizers, "optimizers"),
+
+    def ignore(_state: Any) -> None:
+        """Records for people and Lightning: the parts that restore them are elsewhere."""
+
+    parts: dict[str, Stateful] = {
+        "state_dict": FunctionPart(module.state_dict, load_model),
+        # On resume the recipe re-creates the hyperparameters; load_from_checkpoint reads them.
+        "hyper_parameters": FunctionPart(lambda: _plain(dict(module.hparams)), ignore),
+        "hparams_name": FunctionPart(lambda: module.hparams_name, ignore),
+        "epoch": FunctionPart(lambda: trainer.current_epoch, ignore),  # loops has the position
+        "global_step": FunctionPart(lambda: trainer.global_step, ignore),
+        LIGHTNING_VERSION_KEY: FunctionPart(lambda: LIGHTNING_VERSION, ignore),
+        "optimizer_states": PartList(trainer.optimizers, "optimizers"),
         "lr_schedulers": PartList(
             [c.scheduler for c in trainer.lr_scheduler_configs], "lr schedulers"
         ),  # fmt: skip
-        "precision": trainer.precision,
-        "loop": loop,
-        "sampler": FunctionPart(
+        "callbacks": NamedParts(callback_states(trainer.callbacks), "callback", source),
+        "loops": FunctionPart(
+            lambda: {"fit_loop": loop.state_dict()},
+            lambda state: loop.load_state_dict(state["fit_loop"]),
+        ),  # fmt: skip
+        "launcher_precision": trainer.precision,
+        "launcher_sampler": FunctionPart(
             lambda: {"seed": loop.seed, "world_size": trainer.world_size}, load_seed
         ),  # fmt: skip
-        "per_rank": PerRankParts(per_rank, trainer, source),
-        "callbacks": NamedParts(callbacks, "callback", source),
-        "loggers": NamedParts(
+        "launcher_per_rank": PerRankParts(per_rank, trainer, source),
+        "launcher_loggers": NamedParts(
             {lg.name: lg for lg in trainer.loggers}, "logger", source, missing_ok=True
         ),  # fmt: skip
-        # Recorded for people and tools; on resume the recipe re-creates the hyperparameters.
-        "hparams": FunctionPart(lambda: _plain(dict(module.hparams)), lambda _state: None),
-        "launch": FunctionPart(
+        "launcher_launch": FunctionPart(
             lambda: _plain({**trainer.launch_settings, **compat_settings(trainer)}), check_launch
         ),
     }
+    datamodule = getattr(trainer, "datamodule", None)  # DataModule.load_from_checkpoint reads it
+    if datamodule is not None and datamodule.hparams:
+        hparams = dict(datamodule.hparams)
+        parts["datamodule_hyper_parameters"] = FunctionPart(lambda: _plain(hparams), ignore)
+    return parts
+
+
+def callback_states(callbacks: list[Any]) -> dict[str, Any]:
+    """Stateful callbacks by `state_key`; two with one key are an error, as in Lightning.
+
+    Callbacks are duck-typed: one without `state_dict` has no state. A `Callback` subclass that
+    keeps the base's `state_dict` has none either, so its key may repeat.
+    """
+    from launcher.callbacks.base import Callback
+
+    out: dict[str, Any] = {}
+    for cb in callbacks:
+        saves = getattr(type(cb), "state_dict", None)
+        if saves is None or saves is Callback.state_dict:
+            continue
+        key = getattr(cb, "state_key", type(cb).__qualname__)
+        if key in out:
+            raise UserError(
+                f"Found more than one stateful callback of type `{type(cb).__name__}` with "
+                f"state_key {key!r}: one state would be lost in the checkpoint. Give them "
+                "different settings (ModelCheckpoint: monitor, mode, every_n_*), or a "
+                "`state_key` property that tells them apart."
+            )
+        out[key] = cb
+    return out
 
 
 def load_parts(parts: Mapping[str, Stateful], states: dict[str, Any], source: str) -> None:
@@ -227,10 +287,14 @@ def build_state(trainer: Trainer) -> dict[str, Any] | None:
              if getattr(part, "collective", False)}  # fmt: skip
     if not trainer.is_global_zero:
         return None
-    state: dict[str, Any] = {"format": FORMAT_VERSION}
+    state: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION}
     for name, part in parts.items():
         state[name] = saved[name] if name in saved else part.state_dict()
+    ours = set(state)
     trainer.call_hook("on_save_checkpoint", state)
+    added = sorted(set(state) - ours)
+    if added:  # handed back to on_load_checkpoint, not to a part
+        state[USER_KEYS] = added
     return state
 
 
@@ -272,8 +336,9 @@ def save_to(trainer: Trainer, filepath: str, weights_only: bool = False) -> None
     """`Trainer.save_checkpoint`: a full (or weights-only) checkpoint at `filepath`."""
     state = build_state(trainer)
     if state is not None:
-        if weights_only:
-            state = {"format": FORMAT_VERSION, "model": state["model"], "hparams": state["hparams"]}
+        if weights_only:  # Lightning's weights-only keys: no optimizers, callbacks or loops
+            keep = (*_WEIGHTS_ONLY, *state.get(USER_KEYS, ()))
+            state = {k: state[k] for k in keep if k in state}
         atomic_torch_save(state, filepath)
     trainer.barrier()
 
@@ -288,12 +353,36 @@ def compat_settings(trainer: Trainer) -> dict[str, Any]:
 
 # -- restoring -------------------------------------------------------------------------------
 def find_checkpoint(trainer: Trainer, ckpt_path: str) -> tuple[str, dict[str, Any]] | None:
-    """Resolve "last", a run directory or a file to (path, state); None if "last" has none."""
+    """Resolve "last", "best", a run directory or a file to (path, state).
+
+    "last" is this run's newest resume checkpoint, else the newest `last*.ckpt` of a
+    ModelCheckpoint; with neither it warns and returns None (Lightning: "set and forget").
+    "best" is ModelCheckpoint's `best_model_path`. A path that does not exist is an error.
+    """
+    stage = trainer.stage
     if ckpt_path == "last":
         manager = trainer.checkpoints
-        if manager is None or not manager.has_checkpoint():
+        if manager is not None and manager.has_checkpoint():
+            return manager.load_latest()
+        callbacks = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+        files = [Path(p) for cb in callbacks for p in cb.find_last_checkpoints()]
+        if not files:
+            warnings.warn(
+                f'.{stage}(ckpt_path="last") is set, but there is no last checkpoint available. '
+                "No checkpoint will be loaded. HINT: Set `ModelCheckpoint(..., save_last=True)`.",
+                stacklevel=3,
+            )
             return None
-        return manager.load_latest()
+        path = max(files, key=lambda p: p.stat().st_mtime)
+        return str(path), safe_load(path)
+    if ckpt_path == "best":
+        callback = trainer.checkpoint_callback
+        if callback is None or not callback.best_model_path:
+            raise UserError(
+                f'.{stage}(ckpt_path="best") is set but no ModelCheckpoint saved a best model '
+                "yet; add ModelCheckpoint(monitor=...) and fit first, or pass a checkpoint path."
+            )
+        ckpt_path = callback.best_model_path
     path = Path(ckpt_path)
     if path.is_dir():
         resume_dir = path / "checkpoints" / "resume" if (path / "checkpoints").is_dir() else path
@@ -303,29 +392,75 @@ def find_checkpoint(trainer: Trainer, ckpt_path: str) -> tuple[str, dict[str, An
     return str(path), safe_load(path)
 
 
+def upgrade(state: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """`state` in this FORMAT_VERSION's layout; format 1 files are converted.
+
+    Raises `UserError` for a file that is neither (a Lightning checkpoint: load its weights
+    with `Module.load_from_checkpoint` or `validate/test(ckpt_path=...)`).
+    """
+    state = dict(state)
+    if state.get(FORMAT_KEY) == FORMAT_VERSION:
+        return state
+    if state.get("format") != 1:
+        raise UserError(
+            f"{source} is not a launcher checkpoint (format {FORMAT_VERSION}), so training cannot "
+            "resume from it; a Lightning checkpoint's weights load with "
+            "Module.load_from_checkpoint(path) or validate/test(ckpt_path=path)."
+        )
+    del state["format"]
+    out: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION, LIGHTNING_VERSION_KEY: LIGHTNING_VERSION}
+    for key, value in state.items():
+        out[_FORMAT_1_KEYS.get(key, key)] = value
+    loop = out.pop("loop", None)
+    if loop is not None:
+        out["loops"] = {"fit_loop": loop}
+        out["epoch"], out["global_step"] = loop["epoch"], loop["global_step"]
+    elif "state_dict" in out:  # a weights-only file: Lightning's keys say when it was written
+        out["epoch"] = out["global_step"] = 0
+    if "callbacks" in out:
+        out["callbacks"] = {_format_1_state_key(k): v for k, v in out["callbacks"].items()}
+    return out
+
+
+def _format_1_state_key(key: str) -> str:
+    """Format 1 wrote `ModelCheckpoint{monitor=val_loss,mode=min,...}`; now Lightning's key."""
+    match = re.fullmatch(r"(ModelCheckpoint|EarlyStopping)\{(.*)\}", key)
+    if match is None:
+        return key
+    values: dict[str, Any] = {}
+    for pair in match[2].split(","):
+        name, _, text = pair.partition("=")
+        values[name] = None if text == "None" else int(text) if text.isdigit() else text
+    if match[1] == "ModelCheckpoint":
+        values["train_time_interval"] = None
+    return generate_state_key(match[1], **values)
+
+
 def restore(trainer: Trainer, ckpt_path: str) -> bool:
     """Load every part of a checkpoint into `trainer`. Returns True if the run had finished."""
     found = find_checkpoint(trainer, ckpt_path)
     if found is None:
         return False
     path, state = found
-    state = dict(state)
-    if state.pop("format", None) != FORMAT_VERSION:
-        raise UserError(f"{path} is not a launcher checkpoint (format {FORMAT_VERSION})")
+    state = upgrade(state, path)
     parts = checkpoint_parts(trainer, source=path)
     # A changed setting is an error even when the run had finished.
-    parts["launch"].load_state_dict(state.pop("launch", {}))
-    loop = state.get("loop")
-    if loop is None:
+    parts["launcher_launch"].load_state_dict(state.pop("launcher_launch", {}))
+    loops = state.get("loops")
+    if loops is None:
         raise UserError(f"{path} holds weights only, nothing to resume training from; pass it "
                         "to validate/test(ckpt_path=...), or load it in the recipe")  # fmt: skip
+    loop = loops["fit_loop"]
     if loop["finished"]:
         if trainer.is_global_zero:
             print(f"[launcher] run already finished at step {loop['global_step']} ({path}); "
                   "nothing to do. Use --no-resume to train again.", flush=True)  # fmt: skip
         return True
     trainer.call_hook("on_load_checkpoint", state)
-    load_parts({k: v for k, v in parts.items() if k != "launch"}, state, path)
+    # What the hooks added when saving was theirs to read back; the rest belongs to a part.
+    for key in [FORMAT_KEY, USER_KEYS, *state.get(USER_KEYS, ())]:
+        state.pop(key, None)
+    load_parts({k: v for k, v in parts.items() if k != "launcher_launch"}, state, path)
     if trainer.is_global_zero:
         print(f"[launcher] resumed from {path} (epoch {loop['epoch']}, step "
               f"{loop['global_step']}, batch {loop['batch_idx']})", flush=True)  # fmt: skip
@@ -333,11 +468,16 @@ def restore(trainer: Trainer, ckpt_path: str) -> bool:
 
 
 def load_weights(trainer: Trainer, ckpt_path: str) -> None:
-    """Load only the model weights (for validate/test with ckpt_path)."""
-    found = find_checkpoint(trainer, ckpt_path) if ckpt_path != "last" else None
-    if found is None:
-        raise UserError(f"no checkpoint found for ckpt_path={ckpt_path!r}")
-    trainer.module.load_state_dict(found[1]["model"])
+    """Load only the model weights (validate/test with ckpt_path); Lightning's files too."""
+    found = find_checkpoint(trainer, ckpt_path)
+    if found is None:  # "last" with none: warned, the model keeps its weights (as Lightning)
+        return
+    path, state = found
+    if "format" in state:
+        state = upgrade(state, path)
+    if "state_dict" not in state:
+        raise UserError(f"{path} holds no model weights (no 'state_dict' key)")
+    trainer.module.load_state_dict(state["state_dict"])
 
 
 def _metric_states(module: torch.nn.Module) -> dict[str, Any]:

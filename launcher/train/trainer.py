@@ -531,6 +531,7 @@ class Trainer:
         if datamodule is not None:
             datamodule.trainer = self
         self.callbacks = build_callbacks(self, model, self._user_callbacks)
+        trainer_state.callback_states(self.callbacks)  # a repeated state_key fails, as in Lightning
         self._hooks = collect_hooks(self, self.callbacks, model)
         self.call_hook("setup", stage)
         if stage == "fit":

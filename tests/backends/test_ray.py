@@ -52,7 +52,7 @@ def launch(*args: str):
 
 
 def mlflow_run_id(spec: LaunchSpec) -> str:
-    return final_state(spec)["loggers"]["mlflow"]["run_id"]
+    return final_state(spec)["launcher_loggers"]["mlflow"]["run_id"]
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +109,11 @@ def test_run_matches_local_backend(reference: LaunchSpec, out: Path) -> None:
     local = make_spec(out, "local", None, backend="local")
     assert LocalBackend().submit(local).extra["exit_code"] == 0
     ray_state, local_state = final_state(reference), final_state(local)
-    assert ray_state["loop"]["global_step"] == MAX_STEPS
-    assert_bitwise_equal(ray_state["model"], local_state["model"], "model")
-    assert_bitwise_equal(ray_state["optimizers"], local_state["optimizers"], "optimizers")
+    assert ray_state["global_step"] == MAX_STEPS
+    assert_bitwise_equal(ray_state["state_dict"], local_state["state_dict"], "model")
+    assert_bitwise_equal(
+        ray_state["optimizer_states"], local_state["optimizer_states"], "optimizers"
+    )
 
 
 def test_killed_worker_group_restarts_and_resumes_exactly(
@@ -144,9 +146,9 @@ def test_killed_worker_group_restarts_and_resumes_exactly(
     starts = Path(spec.run_dir) / WORKER_STATE_DIR / job.native_id
     assert [(starts / f"rank{r}.starts").read_text() for r in (0, 1)] == ["1", "1"]
     killed, baseline = final_state(spec), final_state(reference)
-    assert killed["loop"]["resumes"] == 1
-    assert_bitwise_equal(killed["model"], baseline["model"], "model")
-    assert_bitwise_equal(killed["optimizers"], baseline["optimizers"], "optimizers")
+    assert killed["loops"]["fit_loop"]["resumes"] == 1
+    assert_bitwise_equal(killed["state_dict"], baseline["state_dict"], "model")
+    assert_bitwise_equal(killed["optimizer_states"], baseline["optimizer_states"], "optimizers")
     steps = metric_steps(out, mlflow_run_id(spec), "train_loss")
     assert steps == metric_steps(out, mlflow_run_id(reference), "train_loss")
     assert steps == list(range(1, MAX_STEPS + 1))  # one value per step: none repeated or lost

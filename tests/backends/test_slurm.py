@@ -59,8 +59,8 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.25):
 
 def final_weights(run_dir: str) -> dict[str, torch.Tensor]:
     _, state = CheckpointManager(str(Path(run_dir) / "checkpoints" / "resume")).load_latest()
-    assert state["loop"]["finished"] and state["loop"]["global_step"] == 40
-    return state["model"]
+    assert state["loops"]["fit_loop"]["finished"] and state["global_step"] == 40
+    return state["state_dict"]
 
 
 def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

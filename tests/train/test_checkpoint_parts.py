@@ -22,9 +22,11 @@ from launcher.train import state as trainer_state
 from launcher.train.loop import LoopState
 from tests.resume_harness import TINY, assert_bitwise_equal
 
-# The on-disk layout of FORMAT_VERSION 1, as checkpoints written before the parts existed hold it.
-TOP_LEVEL = ["callbacks", "format", "hparams", "launch", "loggers", "loop", "lr_schedulers",
-             "model", "optimizers", "per_rank", "precision", "sampler"]  # fmt: skip
+# The on-disk layout of FORMAT_VERSION 2: Lightning's keys, then ours for exact resume.
+TOP_LEVEL = ["callbacks", "epoch", "global_step", "hparams_name", "hyper_parameters",
+             "launcher_format", "launcher_launch", "launcher_loggers", "launcher_per_rank",
+             "launcher_precision", "launcher_sampler", "loops", "lr_schedulers",
+             "optimizer_states", "pytorch-lightning_version", "state_dict"]  # fmt: skip
 LOOP_KEYS = ["batch_idx", "epoch", "finished", "global_step", "micro_step", "resumes"]
 
 
@@ -60,20 +62,22 @@ def test_loop_state_round_trip_resumes_at_the_next_epoch_after_epoch_end() -> No
     assert resumed.resumes == 1
 
 
-def test_checkpoint_keeps_the_format_1_layout(tmp_path: Path) -> None:
+def test_checkpoint_keeps_the_format_2_layout(tmp_path: Path) -> None:
     trainer, model_cls = tiny(tmp_path, max_steps=5, accumulate_grad_batches=2)
     trainer.fit(model_cls())
     path = tmp_path / "full.ckpt"
     trainer.save_checkpoint(str(path))
     state = torch.load(path, weights_only=True)
-    assert sorted(state) == TOP_LEVEL and state["format"] == trainer_state.FORMAT_VERSION == 1
-    assert sorted(state["loop"]) == LOOP_KEYS
-    assert state["loop"]["global_step"] == trainer.global_step == 5
-    assert state["sampler"] == {"seed": 0, "world_size": 1}
-    assert len(state["per_rank"]) == 1
-    assert sorted(state["per_rank"][0]) == ["metric_states", "results", "rng"]
-    assert state["launch"] == {"world_size": 1, "accumulate_grad_batches": 2}
-    assert len(state["optimizers"]) == 1 and state["precision"] == {}
+    assert sorted(state) == TOP_LEVEL
+    assert state["launcher_format"] == trainer_state.FORMAT_VERSION == 2
+    assert sorted(state["loops"]["fit_loop"]) == LOOP_KEYS
+    assert state["loops"]["fit_loop"]["global_step"] == state["global_step"] == 5
+    assert state["epoch"] == trainer.current_epoch
+    assert state["launcher_sampler"] == {"seed": 0, "world_size": 1}
+    assert len(state["launcher_per_rank"]) == 1
+    assert sorted(state["launcher_per_rank"][0]) == ["metric_states", "results", "rng"]
+    assert state["launcher_launch"] == {"world_size": 1, "accumulate_grad_batches": 2}
+    assert len(state["optimizer_states"]) == 1 and state["launcher_precision"] == {}
 
 
 class SaveAt(Callback):
@@ -108,11 +112,11 @@ def test_a_missing_part_is_an_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "partial.ckpt"
     trainer.save_checkpoint(str(path))
     state = torch.load(path, weights_only=True)
-    del state["optimizers"]
-    state["loop"]["finished"] = False  # saved after fit: resumable only if not finished
+    del state["optimizer_states"]
+    state["loops"]["fit_loop"]["finished"] = False  # saved after fit: resumable if not finished
     torch.save(state, path)
     again, _ = tiny(tmp_path / "again", max_steps=4)
-    with pytest.raises(UserError, match=r"lacks \['optimizers'\]"):
+    with pytest.raises(UserError, match=r"lacks \['optimizer_states'\]"):
         again.fit(model_cls(), ckpt_path=str(path))
 
 

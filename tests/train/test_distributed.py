@@ -41,13 +41,13 @@ def _run(spec, log: Path) -> int:
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
     single = make_spec(tmp_path, "single", overrides={**BASE, "batch_size": "16"})
     assert run_worker(single, tmp_path / "single.log") == 0
-    expected = final_state(single)["model"]
+    expected = final_state(single)["state_dict"]
     for name, nodes, devices in [("ddp2", 1, 2), ("nodes2", 2, 1)]:
         spec = make_spec(tmp_path, name, nodes=nodes, devices_per_node=devices,
                          accelerator="cpu", overrides={**BASE, "batch_size": "8"})  # fmt: skip
         log = tmp_path / f"{name}.log"
         assert _run(spec, log) == 0, log.read_text()[-3000:]
-        got = final_state(spec)["model"]
+        got = final_state(spec)["state_dict"]
         for key in expected:
             torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
         logs = Path(spec.run_dir) / "logs"
@@ -78,7 +78,7 @@ def test_a_killed_rank_fails_the_job_fast_or_restarts_and_finishes(tmp_path: Pat
     os.kill(worker_pids(proc)[1], signal.SIGKILL)
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "resumed from" in log.read_text()
-    assert_bitwise_equal(final_state(reference)["model"], final_state(spec)["model"])
+    assert_bitwise_equal(final_state(reference)["state_dict"], final_state(spec)["state_dict"])
 
 
 LONG = {**SLOW, "n_train": "1120", "trainer.signal_sync_every_n_steps": "2"}  # 70 steps
@@ -110,5 +110,5 @@ def test_sigkill_and_preemption_signals_resume_bitwise_with_two_processes(tmp_pa
         break
     assert not events, f"the run finished before these interruptions: {events}"
     got = final_state(spec)
-    assert_bitwise_equal(expected["model"], got["model"], "model")
-    assert_bitwise_equal(expected["optimizers"], got["optimizers"], "optimizers")
+    assert_bitwise_equal(expected["state_dict"], got["state_dict"], "model")
+    assert_bitwise_equal(expected["optimizer_states"], got["optimizer_states"], "optimizers")

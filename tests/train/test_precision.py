@@ -96,7 +96,7 @@ def test_fp16_skips_the_step_on_inf_and_checkpoints_the_scaler(tmp_path):
 
     path = tmp_path / "manual.ckpt"
     trainer.save_checkpoint(str(path))
-    scaler_state = torch.load(path, weights_only=True)["precision"]["scaler"]
+    scaler_state = torch.load(path, weights_only=True)["launcher_precision"]["scaler"]
     assert scaler_state["scale"] == rows[-1]["scale"]
     assert scaler_state == trainer.precision.scaler.state_dict()
 

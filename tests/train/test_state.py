@@ -45,14 +45,14 @@ def _reference(tmp_path: Path, overrides: dict[str, str], **fields) -> dict:
 
 
 def _compare(reference: dict, resumed: dict) -> None:
-    assert_bitwise_equal(reference["model"], resumed["model"], "model")
-    assert_bitwise_equal(reference["optimizers"], resumed["optimizers"], "optimizers")
+    assert_bitwise_equal(reference["state_dict"], resumed["state_dict"], "model")
+    assert_bitwise_equal(reference["optimizer_states"], resumed["optimizer_states"], "optimizers")
     assert_bitwise_equal(reference["lr_schedulers"], resumed["lr_schedulers"], "lr_schedulers")
-    assert reference["loop"]["global_step"] == resumed["loop"]["global_step"] == TOTAL_STEPS
+    assert reference["global_step"] == resumed["global_step"] == TOTAL_STEPS
 
 
 def _run_id(state: dict) -> str:
-    return next(iter(state["loggers"].values()))["run_id"]
+    return next(iter(state["launcher_loggers"].values()))["run_id"]
 
 
 def _steps_exactly_once(out: Path, state: dict) -> None:
@@ -150,7 +150,7 @@ def test_resuming_a_finished_run_does_nothing(tmp_path: Path) -> None:
     before = final_state(spec)
     assert run_worker(spec, tmp_path / "b.log") == 0
     assert "already finished" in (tmp_path / "b.log").read_text()
-    assert_bitwise_equal(before["model"], final_state(spec)["model"])
+    assert_bitwise_equal(before["state_dict"], final_state(spec)["state_dict"])
 
 
 def test_incompatible_resume_names_the_changed_setting(tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_checkpoint_keys_nobody_consumes_are_an_error(tmp_path: Path) -> None:
     trainer.save_checkpoint(str(path))
     state = torch.load(path, weights_only=True)
     state["mystery_part"] = {"x": 1}
-    state["loop"]["finished"] = False
+    state["loops"]["fit_loop"]["finished"] = False
     torch.save(state, path)
     again, _ = _tiny_trainer(tmp_path / "again", max_steps=6)
     with pytest.raises(UserError, match=r"keys nothing consumed: \['mystery_part'\]"):

@@ -136,9 +136,9 @@ def test_model_checkpoint_keeps_exactly_the_top_k_with_templated_names(tmp_path)
     # last.ckpt holds the final weights; the best file holds epoch 3's.
     last = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
     best = torch.load(ckpt.best_model_path, weights_only=True)
-    assert last["loop"]["global_step"] == 40 and best["loop"]["global_step"] == 32
+    assert last["global_step"] == 40 and best["global_step"] == 32
     final = trainer.module.state_dict()
-    assert all(torch.equal(last["model"][k], v) for k, v in final.items())
+    assert all(torch.equal(last["state_dict"][k], v) for k, v in final.items())
 
 
 # -- batch limits and fast_dev_run ------------------------------------------------------------

@@ -1,0 +1,33 @@
+"""Checkpoints across runtimes: each loads the other's through `load_from_checkpoint`.
+
+One recipe (recipes/checkpoints.py) trains under Lightning and under launcher (imports renamed);
+each runtime then loads the other's `last.ckpt` with `Regressor.load_from_checkpoint`. Our side
+loads with `torch.load(weights_only=True)`: Lightning's checkpoint of this recipe holds only
+tensors and plain data, so it passes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.lightning_compat.harness import run_recipe
+
+
+def test_each_runtime_loads_the_others_checkpoint(tmp_path: Path, lightning_python: str) -> None:
+    theirs = run_recipe("lightning", "checkpoints.py", tmp_path / "pl", python=lightning_python)
+    ours = run_recipe("launcher", "checkpoints.py", tmp_path / "ours")
+    # Ours holds every top-level key Lightning writes, plus launcher_* ones for exact resume.
+    assert set(theirs["keys"]) <= set(ours["keys"])
+    assert all(k.startswith("launcher_") for k in set(ours["keys"]) - set(theirs["keys"]))
+    assert ours["hparams"] == theirs["hparams"] == {"hidden": 6, "lr": 0.05, "note": "saved"}
+
+    by_lightning = run_recipe("lightning", "checkpoints.py", tmp_path / "pl_loads_ours", "load",
+                              ours["checkpoint"], python=lightning_python)  # fmt: skip
+    assert by_lightning["outputs"] == ours["outputs"]
+    assert by_lightning["hparams"] == ours["hparams"]
+    by_us = run_recipe("launcher", "checkpoints.py", tmp_path / "ours_loads_pl", "load",
+                       theirs["checkpoint"])  # fmt: skip
+    assert by_us["outputs"] == theirs["outputs"]
+    assert by_us["hparams"] == theirs["hparams"]
+    # Neither switches the loaded model to eval mode.
+    assert by_us["training"] is by_lightning["training"] is True
