@@ -103,7 +103,7 @@ class PartList:
 
 
 class NamedParts:
-    """Parts saved as a dict by name (callbacks by `state_key`, loggers by `name`).
+    """Parts saved as a dict by name (callbacks and loggers by `state_key`).
 
     A saved name this run does not have is an error (its state would be lost silently),
     unless that state is empty or `missing_ok` (loggers: a resumed run may log elsewhere).
@@ -205,7 +205,7 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
         ),  # fmt: skip
         "launcher_per_rank": PerRankParts(per_rank, trainer, source),
         "launcher_loggers": NamedParts(
-            {lg.name: lg for lg in trainer.loggers}, "logger", source, missing_ok=True
+            {_logger_key(lg): lg for lg in trainer.loggers}, "logger", source, missing_ok=True
         ),  # fmt: skip
         "launcher_launch": FunctionPart(
             lambda: _plain({**trainer.launch_settings, **compat_settings(trainer)}), check_launch
@@ -501,3 +501,9 @@ def _load_metric_states(module: torch.nn.Module, states: dict[str, Any]) -> None
 def _plain(value: Any) -> Any:
     """Primitives only (str for anything else), so weights-only loading accepts it."""
     return json.loads(json.dumps(value, default=str))
+
+
+def _logger_key(logger: Any) -> str:
+    """A logger's checkpoint key: `state_key` (a CSV and a TensorBoard logger may share a
+    name); plain objects with the Logger methods go by `name`."""
+    return str(getattr(logger, "state_key", None) or logger.name)

@@ -327,3 +327,31 @@ def test_datamodule_load_from_checkpoint_reads_its_hyperparameters(tmp_path: Pat
                                                                   "root": "/d"}}, path)  # fmt: skip
     dm = Data.load_from_checkpoint(path, root="/other")
     assert dict(dm.hparams) == {"batch_size": 16, "root": "/other"}
+
+
+def test_a_resumed_run_continues_its_csv_logger_version(tmp_path: Path) -> None:
+    """Loggers are keyed by `state_key`: a CSV and a TensorBoard logger both named
+    "lightning_logs" (Lightning's default) each get their state back, and write on into
+    the versions they had instead of opening new ones."""
+    from launcher.loggers import CSVLogger, TensorBoardLogger
+
+    def loggers() -> list[Any]:
+        return [TensorBoardLogger(str(tmp_path / "logs")), CSVLogger(str(tmp_path / "logs"))]
+
+    class Crash(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step == 3:
+                raise RuntimeError("node lost")
+
+    first, model_cls = tiny(tmp_path, max_steps=8, checkpoint_every_n_steps=2,
+                            logger=loggers(), callbacks=[Crash()])  # fmt: skip
+    with pytest.raises(RuntimeError, match="node lost"):
+        first.fit(model_cls())
+    folder = tmp_path / "logs" / "lightning_logs"
+    before = sorted(p.name for p in folder.iterdir())  # each logger picked its own version
+    again, _ = tiny(tmp_path, max_steps=8, logger=loggers())
+    again.fit(model_cls(), ckpt_path="last")
+    assert sorted(p.name for p in folder.iterdir()) == before and len(before) == 2
+    csv = next(folder.glob("version_*/metrics.csv")).read_text().splitlines()
+    steps = [row.split(",")[csv[0].split(",").index("step")] for row in csv[1:]]
+    assert "7" in steps
