@@ -38,6 +38,10 @@ class Callback:
     def teardown(self, trainer: Trainer, module: Module, stage: str) -> None: ...
     def on_fit_start(self, trainer: Trainer, module: Module) -> None: ...
     def on_fit_end(self, trainer: Trainer, module: Module) -> None: ...
+    def on_sanity_check_start(self, trainer: Trainer, module: Module) -> None: ...
+    def on_sanity_check_end(self, trainer: Trainer, module: Module) -> None: ...
+    def on_train_start(self, trainer: Trainer, module: Module) -> None: ...
+    def on_train_end(self, trainer: Trainer, module: Module) -> None: ...
     def on_train_epoch_start(self, trainer: Trainer, module: Module) -> None: ...
     def on_train_epoch_end(self, trainer: Trainer, module: Module) -> None: ...
     def on_train_batch_start(
@@ -46,16 +50,47 @@ class Callback:
     def on_train_batch_end(
         self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
     ) -> None: ...
+    def on_validation_start(self, trainer: Trainer, module: Module) -> None: ...
+    def on_validation_end(self, trainer: Trainer, module: Module) -> None: ...
     def on_validation_epoch_start(self, trainer: Trainer, module: Module) -> None: ...
     def on_validation_epoch_end(self, trainer: Trainer, module: Module) -> None: ...
+    def on_validation_batch_start(
+        self, trainer: Trainer, module: Module, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None: ...  # fmt: skip
     def on_validation_batch_end(
-        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
-    ) -> None: ...
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None: ...  # fmt: skip
+    def on_test_start(self, trainer: Trainer, module: Module) -> None: ...
+    def on_test_end(self, trainer: Trainer, module: Module) -> None: ...
     def on_test_epoch_start(self, trainer: Trainer, module: Module) -> None: ...
     def on_test_epoch_end(self, trainer: Trainer, module: Module) -> None: ...
+    def on_test_batch_start(
+        self, trainer: Trainer, module: Module, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None: ...  # fmt: skip
     def on_test_batch_end(
-        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None: ...  # fmt: skip
+    def on_predict_start(self, trainer: Trainer, module: Module) -> None: ...
+    def on_predict_end(self, trainer: Trainer, module: Module) -> None: ...
+    def on_predict_epoch_start(self, trainer: Trainer, module: Module) -> None: ...
+    def on_predict_epoch_end(self, trainer: Trainer, module: Module) -> None: ...
+    def on_predict_batch_start(
+        self, trainer: Trainer, module: Module, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None: ...  # fmt: skip
+    def on_predict_batch_end(
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None: ...  # fmt: skip
+    def on_before_zero_grad(
+        self, trainer: Trainer, module: Module, optimizer: torch.optim.Optimizer
     ) -> None: ...
+    def on_before_backward(self, trainer: Trainer, module: Module, loss: torch.Tensor) -> None: ...
+    def on_after_backward(self, trainer: Trainer, module: Module) -> None: ...
     def on_before_optimizer_step(
         self, trainer: Trainer, module: Module, optimizer: torch.optim.Optimizer
     ) -> None: ...
@@ -83,3 +118,28 @@ HOOKS: tuple[str, ...] = tuple(
     and not name.startswith("_")
     and name not in ("state_dict", "load_state_dict")
 )
+
+# Hooks of Lightning 1.x that 2.0 removed, and what replaces each: a callback or model that
+# still defines one gets a warning instead of a hook that silently never runs.
+REMOVED_HOOKS: dict[str, str] = {
+    "on_epoch_start": "on_train_epoch_start (or on_validation_epoch_start / on_test_epoch_start)",
+    "on_epoch_end": "on_train_epoch_end (or on_validation_epoch_end / on_test_epoch_end)",
+    "on_batch_start": "on_train_batch_start",
+    "on_batch_end": "on_train_batch_end",
+    "on_init_start": "nothing: put the code in the callback's __init__",
+    "on_init_end": "nothing: put the code in the callback's __init__",
+    "on_pretrain_routine_start": "on_fit_start",
+    "on_pretrain_routine_end": "on_fit_start",
+    "on_keyboard_interrupt": "on_exception",
+    "on_configure_sharded_model": "setup",
+    "on_before_accelerator_backend_setup": "setup",
+    "on_post_move_to_device": "nothing: tie weights in configure_model or setup",
+    "on_hpc_save": "on_save_checkpoint",
+    "on_hpc_load": "on_load_checkpoint",
+    "training_epoch_end": "on_train_epoch_end (collect the step outputs yourself)",
+    "validation_epoch_end": "on_validation_epoch_end (collect the step outputs yourself)",
+    "test_epoch_end": "on_test_epoch_end (collect the step outputs yourself)",
+    "training_step_end": "training_step (do the reduction there)",
+    "validation_step_end": "validation_step (do the reduction there)",
+    "test_step_end": "test_step (do the reduction there)",
+}

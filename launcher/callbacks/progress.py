@@ -240,8 +240,9 @@ class ProgressBar(Callback):
         self._eval_start(trainer, "validate", trainer.num_val_batches)
 
     def on_validation_batch_end(
-        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
         phase = self._eval
         if phase is None:
             return
@@ -257,8 +258,9 @@ class ProgressBar(Callback):
         self._eval_start(trainer, "test", trainer.num_test_batches)
 
     def on_test_batch_end(
-        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
         self.on_validation_batch_end(trainer, module, outputs, batch, batch_idx)
 
     def on_test_epoch_end(self, trainer: Trainer, module: Module) -> None:

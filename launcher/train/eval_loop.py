@@ -6,8 +6,10 @@
 
 One pass over the loader under `torch.no_grad()` and the precision's autocast. What the step
 logs goes to a fresh `Results` (`trainer.results` while the loop runs) whose epoch means land
-in `trainer.callback_metrics` before the epoch-end hook. The model is put in eval mode and
-back. The Trainer keeps the returned names: they say which metrics go to the loggers and the
+in `trainer.callback_metrics` before the epoch-end hook. Hooks run in Lightning's order
+(`on_validation_model_eval`, `on_validation_start`, `..._epoch_start`, per batch
+`..._batch_start` / `..._batch_end`, `..._epoch_end`, `on_validation_end`); the model's mode is
+restored after. The Trainer keeps the returned names: they say which metrics go to the loggers and the
 progress bar (`Trainer.validate`, `Trainer.test` and the validation inside `fit` call it).
 """
 
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from launcher.train.resolve import move_to_device
+from launcher.train.resolve import overrides
 from launcher.train.results import Results
 
 if TYPE_CHECKING:
@@ -47,20 +49,31 @@ def run_eval(
     previous = trainer.results
     results = trainer.results = Results(stage, trainer.dist.all_reduce)
     was_training = model.training
-    model.eval()
+    # Lightning's order: the model's eval hook, then on_<stage>_start, on_<stage>_epoch_start.
+    if overrides(model, f"on_{hook_stage}_model_eval"):
+        getattr(model, f"on_{hook_stage}_model_eval")()
+    else:
+        model.eval()
+    trainer.call_hook(f"on_{hook_stage}_start")
     trainer.call_hook(f"on_{hook_stage}_epoch_start")
+    transfer, batch_start = trainer.transfer_batch, f"on_{hook_stage}_batch_start"
     with torch.no_grad():
         for batch_idx, batch in enumerate(loader):
             if batch_idx >= limit:
                 break
-            batch = move_to_device(batch, trainer.device)
+            batch = transfer(batch)
             results.batch = batch
+            trainer.call_hook(batch_start, batch, batch_idx)
             with trainer.precision.forward_context():
                 output = step_fn(batch, batch_idx)
             trainer.call_hook(f"on_{hook_stage}_batch_end", output, batch, batch_idx)
     metrics = results.epoch_metrics()
     trainer.callback_metrics.update(results.with_plain_names(metrics))
     trainer.call_hook(f"on_{hook_stage}_epoch_end")
+    trainer.call_hook(f"on_{hook_stage}_end")
     trainer.results = previous
-    model.train(was_training)
+    if overrides(model, f"on_{hook_stage}_model_train"):
+        getattr(model, f"on_{hook_stage}_model_train")()
+    else:  # the mode it had before, as Lightning restores it
+        model.train(was_training)
     return EvalOutcome(metrics, results.names("logger"), results.names("prog_bar"))

@@ -7,24 +7,26 @@ hooks, batch limits.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from launcher.callbacks.base import HOOKS, Callback
+from launcher.callbacks.base import HOOKS, REMOVED_HOOKS, Callback
 from launcher.cluster_env import ClusterEnvironment
 from launcher.errors import UserError
+from launcher.train.module import Module
 from launcher.train.names import normalize_accelerator
 
 if TYPE_CHECKING:
     from launcher.loggers.base import Logger
     from launcher.train.datamodule import DataModule
-    from launcher.train.module import Module
     from launcher.train.trainer import Trainer
 
 
@@ -72,11 +74,6 @@ def resolve_loaders(
     """(train loader, eval loader) from explicit loaders, the datamodule, or the model."""
     # The recipe's own methods: typed as Any, since neither base class declares them.
     source: Any = datamodule if datamodule is not None else model
-    if datamodule is not None:
-        _prepare_data_once(trainer, datamodule)
-        datamodule.setup(stage)
-    elif hasattr(model, "prepare_data"):
-        _prepare_data_once(trainer, model)
     eval_method = "val_dataloader" if stage in ("fit", "validate") else "test_dataloader"
     if stage == "fit" and train is None:
         if not hasattr(source, "train_dataloader"):
@@ -90,6 +87,18 @@ def resolve_loaders(
     elif val is None and hasattr(model, eval_method) and source is not model:
         val = getattr(model, eval_method)()
     return train, val
+
+
+def prepare_data(
+    trainer: Trainer, model: Module, datamodule: DataModule | None, stage: str
+) -> None:
+    """Lightning's order before the setup hooks: `prepare_data` once per node, then
+    `datamodule.setup(stage)` on every process."""
+    if datamodule is not None:
+        _prepare_data_once(trainer, datamodule)
+        datamodule.setup(stage)
+    elif hasattr(model, "prepare_data"):
+        _prepare_data_once(trainer, model)
 
 
 def _prepare_data_once(trainer: Trainer, holder: Any) -> None:
@@ -176,7 +185,13 @@ def build_callbacks(
         from launcher.callbacks.progress import ProgressBar
 
         callbacks.append(ProgressBar())
-    return callbacks
+    from launcher.callbacks.model_checkpoint import ModelCheckpoint
+    from launcher.callbacks.model_summary import ModelSummary
+
+    if trainer.enable_model_summary and not any(isinstance(c, ModelSummary) for c in callbacks):
+        callbacks.append(ModelSummary())
+    # As Lightning does: checkpointing callbacks last, so they see what the others did.
+    return sorted(callbacks, key=lambda c: isinstance(c, ModelCheckpoint))
 
 
 def collect_hooks(
@@ -184,18 +199,86 @@ def collect_hooks(
 ) -> dict[str, list[Callable[..., Any]]]:
     """hook name -> callables taking the hook's own arguments, skipping base no-ops.
 
-    The names are the `Callback` base's hooks. Callback hooks come with `(trainer, model)`
-    already bound (`functools.partial`), so calling one costs no more than calling a model
-    hook: some run every step.
+    The names are the `Callback` base's hooks; callbacks come first, then the model (when
+    Lightning's `LightningModule` has that hook), except `on_train_epoch_end`, where
+    checkpointing and early stopping come after the model, as in Lightning, so they see
+    what the model logged. Callback hooks come with `(trainer, model)` already bound
+    (`functools.partial`), so calling one costs no more than calling a model hook: some run
+    every step.
     """
+    from launcher.callbacks.early_stopping import EarlyStopping
+    from launcher.callbacks.model_checkpoint import ModelCheckpoint
+
     hooks: dict[str, list[Callable[..., Any]]] = {}
     for name in HOOKS:
+        late: list[Callable[..., Any]] = []
         for cb in callbacks:
             fn = getattr(cb, name, None)
             base = getattr(Callback, name, None)
             if fn is None or getattr(type(cb), name, None) is base:
                 continue
-            hooks.setdefault(name, []).append(functools.partial(fn, trainer, model))
-        if getattr(type(model), name, None) is not None:  # Lightning-style model hooks
+            bound = functools.partial(fn, trainer, model)
+            monitoring = isinstance(cb, (ModelCheckpoint, EarlyStopping))
+            if name == "on_train_epoch_end" and monitoring:
+                late.append(bound)
+            else:
+                hooks.setdefault(name, []).append(bound)
+        if name in MODULE_HOOKS and overrides(model, name):
             hooks.setdefault(name, []).append(getattr(model, name))
+        if late:
+            hooks.setdefault(name, []).extend(late)
     return hooks
+
+
+def overrides(model: Module, name: str) -> bool:
+    """Whether `model`'s class defines hook `name` itself (not the `Module` no-op)."""
+    fn = getattr(type(model), name, None)
+    return fn is not None and fn is not getattr(Module, name, None)
+
+
+# The hooks of Lightning's LightningModule among the Callback's (the model's own, such as
+# on_validation_model_eval, the loops call directly); checkpoint hooks live elsewhere.
+MODULE_HOOKS = frozenset(
+    {name for name in HOOKS if name in vars(Module)} | {"on_save_checkpoint", "on_load_checkpoint"}
+)
+_WARNED: set[tuple[type, str]] = set()
+
+
+def warn_unknown_hooks(callbacks: list[Any], model: Module) -> None:
+    """Warn once per class about methods that look like hooks but that Lightning never calls.
+
+    A 1.x hook removed in 2.0 (`on_epoch_end`) names its replacement; any other `on_*` name
+    that no Callback/LightningModule has (`on_train_epoch_ends`) gets a did-you-mean.
+    """
+    known_cb = {n for n in dir(Callback) if not n.startswith("_")}
+    known_model = {n for n in dir(Module) if not n.startswith("_")} | MODULE_HOOKS
+    for obj, known, stop, kind in [(cb, known_cb, Callback, "callback") for cb in callbacks] + [
+        (model, known_model, Module, "model")
+    ]:
+        for cls in type(obj).__mro__:
+            if cls in (stop, object) or cls.__module__.startswith(("launcher.", "torch.")):
+                continue
+            for name, value in vars(cls).items():
+                if not inspect.isfunction(value) or name in known or (cls, name) in _WARNED:
+                    continue
+                hint = _unknown_hook_hint(name, known)
+                if hint:
+                    _WARNED.add((cls, name))
+                    warnings.warn(
+                        f"{kind} {cls.__qualname__} defines {name}(), which Lightning 2.x never "
+                        f"calls (nor does this Trainer): {hint}",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+
+
+def _unknown_hook_hint(name: str, known: set[str]) -> str:
+    if name in REMOVED_HOOKS:
+        return f"it was removed in Lightning 2.0; use {REMOVED_HOOKS[name]}"
+    hooks = sorted(n for n in known if n.startswith("on_") or n in ("setup", "teardown"))
+    close = difflib.get_close_matches(name, hooks, n=1, cutoff=0.85)
+    if close:
+        return f"did you mean {close[0]}?"
+    if name.startswith("on_"):
+        return "no hook has this name"
+    return ""

@@ -17,6 +17,7 @@ On SIGTERM/SIGUSR2 `fit` checkpoints and raises `RequeueRequested`; the worker e
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,12 +48,16 @@ from launcher.train.resolve import (
     collect_hooks,
     limit_batches,
     move_to_device,
+    overrides,
+    prepare_data,
     resolve_device,
     resolve_loaders,
+    warn_unknown_hooks,
 )
 from launcher.train.results import Results
 from launcher.train.run_record import RunRecord
 from launcher.train.sampler import make_resumable, start_epoch
+from launcher.train.seed import load_rng_state, rng_state
 
 if TYPE_CHECKING:
     from launcher.train.datamodule import DataModule
@@ -107,6 +112,8 @@ class Trainer:
         limit_val_batches: int | float | None = None,
         limit_test_batches: int | float | None = None,
         check_val_every_n_epoch: int = 1,
+        num_sanity_val_steps: int | None = None,
+        enable_model_summary: bool | None = None,
         log_every_n_steps: int = 50,
         enable_progress_bar: bool = True,
         enable_checkpointing: bool = True,
@@ -143,6 +150,12 @@ class Trainer:
         self.limit_val_batches = self.fast_dev_run or limit_val_batches
         self.limit_test_batches = self.fast_dev_run or limit_test_batches
         self.check_val_every_n_epoch = check_val_every_n_epoch
+        # Lightning's defaults: 2 sanity batches (-1 all, 0 none), none under fast_dev_run.
+        sanity = 2 if num_sanity_val_steps is None else num_sanity_val_steps
+        if sanity < -1:
+            raise UserError(f"num_sanity_val_steps must be -1 (all), 0 (off) or more, got {sanity}")
+        self.num_sanity_val_steps = 0 if self.fast_dev_run else sanity
+        self.enable_model_summary = enable_model_summary is not False and not self.fast_dev_run
         self.log_every_n_steps = max(1, log_every_n_steps)
         self.enable_progress_bar = enable_progress_bar
         self.enable_checkpointing = enable_checkpointing and not self.fast_dev_run
@@ -185,6 +198,12 @@ class Trainer:
         self.loop = LoopState(accumulate_grad_batches=accumulate_grad_batches)
         self.should_stop = False
         self.stage = "fit"
+        self.sanity_checking = False  # True while the sanity check's validation runs
+        self.datamodule: DataModule | None = None
+        # batch -> batch on the device, through the model's transfer hooks if it has any
+        self.transfer_batch: Callable[[Any], Any] = functools.partial(
+            move_to_device, device=self.device
+        )
         self.callbacks: list[Callback] = []
         self.loggers: list[Logger] = []
         self.optimizers: list[torch.optim.Optimizer] = []
@@ -328,8 +347,11 @@ class Trainer:
                 return  # the run had already finished
             self.run_record.start()
             self.call_hook("on_fit_start")
+            self._sanity_check()
             self.signals.install()
+            self.call_hook("on_train_start")
             self._fit_loop()
+            self.call_hook("on_train_end")
             self.call_hook("on_fit_end")
             self.loop.finished = True
             if self.enable_checkpointing:
@@ -370,6 +392,9 @@ class Trainer:
         # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
         step = ddp_model if ddp_model is not self._step_wrapper else model.training_step
         batch_start = self._hooks.get("on_train_batch_start")
+        before_backward = self._hooks.get("on_before_backward")
+        after_backward = self._hooks.get("on_after_backward")
+        transfer = self.transfer_batch
         accumulate = self.accumulate_grad_batches
         results = self.results = self.train_results
         start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx)
@@ -381,7 +406,7 @@ class Trainer:
         for batch in loader:
             if batch_idx >= total:
                 break
-            batch = move_to_device(batch, self.device)
+            batch = transfer(batch)
             results.batch = batch  # sized only if an epoch mean needs it
             if batch_start:
                 self.call_hook("on_train_batch_start", batch, batch_idx)
@@ -390,8 +415,17 @@ class Trainer:
                 with precision.forward_context():
                     output = step(batch, batch_idx)
                 loss = output["loss"] if isinstance(output, dict) else output
+                # As Lightning: gradients are zeroed after the first micro-batch's forward.
+                if batch_idx % accumulate == 0:
+                    self._zero_grad()
                 if loss is not None:
-                    precision.backward(loss / accumulate if accumulate > 1 else loss)
+                    if accumulate > 1:
+                        loss = loss / accumulate
+                    if before_backward:
+                        self.call_hook("on_before_backward", loss)
+                    precision.backward(loss)
+                    if after_backward:
+                        self.call_hook("on_after_backward")
             if last_micro:
                 self._optimizer_step()
             step_metrics = results.step_metrics()
@@ -419,12 +453,16 @@ class Trainer:
                 else:
                     nn.utils.clip_grad_norm_(params, clip)
             stepped = precision.optimizer_step(optimizer) and stepped
-            optimizer.zero_grad(set_to_none=True)
         loop.global_step += 1
         if stepped:  # fp16 skipped steps (inf/NaN) must not advance the schedule
             for config in self.lr_scheduler_configs:
                 if config.interval == "step" and loop.global_step % config.frequency == 0:
                     self._step_scheduler(config)
+
+    def _zero_grad(self) -> None:
+        for optimizer in self.optimizers:
+            self.call_hook("on_before_zero_grad", optimizer)
+            optimizer.zero_grad(set_to_none=True)
 
     def _after_optimizer_step(self) -> bool:
         """Periodic checkpoints, preemption signals, max_steps. True ends the epoch early."""
@@ -463,6 +501,7 @@ class Trainer:
         self.callback_metrics.update(self.train_results.with_plain_names(epoch_metrics))
         epoch = self.loop.epoch
         if self.val_loader is not None and (epoch + 1) % self.check_val_every_n_epoch == 0:
+            self.module.on_validation_model_zero_grad()
             epoch_metrics.update(self._run_eval("validate", self.val_loader, self.num_val_batches))
         for config in self.lr_scheduler_configs:
             if config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
@@ -475,6 +514,30 @@ class Trainer:
         if self.enable_checkpointing and not self._fit_done():
             trainer_state.save_resume_checkpoint(self)
             self._last_periodic_save = time.monotonic()
+
+    def _sanity_check(self) -> None:
+        """Lightning's sanity check: a few validation batches before training, which log
+        nothing and leave the random state as they found it (it also runs on a resume)."""
+        steps, total = self.num_sanity_val_steps, self.num_val_batches
+        limit = total if steps < 0 else min(steps, total)
+        if self.val_loader is None or not limit or not hasattr(self.module, "validation_step"):
+            return
+        kept_metrics, kept_eval, kept_rng = (
+            dict(self.callback_metrics),
+            self._last_eval,
+            rng_state(),
+        )
+        self.sanity_checking = True
+        try:
+            self.call_hook("on_sanity_check_start")
+            eval_loop.run_eval(self, "validate", self.val_loader, limit)
+            self.call_hook("on_sanity_check_end")
+        finally:
+            self.sanity_checking = False
+        self.callback_metrics.clear()
+        self.callback_metrics.update(kept_metrics)
+        self._last_eval = kept_eval
+        load_rng_state(kept_rng)
 
     def _fit_done(self) -> bool:
         if self.should_stop or (0 < self.max_steps <= self.loop.global_step):
@@ -528,11 +591,15 @@ class Trainer:
         self.dist.setup()
         self.run_dir = trainer_state.agree_on_run_dir(self, model)
         model.to(self.device)
+        self.datamodule = datamodule
         if datamodule is not None:
             datamodule.trainer = self
         self.callbacks = build_callbacks(self, model, self._user_callbacks)
         trainer_state.callback_states(self.callbacks)  # a repeated state_key fails, as in Lightning
+        warn_unknown_hooks(self.callbacks, model)
         self._hooks = collect_hooks(self, self.callbacks, model)
+        self.transfer_batch = self._batch_transfer(model)
+        prepare_data(self, model, datamodule, stage)
         self.call_hook("setup", stage)
         if stage == "fit":
             model = self.precision.convert_module(model)
@@ -554,7 +621,29 @@ class Trainer:
         self.signals.restore()
         if self.checkpoints is not None:
             self.checkpoints.close()
+        if self.datamodule is not None:  # Lightning's order: data, callbacks, model
+            self.datamodule.teardown(stage)
         self.call_hook("teardown", stage)
+
+    def _batch_transfer(self, model: Module) -> Callable[[Any], Any]:
+        """batch -> batch on the device; the model's transfer hooks only where it has them."""
+        device = self.device
+        before, move, after = (overrides(model, name) for name in (
+            "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"
+        ))  # fmt: skip
+        if not (before or move or after):
+            return functools.partial(move_to_device, device=device)
+
+        def transfer(batch: Any) -> Any:
+            if before:
+                batch = model.on_before_batch_transfer(batch, 0)
+            if move:
+                batch = model.transfer_batch_to_device(batch, device, 0)
+            else:
+                batch = move_to_device(batch, device)
+            return model.on_after_batch_transfer(batch, 0) if after else batch
+
+        return transfer
 
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, RequeueRequested):

@@ -22,6 +22,7 @@ from launcher.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from launcher.errors import UserError
 
 QUIET = dict(logger=False, enable_progress_bar=False)
+SANITY = 2  # Lightning's default num_sanity_val_steps: validation batches before training
 
 
 def regression_data(n: int = 64, dim: int = 4, seed: int = 0) -> TensorDataset:
@@ -109,7 +110,7 @@ def test_early_stopping_stops_at_the_expected_epoch(tmp_path):
     # Best 3 at epoch 2; epochs 3, 4, 5 do not improve -> stop after epoch 5.
     assert stopper.stopped_epoch == 5
     assert trainer.current_epoch == 6  # epochs completed, as in Lightning
-    assert model.val_calls == 6 * 8
+    assert model.val_calls == 6 * 8 + SANITY
     assert stopper.best_score == 3
 
 
@@ -152,7 +153,7 @@ def test_limit_batches(tmp_path, limit_train, limit_val, train_per_epoch, val_pe
                       default_root_dir=tmp_path, **QUIET)  # fmt: skip
     trainer.fit(model)
     assert model.train_calls == 2 * train_per_epoch
-    assert model.val_calls == 2 * val_per_epoch
+    assert model.val_calls == 2 * val_per_epoch + SANITY
     assert trainer.global_step == 2 * train_per_epoch
 
 
@@ -202,7 +203,7 @@ def test_fit_validate_test_with_a_datamodule(tmp_path):
     trainer = Trainer(max_epochs=2, default_root_dir=tmp_path, **QUIET)
     trainer.fit(model, datamodule=data)
     assert data.prepared == 1 and data.stages == ["fit"]
-    assert model.train_calls == 2 * 4 and model.val_calls == 2 * 3  # the datamodule's loaders
+    assert model.train_calls == 2 * 4 and model.val_calls == 2 * 3 + SANITY  # the datamodule's
     assert data.trainer is trainer
 
     results = trainer.validate(model, datamodule=data)
@@ -227,7 +228,7 @@ def test_fit_with_explicit_dataloaders(tmp_path):
     val = DataLoader(regression_data(10, seed=1), batch_size=5)
     trainer = Trainer(max_epochs=2, default_root_dir=tmp_path, **QUIET)
     trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
-    assert (model.train_calls, model.val_calls) == (2 * 3, 2 * 2)
+    assert (model.train_calls, model.val_calls) == (2 * 3, 2 * 2 + SANITY)
     assert trainer.num_training_batches == 3 and trainer.num_val_batches == 2
     assert (
         trainer.test(model, dataloaders=DataLoader(regression_data(8), batch_size=8))[0]["test_mse"]
@@ -308,7 +309,7 @@ def test_gradient_clipping_bounds_the_update(tmp_path, algorithm):
 def test_check_val_every_n_epoch(tmp_path):
     model = Regressor(n=16)
     Trainer(max_epochs=4, check_val_every_n_epoch=2, default_root_dir=tmp_path, **QUIET).fit(model)
-    assert model.val_calls == 2 * 2  # after epochs 1 and 3 only
+    assert model.val_calls == 2 * 2 + SANITY  # after epochs 1 and 3 only
 
 
 def test_max_steps_stops_mid_epoch(tmp_path):
