@@ -27,6 +27,14 @@ def open_record(ref: str, experiment: str = "exp") -> dict:
     return {"op": "open", "run": ref, "experiment": experiment, "run_name": "r", "tags": {}}
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def wait_gone(pid: int, timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -34,7 +42,11 @@ def wait_gone(pid: int, timeout: float = 15.0) -> bool:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        # A zombie of ours still answers kill(0): reap it if it is our child.
+        # A zombie still answers kill(0): it has exited, whoever reaps it (an orphan waits for
+        # init, which may be slow to reap under load).
+        if _is_zombie(pid):
+            return True
+        # A zombie of ours: reap it.
         try:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return True
