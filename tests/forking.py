@@ -15,13 +15,17 @@ def fork_while(thread: threading.Thread, linger_s: float = 3.0, gap_s: float = 0
     thread.start()
     children = []
     try:
-        while thread.is_alive() and len(children) < limit:
+        # Fork at least once, right away: a thread whose work takes a few milliseconds may be
+        # done before a first `is_alive()` check, and then nothing was tested.
+        while True:
             pid = os.fork()
             if pid == 0:
                 time.sleep(linger_s)
                 os._exit(0)
             children.append(pid)
             time.sleep(gap_s)
+            if not thread.is_alive() or len(children) >= limit:
+                break
         thread.join(join_s)
     finally:
         for pid in children:
