@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from launcher.callbacks import Callback
 from launcher.spec import LaunchSpec
 from launcher.train.checkpoint_store import CheckpointManager
 
@@ -151,3 +152,14 @@ def launch_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.Comple
         [sys.executable, "-m", "launcher.cli.app", *args, "--output-dir", str(cwd / "out")],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+class SaveAt(Callback):
+    """`trainer.save_checkpoint(path)` once the run reaches step `at`, as ModelCheckpoint does."""
+
+    def __init__(self, at: int, path: Path) -> None:
+        self.at, self.path = at, path
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.at and not self.path.exists():
+            trainer.save_checkpoint(str(self.path))

@@ -20,7 +20,7 @@ from launcher.cli.recipe import load_recipe
 from launcher.errors import RequeueRequested, UserError
 from launcher.train import state as trainer_state
 from launcher.train.loop import LoopState
-from tests.resume_harness import TINY, assert_bitwise_equal
+from tests.resume_harness import TINY, SaveAt, assert_bitwise_equal
 
 # The on-disk layout of FORMAT_VERSION 2: Lightning's keys, then ours for exact resume.
 TOP_LEVEL = ["callbacks", "epoch", "global_step", "hparams_name", "hyper_parameters",
@@ -78,17 +78,6 @@ def test_checkpoint_keeps_the_format_2_layout(tmp_path: Path) -> None:
     assert sorted(state["launcher_per_rank"][0]) == ["metric_states", "results", "rng"]
     assert state["launcher_launch"] == {"world_size": 1, "accumulate_grad_batches": 2}
     assert len(state["optimizer_states"]) == 1 and state["launcher_precision"] == {}
-
-
-class SaveAt(Callback):
-    """`trainer.save_checkpoint(path)` once the run reaches step `at`, as ModelCheckpoint does."""
-
-    def __init__(self, at: int, path: Path) -> None:
-        self.at, self.path = at, path
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.at and not self.path.exists():
-            trainer.save_checkpoint(str(self.path))
 
 
 def test_resuming_from_a_saved_file_restores_every_part(tmp_path: Path) -> None:

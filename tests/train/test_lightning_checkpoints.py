@@ -21,7 +21,7 @@ from launcher.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from launcher.cli.recipe import load_recipe
 from launcher.errors import UserError
 from launcher.train import state as trainer_state
-from tests.resume_harness import TINY, assert_bitwise_equal
+from tests.resume_harness import TINY, SaveAt, assert_bitwise_equal
 
 LIGHTNING_CORE = ["callbacks", "epoch", "global_step", "hyper_parameters", "loops",
                   "lr_schedulers", "optimizer_states", "pytorch-lightning_version",
@@ -33,15 +33,6 @@ def tiny(tmp_path: Path, **kwargs: Any) -> tuple[Trainer, type]:
     trainer = Trainer(**{**recipe.trainer_defaults, "logger": False, "seed": 0,
                          "run_dir": str(tmp_path / "run"), **kwargs})  # fmt: skip
     return trainer, recipe.module_cls
-
-
-class SaveAt(Callback):
-    def __init__(self, at: int, path: Path) -> None:
-        self.at, self.path = at, path
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.at and not self.path.exists():
-            trainer.save_checkpoint(str(self.path))
 
 
 def test_the_checkpoint_holds_lightnings_keys(tmp_path: Path) -> None:
