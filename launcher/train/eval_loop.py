@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from launcher.train.manual import step_function
 from launcher.train.resolve import overrides
 from launcher.train.results import Results
 
@@ -46,6 +47,7 @@ def run_eval(
     step_fn = getattr(model, f"{hook_stage}_step", None)
     if step_fn is None or limit == 0:
         return EvalOutcome()
+    step_fn = step_function(step_fn)  # with or without batch_idx, as Lightning reads it
     previous = trainer.results
     results = trainer.results = Results(stage, trainer.dist.all_reduce)
     was_training = model.training

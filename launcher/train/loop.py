@@ -27,6 +27,10 @@ class LoopState:
 
     epoch: int = 0
     global_step: int = 0
+    # Batches that ended with an optimizer step, over all epochs (Lightning's
+    # `_batches_that_stepped`): the loggers' step. Equals global_step under automatic
+    # optimization; under manual optimization each `opt.step()` is a global step instead.
+    batches_stepped: int = 0
     batch_idx: int = 0  # batches of the current epoch already consumed
     epoch_done: bool = False
     seed: int = 0
@@ -46,6 +50,7 @@ class LoopState:
         return {
             "epoch": epoch,
             "global_step": self.global_step,
+            "batches_stepped": self.batches_stepped,
             "batch_idx": batch_idx,
             "micro_step": batch_idx % self.accumulate_grad_batches,
             "finished": self.finished,
@@ -55,6 +60,7 @@ class LoopState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue where `state` left off; counts one more resume."""
         self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.batches_stepped = state.get("batches_stepped", self.global_step)  # older files
         self.batch_idx, self.epoch_done = state["batch_idx"], False
         self.finished = bool(state["finished"])
         self.resumes = state.get("resumes", 0) + 1  # older checkpoints did not count them

@@ -39,6 +39,13 @@ from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
 from launcher.train.loop import LoopState
+from launcher.train.manual import (
+    ManualOptimization,
+    check_config,
+    step_function,
+    training_step_output,
+    warn_ignored_scheduler_keys,
+)
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
 from launcher.train.preemption import PreemptionSignals
@@ -74,16 +81,19 @@ class _StepWrapper(nn.Module):
     def __init__(self, module: Module) -> None:
         super().__init__()
         self.module = module
+        self.training_step = step_function(module.training_step)  # with or without batch_idx
 
     def forward(self, batch: Any, batch_idx: int) -> Any:
-        return self.module.training_step(batch, batch_idx)
+        return self.training_step(batch, batch_idx)
 
 
 class Trainer:
     """Lightning's Trainer arguments, plus checkpoint/resume settings of our own.
 
     Our own: `seed` (seeds everything and the data order), `checkpoint_every_n_steps` and
-    `checkpoint_every_seconds` (periodic resume checkpoints), `keep_last_checkpoints`,
+    `checkpoint_every_seconds` (periodic resume checkpoints; steps here and in
+    `signal_sync_every_n_steps` count batches that stepped, which under manual optimization
+    may differ from `global_step`), `keep_last_checkpoints`,
     `async_checkpointing`, `run_dir` (where checkpoints and logs go), `experiment_name`,
     `run_name`, `tracking_uri`, `process_group_timeout` (seconds), `launch_settings` (recorded
     as params and checked on resume).
@@ -208,6 +218,7 @@ class Trainer:
         self.loggers: list[Logger] = []
         self.optimizers: list[torch.optim.Optimizer] = []
         self.lr_scheduler_configs: list[SchedulerConfig] = []
+        self.manual_optimization = ManualOptimization(self)  # self.optimizers(), manual_backward
         self.callback_metrics: dict[str, torch.Tensor] = {}
         self.logged_metrics: dict[str, float] = {}
         self.num_training_batches: int | float = 0
@@ -235,7 +246,8 @@ class Trainer:
 
     @property
     def global_step(self) -> int:
-        """Optimizer steps taken (one per `accumulate_grad_batches` batches)."""
+        """Optimizer steps taken (one per `accumulate_grad_batches` batches; under manual
+        optimization, one per `opt.step()` of the optimizers `Module.optimizers()` returns)."""
         return self.loop.global_step
 
     @property
@@ -289,7 +301,7 @@ class Trainer:
         """Send `metrics` to every logger (rank 0 only), at `step` (default: global step)."""
         if not self.loggers or not metrics:
             return
-        step = self.loop.global_step if step is None else step
+        step = self.loop.batches_stepped if step is None else step
         values = {k: float(v) for k, v in metrics.items()}
         self.logged_metrics.update(values)
         for lg in self.loggers:
@@ -324,6 +336,7 @@ class Trainer:
 
         Raises `RequeueRequested` after checkpointing on SIGTERM/SIGUSR2.
         """
+        check_config(self, model)  # settings manual optimization cannot honour, as Lightning
         self._start("fit", model, datamodule)
         try:
             train_loader, val_loader = resolve_loaders(
@@ -341,6 +354,8 @@ class Trainer:
             self.optimizers, self.lr_scheduler_configs = parse_optimizers(
                 model.configure_optimizers()
             )
+            self.manual_optimization.setup()
+            warn_ignored_scheduler_keys(self, model)
             self.train_results = Results("train", self.dist.all_reduce)
             self.loop.finished = False
             if ckpt_path and trainer_state.restore(self, ckpt_path):
@@ -390,7 +405,10 @@ class Trainer:
         loader = self.train_loader
         assert loader is not None and ddp_model is not None  # set in fit before the loop
         # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
-        step = ddp_model if ddp_model is not self._step_wrapper else model.training_step
+        step = (
+            ddp_model if ddp_model is not self._step_wrapper else self._step_wrapper.training_step
+        )
+        manual = not model.automatic_optimization  # training_step steps: see manual.py
         batch_start = self._hooks.get("on_train_batch_start")
         before_backward = self._hooks.get("on_before_backward")
         after_backward = self._hooks.get("on_after_backward")
@@ -411,12 +429,15 @@ class Trainer:
             if batch_start:
                 self.call_hook("on_train_batch_start", batch, batch_idx)
             last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
-            with self.dist.no_sync(ddp_model, skip_sync=not last_micro):
+            with self.dist.no_sync(ddp_model, skip_sync=manual or not last_micro):
                 with precision.forward_context():
                     output = step(batch, batch_idx)
-                loss = output["loss"] if isinstance(output, dict) else output
+                if manual:  # it did its own backward and steps; manual_backward syncs DDP
+                    output, loss = training_step_output(output), None
+                else:
+                    loss = output["loss"] if isinstance(output, dict) else output
                 # As Lightning: gradients are zeroed after the first micro-batch's forward.
-                if batch_idx % accumulate == 0:
+                if batch_idx % accumulate == 0 and not manual:
                     self._zero_grad()
                 if loss is not None:
                     if accumulate > 1:
@@ -426,14 +447,15 @@ class Trainer:
                     precision.backward(loss)
                     if after_backward:
                         self.call_hook("on_after_backward")
-            if last_micro:
+            if last_micro and not manual:
                 self._optimizer_step()
+            loop.batches_stepped += last_micro
             step_metrics = results.step_metrics()
             if step_metrics:
                 self.callback_metrics.update(results.with_plain_names(step_metrics))
             batch_idx += 1
             loop.batch_idx = batch_idx
-            if last_micro and self.loggers and loop.global_step % self.log_every_n_steps == 0:
+            if last_micro and self.loggers and loop.batches_stepped % self.log_every_n_steps == 0:
                 self.log_metrics(self._logger_step_metrics(step_metrics))
             self.call_hook("on_train_batch_end", output, batch, batch_idx - 1)
             if last_micro and self._after_optimizer_step():
@@ -466,13 +488,13 @@ class Trainer:
 
     def _after_optimizer_step(self) -> bool:
         """Periodic checkpoints, preemption signals, max_steps. True ends the epoch early."""
-        global_step = self.loop.global_step
-        if 0 < self.max_steps <= global_step:
+        if 0 < self.max_steps <= self.loop.global_step:
             self.should_stop = True
+        stepped = self.loop.batches_stepped  # = global_step unless manual optimization
         single = self.env.world_size == 1
         if single and self.signals.received is None and not self._periodic:
             return self.should_stop  # the common case, every step: nothing to decide
-        if single or global_step % self.signal_sync_every_n_steps == 0:
+        if single or stepped % self.signal_sync_every_n_steps == 0:
             due = self._periodic_checkpoint_due()
             signalled = self.signals.received is not None
             if not single:  # every rank must agree on the same step boundary
@@ -489,7 +511,7 @@ class Trainer:
         if not self.enable_checkpointing:
             return False
         every = self.checkpoint_every_n_steps
-        if every and self.loop.global_step % every == 0:
+        if every and self.loop.batches_stepped % every == 0:
             return True
         seconds = self.checkpoint_every_seconds
         if not seconds:
@@ -503,7 +525,7 @@ class Trainer:
         if self.val_loader is not None and (epoch + 1) % self.check_val_every_n_epoch == 0:
             self.module.on_validation_model_zero_grad()
             epoch_metrics.update(self._run_eval("validate", self.val_loader, self.num_val_batches))
-        for config in self.lr_scheduler_configs:
+        for config in self.lr_scheduler_configs if self.module.automatic_optimization else ():
             if config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
                 self._step_scheduler(config)
         self.call_hook("on_train_epoch_end")
