@@ -316,7 +316,7 @@ def test_fp16_manual_backward_scales_and_the_step_unscales(tmp_path: Path) -> No
     trainer = Trainer(max_epochs=1, precision="16-mixed", accelerator="cpu", seed=0,
                       default_root_dir=str(tmp_path), **QUIET)  # fmt: skip
     trainer.fit(model)
-    assert trainer.global_step == 6  # a step the scaler skips (inf/NaN) still counts, as in Lightning
+    assert trainer.global_step == 6  # a step the scaler skips (inf/NaN) counts, as in Lightning
     ratios = [scaled / true for scaled, true in zip(model.after_backward, model.norms, strict=True)
               if torch.isfinite(torch.tensor(scaled))]  # fmt: skip
     # Scaled by the GradScaler's scale (2**16 at first, halved on overflow) and unscaled again.
@@ -371,8 +371,11 @@ SLOW_GAN = (
     "        time.sleep(0.04)  # gives the signal time to land mid-epoch\n"
     "        return super().training_step(batch, batch_idx)\n"
 )
-GAN_SETTINGS = {"n_samples": "640", "batch_size": "16", "trainer.max_epochs": "2",
+# Long enough for two signals to land mid-run, well before the last step boundary (a signal
+# after it finds the handlers restored).
+GAN_SETTINGS = {"n_samples": "1280", "batch_size": "16", "trainer.max_epochs": "2",
                 "trainer.checkpoint_every_n_steps": "3", "trainer.log_every_n_steps": "1",
+                "trainer.signal_sync_every_n_steps": "2",
                 "trainer.enable_progress_bar": "false"}  # fmt: skip
 
 
@@ -400,8 +403,8 @@ def test_sigterm_mid_epoch_resumes_bitwise(tmp_path: Path, processes: int) -> No
     proc = start(reference, tmp_path / "ref.log")
     assert proc.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()[-3000:]
     expected = final_state(reference)
-    # 640 samples / (16 x processes) per batch, 2 epochs, 2 optimizer steps per batch.
-    assert expected["global_step"] == 2 * 2 * 640 // (16 * processes)
+    # 1280 samples / (16 x processes) per batch, 2 epochs, 2 optimizer steps per batch.
+    assert expected["global_step"] == 2 * 2 * 1280 // (16 * processes)
 
     spec = make_spec(tmp_path / "out", "signalled", **fields)
     log = tmp_path / "signalled.log"
@@ -430,9 +433,8 @@ def test_two_processes_average_gradients_like_ddp(tmp_path: Path) -> None:
     """The manual twin of the tiny recipe on 2 gloo processes ends where DDP's automatic
     optimization ends: `manual_backward` averaged the gradients over the ranks."""
     recipe = tmp_path / "manual_tiny.py"
-    recipe.write_text(
-        (REPO / "tests" / "recipes" / "tiny.py").read_text()
-        + "\n\nclass ManualTiny(TinyModel):\n"
+    manual_tiny = (
+        "\n\nclass ManualTiny(TinyModel):\n"
         "    def __init__(self, **kwargs):\n"
         "        super().__init__(**kwargs)\n"
         "        self.automatic_optimization = False\n\n"
@@ -444,6 +446,7 @@ def test_two_processes_average_gradients_like_ddp(tmp_path: Path) -> None:
         "    def on_train_epoch_end(self):\n"
         "        self.lr_schedulers().step()\n"
     )
+    recipe.write_text((REPO / "tests" / "recipes" / "tiny.py").read_text() + manual_tiny)
     settings = {"dropout": "0.0", "batch_size": "8", "trainer.max_epochs": "2",
                 "trainer.enable_progress_bar": "false"}  # fmt: skip
     finals = {}
@@ -497,7 +500,7 @@ def test_launch_two_processes_killed_mid_epoch_resumes_bitwise_with_one_mlflow_r
     assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
     kill_tree(proc)  # the whole job dies at once, mid-epoch: CLI, agents and workers
     killed_at = newest("killed")
-    assert 0 < killed_at < 80  # 40 global steps per epoch: inside an epoch, not the last one
+    assert 0 < killed_at < 80  # 40 batches, 80 global steps per epoch: inside the first
     proc = _start_cli(tmp_path, *common[:-1], "--resume", "auto", "--name", "killed")
     assert proc.wait(timeout=300) == 0, (tmp_path / "killed.log").read_text()[-3000:]
     assert "resumed from" in (tmp_path / "out" / "gan" / "killed" / "logs" / "rank0.log"
@@ -513,4 +516,4 @@ def test_launch_two_processes_killed_mid_epoch_resumes_bitwise_with_one_mlflow_r
     runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'killed'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")]
-    assert sorted(steps) == list(range(1, 41))  # every batch logged once, none twice
+    assert sorted(steps) == list(range(1, 81))  # every batch logged once, none twice

@@ -72,8 +72,8 @@ class GAN(L.LightningModule):
 
         # discriminator
         self.toggle_optimizer(d_opt)
-        err_d = F.binary_cross_entropy_with_logits(self.D(x), real_label) + \
-            F.binary_cross_entropy_with_logits(self.D(fake.detach()), fake_label)
+        err_real = F.binary_cross_entropy_with_logits(self.D(x), real_label)
+        err_d = err_real + F.binary_cross_entropy_with_logits(self.D(fake.detach()), fake_label)
         d_opt.zero_grad()
         self.manual_backward(err_d)
         self.clip_gradients(d_opt, gradient_clip_val=0.5, gradient_clip_algorithm="norm")
