@@ -298,7 +298,8 @@ class Trainer:
         return self.dist.broadcast(obj, src)
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        """Send `metrics` to every logger (rank 0 only), at `step` (default: global step)."""
+        """Send `metrics` to every logger (rank 0 only), at `step` (default: the batches that
+        stepped, which is the global step unless under manual optimization)."""
         if not self.loggers or not metrics:
             return
         step = self.loop.batches_stepped if step is None else step

@@ -435,8 +435,8 @@ def test_two_processes_average_gradients_like_ddp(tmp_path: Path) -> None:
     recipe = tmp_path / "manual_tiny.py"
     manual_tiny = (
         "\n\nclass ManualTiny(TinyModel):\n"
-        "    def __init__(self, **kwargs):\n"
-        "        super().__init__(**kwargs)\n"
+        "    def __init__(self, dropout: float = 0.1, batch_size: int = 8):\n"
+        "        super().__init__(dropout=dropout, batch_size=batch_size)\n"
         "        self.automatic_optimization = False\n\n"
         "    def training_step(self, batch, batch_idx):\n"
         "        opt = self.optimizers()\n"
