@@ -435,8 +435,11 @@ def test_two_processes_average_gradients_like_ddp(tmp_path: Path) -> None:
     recipe = tmp_path / "manual_tiny.py"
     manual_tiny = (
         "\n\nclass ManualTiny(TinyModel):\n"
-        "    def __init__(self, dropout: float = 0.1, batch_size: int = 8):\n"
-        "        super().__init__(dropout=dropout, batch_size=batch_size)\n"
+        "    def __init__(self, hidden: int = 32, lr: float = 0.05, batch_size: int = 8,\n"
+        "                 n_train: int = 96, dropout: float = 0.1, num_workers: int = 0,\n"
+        "                 step_sleep: float = 0.0):\n"
+        "        super().__init__(hidden, lr, batch_size, n_train, dropout, num_workers,\n"
+        "                         step_sleep)\n"
         "        self.automatic_optimization = False\n\n"
         "    def training_step(self, batch, batch_idx):\n"
         "        opt = self.optimizers()\n"
