@@ -376,3 +376,37 @@ def test_bad_partition_and_too_many_nodes_are_user_errors(runs):
         result.stderr
     )
     assert sorted(runs.rglob("*")) == before  # refused: no run dir, no sbatch folder, no pickle
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_submitit_signal_bypass_lines_are_dropped_unless_verbose(monkeypatch, verbose):
+    """submitit logs "Bypassing signal SIGCONT" twice on every normal requeue; the SLURM log
+    keeps its other lines."""
+    import logging
+
+    from backends.slurm_task import quiet_submitit
+
+    if verbose:
+        monkeypatch.setenv("LAUNCHER_VERBOSE", "1")
+    else:
+        monkeypatch.delenv("LAUNCHER_VERBOSE", raising=False)
+    logger = logging.getLogger("submitit")
+    kept_filters = list(logger.filters)
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        quiet_submitit()
+        logger.warning("Bypassing signal SIGCONT")
+        logger.warning("Job completed successfully")
+    finally:
+        logger.removeHandler(handler)
+        logger.filters[:] = kept_filters
+    assert seen == (["Bypassing signal SIGCONT"] if verbose else []) + [
+        "Job completed successfully"
+    ]
