@@ -46,7 +46,7 @@ def trainer_arguments(
         experiment_name=spec.experiment,
         run_name=spec.name,
         default_root_dir=kwargs.get("default_root_dir") or _output_dir(spec),
-        launch_settings={name: getattr(spec, name) for name in _LAUNCH_PARAMS},
+        launch_settings={name: getattr(spec, name) for name in (*_LAUNCH_PARAMS, "command")},
     )
     return kwargs
 
