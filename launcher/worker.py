@@ -16,10 +16,14 @@ import re
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.errors import REQUEUE_EXIT_CODE, USER_ERROR_EXIT_CODE, RequeueRequested, UserError
 from launcher.spec import LaunchSpec
+
+if TYPE_CHECKING:
+    from launcher.loggers.system_metrics import NodeMetricsWriter
+    from launcher.train.trainer import Trainer
 
 # LaunchSpec fields that become Trainer arguments when set.
 _SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "seed", "tracking_uri")
@@ -82,10 +86,14 @@ def run(spec: LaunchSpec) -> int:
     model = recipe.module_cls(**overrides.model)
     datamodule = recipe.datamodule_cls(**overrides.data) if recipe.datamodule_cls else None
     trainer = Trainer(**kwargs)
+    node_metrics = _node_metrics(spec, trainer)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(spec))
     except RequeueRequested:
         return REQUEUE_EXIT_CODE  # checkpointed; the trainer already said so
+    finally:
+        if node_metrics is not None:
+            node_metrics.close()
     if trainer.is_global_zero:
         lines = run_summary(trainer, "FINISHED", time.monotonic() - started, spec.name)
         print("\n".join(lines), flush=True)
@@ -93,6 +101,20 @@ def run(spec: LaunchSpec) -> int:
     trainer.barrier()
     trainer.dist.teardown()
     return 0
+
+
+def _node_metrics(spec: LaunchSpec, trainer: Trainer) -> NodeMetricsWriter | None:
+    """On nodes other than rank 0's, their first process samples the node for MLflow (rank 0's
+    logger reads the samples from the run dir: launcher/loggers/system_metrics.py)."""
+    env = trainer.env
+    if env.local_rank != 0 or env.node_rank == 0:
+        return None
+    from launcher.loggers.system_metrics import NodeMetricsWriter
+
+    try:
+        return NodeMetricsWriter(spec.run_dir, env.node_rank)
+    except ImportError:  # psutil missing: rank 0 says so once
+        return None
 
 
 def main(spec_path: str, debug: bool | None = None) -> int:

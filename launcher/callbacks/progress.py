@@ -181,6 +181,12 @@ class ProgressBar(Callback):
             self._progress.start()
         return self._progress
 
+    def _new_task(self, phase: _Phase) -> Any:
+        """A live row for `phase`, showing `0/total` until its first batch."""
+        progress = self._start_live()
+        line = live_line(phase.label, 0, phase.total, [], "", progress.console.width)
+        return progress.add_task(phase.label, total=phase.total, info=line)
+
     def _stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
@@ -206,7 +212,7 @@ class ProgressBar(Callback):
         total = _total(trainer.num_training_batches)
         phase = self._train = _Phase(f"epoch {trainer.current_epoch}", total)
         if self._live:
-            phase.task = self._start_live().add_task(phase.label, total=total, info="")
+            phase.task = self._new_task(phase)
             self._next_train = 0.0
         else:
             # About 20 lines per epoch, and at least one every 50 batches.
@@ -309,7 +315,7 @@ class ProgressBar(Callback):
             return
         phase = self._eval = _Phase(label, _total(total))
         if self._live:
-            phase.task = self._start_live().add_task(label, total=phase.total, info="")
+            phase.task = self._new_task(phase)
             self._next_eval = 0.0
         else:
             self._next_eval = phase.started + _PLAIN_EVAL_INTERVAL_S
