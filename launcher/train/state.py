@@ -347,7 +347,8 @@ def compat_settings(trainer: Trainer) -> dict[str, Any]:
     """Settings a resumed run must share with the run that wrote the checkpoint."""
     return {
         "world_size": trainer.world_size,
-        "accumulate_grad_batches": trainer.accumulate_grad_batches,
+        # The Trainer's argument: a GradientAccumulationScheduler changes the live value.
+        "accumulate_grad_batches": trainer.accumulate_grad_batches_arg,
     }
 
 

@@ -33,7 +33,7 @@ from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.cluster_env import ClusterEnvironment
 from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, UserError
 from launcher.loggers.base import Logger
-from launcher.train import eval_loop
+from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
@@ -143,7 +143,8 @@ class Trainer:
         self.max_steps = -1 if self.fast_dev_run or max_steps is None else max_steps
         self.accelerator, self.devices, self.num_nodes = accelerator, devices, num_nodes
         self.strategy = strategy
-        self.accumulate_grad_batches = accumulate_grad_batches
+        self.accumulate_grad_batches = accumulate_grad_batches  # callbacks may change it per epoch
+        self.accumulate_grad_batches_arg = accumulate_grad_batches
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.limit_train_batches = self.fast_dev_run or limit_train_batches
@@ -199,6 +200,7 @@ class Trainer:
         self.should_stop = False
         self.stage = "fit"
         self.sanity_checking = False  # True while the sanity check's validation runs
+        self.is_last_batch = False  # True during the last batch of a training epoch
         self.datamodule: DataModule | None = None
         # batch -> batch on the device, through the model's transfer hooks if it has any
         self.transfer_batch: Callable[[Any], Any] = functools.partial(
@@ -244,6 +246,16 @@ class Trainer:
         if self._module is None:
             raise RuntimeError("the Trainer has no model yet: call fit, validate or test")
         return self._module
+
+    @property
+    def lightning_module(self) -> Module:
+        """Lightning's name for `module`."""
+        return self.module
+
+    @property
+    def estimated_stepping_batches(self) -> int | float:
+        """Optimizer steps `fit` will take (accumulation, limits, max_epochs/max_steps)."""
+        return stepping.estimated_stepping_batches(self)
 
     @property
     def global_rank(self) -> int:
@@ -395,11 +407,12 @@ class Trainer:
         before_backward = self._hooks.get("on_before_backward")
         after_backward = self._hooks.get("on_after_backward")
         transfer = self.transfer_batch
-        accumulate = self.accumulate_grad_batches
         results = self.results = self.train_results
         start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx)
         if loop.batch_idx == 0:
             self.call_hook("on_train_epoch_start")
+        # Read after the epoch-start hook: GradientAccumulationScheduler changes it per epoch.
+        accumulate = loop.accumulate_grad_batches = self.accumulate_grad_batches
         model.train()
         total = self.num_training_batches
         batch_idx = loop.batch_idx
@@ -408,6 +421,7 @@ class Trainer:
                 break
             batch = transfer(batch)
             results.batch = batch  # sized only if an epoch mean needs it
+            self.is_last_batch = batch_idx + 1 == total
             if batch_start:
                 self.call_hook("on_train_batch_start", batch, batch_idx)
             last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
@@ -601,6 +615,9 @@ class Trainer:
         self.transfer_batch = self._batch_transfer(model)
         prepare_data(self, model, datamodule, stage)
         self.call_hook("setup", stage)
+        if overrides(model, "configure_model"):  # Lightning's place: after setup, before optimizers
+            model.configure_model()
+            model.to(self.device)
         if stage == "fit":
             model = self.precision.convert_module(model)
             self._step_wrapper = _StepWrapper(model)
