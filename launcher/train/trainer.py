@@ -556,7 +556,8 @@ class Trainer:
     def _fit_done(self) -> bool:
         if self.should_stop or (0 < self.max_steps <= self.loop.global_step):
             return True
-        return self.max_epochs is not None and self.loop.epoch >= self.max_epochs
+        # max_epochs=-1: no epoch limit (Lightning's infinite training, until max_steps)
+        return self.max_epochs not in (None, -1) and self.loop.epoch >= self.max_epochs
 
     def _step_scheduler(self, config: SchedulerConfig) -> None:
         if config.monitor:

@@ -415,3 +415,47 @@ def test_trainer_argument_types_resolve_at_runtime():
 
     hints = typing.get_type_hints(Trainer.__init__)
     assert hints["devices"] == int | str and hints["max_epochs"] == int | None
+
+
+# -- Lightning's read-only trainer properties --------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        (dict(max_epochs=2, accumulate_grad_batches=3), 6),  # ceil(8 / 3) * 2
+        (dict(max_epochs=2, accumulate_grad_batches=3, max_steps=5), 5),
+        (dict(max_epochs=3, limit_train_batches=0.5), 12),
+        (dict(max_epochs=-1, max_steps=7), 7),
+        (dict(max_steps=4), 4),
+    ],
+)
+def test_estimated_stepping_batches(tmp_path, kwargs, expected):
+    seen = {}
+
+    class Estimate(Regressor):
+        def configure_optimizers(self):
+            seen["steps"] = self.trainer.estimated_stepping_batches
+            seen["module"] = self.trainer.lightning_module
+            return super().configure_optimizers()
+
+    model = Estimate()
+    Trainer(default_root_dir=tmp_path, **kwargs, **QUIET).fit(model)
+    assert seen == {"steps": expected, "module": model}
+
+
+def test_is_last_batch_is_true_only_on_each_epochs_last_batch(tmp_path):
+    seen: list[tuple[int, int, bool]] = []
+
+    class Last(Regressor):
+        def training_step(self, batch, batch_idx):
+            seen.append((self.current_epoch, batch_idx, self.trainer.is_last_batch))
+            return super().training_step(batch, batch_idx)
+
+    Trainer(max_epochs=2, limit_train_batches=3, default_root_dir=tmp_path, **QUIET).fit(Last())
+    assert seen == [(e, b, b == 2) for e in range(2) for b in range(3)]
+
+
+def test_max_epochs_minus_one_trains_until_max_steps(tmp_path):
+    model = Regressor()  # 8 batches an epoch
+    trainer = Trainer(max_epochs=-1, max_steps=20, default_root_dir=tmp_path, **QUIET)
+    trainer.fit(model)
+    assert trainer.global_step == 20 and model.train_calls == 20
