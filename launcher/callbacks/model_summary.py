@@ -132,3 +132,7 @@ class ModelSummary(Callback):
     def on_fit_start(self, trainer: Trainer, module: Module) -> None:
         if trainer.is_global_zero:
             print(summarize(module, self.max_depth), flush=True)
+
+
+class RichModelSummary(ModelSummary):
+    """Lightning's `RichModelSummary`: the same table as `ModelSummary` (plain text here)."""

@@ -18,6 +18,7 @@ On SIGTERM/SIGUSR2 `fit` checkpoints and raises `RequeueRequested`; the worker e
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
+from launcher.train.lightning_args import check_trainer_kwargs
 from launcher.train.loop import LoopState
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
@@ -131,7 +133,9 @@ class Trainer:
         process_group_timeout: float = 120.0,
         signal_sync_every_n_steps: int = 8,
         launch_settings: dict[str, Any] | None = None,
+        **lightning_only: Any,
     ) -> None:
+        check_trainer_kwargs(lightning_only, inspect.signature(Trainer).parameters)
         if accumulate_grad_batches < 1:
             raise UserError("accumulate_grad_batches must be >= 1")
         if num_nodes < 1:
@@ -619,6 +623,8 @@ class Trainer:
         if overrides(model, "configure_model"):  # Lightning's place: after setup, before optimizers
             model.configure_model()
             model.to(self.device)
+        if stage != "fit":  # *-true precisions: the parameters in their dtype here too
+            model = self.precision.convert_eval_module(model)
         if stage == "fit":
             model = self.precision.convert_module(model)
             self._step_wrapper = _StepWrapper(model)
@@ -649,10 +655,13 @@ class Trainer:
         before, move, after = (overrides(model, name) for name in (
             "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"
         ))  # fmt: skip
-        if not (before or move or after):
+        convert = self.precision.input_converter()  # *-true: float inputs in its dtype
+        if not (before or move or after or convert):
             return functools.partial(move_to_device, device=device)
 
         def transfer(batch: Any) -> Any:
+            if convert:  # as Lightning: cast first, then the model's transfer hooks
+                batch = convert(batch)
             if before:
                 batch = model.on_before_batch_transfer(batch, 0)
             if move:
