@@ -37,9 +37,13 @@ class BaseFinetuning(Callback):
 
     def __init__(self) -> None:
         self._internal_optimizer_metadata: dict[int, list[dict[str, Any]]] = {}
+        self._module: nn.Module | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"internal_optimizer_metadata": self._internal_optimizer_metadata}
+        state: dict[str, Any] = {"internal_optimizer_metadata": self._internal_optimizer_metadata}
+        if self._module is not None:  # ours, for exact resume: what is frozen right now
+            state["frozen"] = frozen_state(self._module)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._internal_optimizer_metadata = state_dict.get(
@@ -52,6 +56,8 @@ class BaseFinetuning(Callback):
         (Lightning does it in on_fit_start; here optimizer states load before that hook)."""
         saved = checkpoint.get("callbacks", {}).get(self.state_key, {})
         metadata = saved.get("internal_optimizer_metadata", {})
+        if "frozen" in saved:  # freeze_before_training ran again in setup: undo what it should
+            load_frozen_state(module, saved["frozen"])
         named = dict(module.named_parameters())
         for opt_idx, optimizer in enumerate(trainer.optimizers):
             if opt_idx in metadata:
@@ -69,6 +75,7 @@ class BaseFinetuning(Callback):
 
     # -- hooks ---------------------------------------------------------------------------
     def setup(self, trainer: Trainer, module: Module, stage: str) -> None:
+        self._module = module
         self.freeze_before_training(module)
 
     def on_train_epoch_start(self, trainer: Trainer, module: Module) -> None:
@@ -181,3 +188,21 @@ def _map_param_groups(groups: list[dict[str, Any]], mapping: dict[Any, Any]) -> 
     """Param groups with each parameter replaced by `mapping[parameter]` (names <-> tensors)."""
     return [{**{k: v for k, v in g.items() if k != "params"},
              "params": [mapping[p] for p in g["params"]]} for g in groups]  # fmt: skip
+
+
+def frozen_state(module: nn.Module) -> dict[str, list[str]]:
+    """Names of the frozen parameters and of the BatchNorm layers not tracking statistics."""
+    return {
+        "params": [n for n, p in module.named_parameters() if not p.requires_grad],
+        "batch_norms": [n for n, m in module.named_modules()
+                        if isinstance(m, _BatchNorm) and not m.track_running_stats],  # fmt: skip
+    }
+
+
+def load_frozen_state(module: nn.Module, state: dict[str, list[str]]) -> None:
+    frozen, still = set(state["params"]), set(state["batch_norms"])
+    for name, param in module.named_parameters():
+        param.requires_grad = name not in frozen
+    for name, mod in module.named_modules():
+        if isinstance(mod, _BatchNorm):
+            mod.track_running_stats = name not in still
