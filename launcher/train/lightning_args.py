@@ -48,3 +48,32 @@ def check_trainer_kwargs(kwargs: dict[str, Any], known: Iterable[str]) -> None:
                 f"Trainer({name}={value!r}) is not supported (Lightning's argument; only its "
                 f"default {default!r} is accepted): {why}"
             )
+
+
+# Lightning `Trainer` attributes we do not have, and what to read instead.
+UNSUPPORTED_TRAINER_ATTRS: dict[str, str] = {
+    "training": "read trainer.stage ('fit' | 'validate' | 'test') and trainer.sanity_checking",
+    "validating": "read trainer.stage and trainer.sanity_checking",
+    "testing": "read trainer.stage",
+    "evaluating": "read trainer.stage",
+    "interrupted": "handle the exception in Callback.on_exception",
+    "ckpt_path": "the resumed checkpoint is printed at start; keep the ckpt_path you passed",
+    "device_ids": "read trainer.device (one device per process)",
+    "distributed_sampler_kwargs": "every loader gets a resumable sampler: rank and world size "
+    "are trainer.global_rank and trainer.world_size",
+    "enable_validation": "validation runs when a val dataloader and validation_step exist",
+    "init_module": "build the layers in Module.configure_model (on the training device)",
+    "precision_plugin": "read trainer.precision (the precision policy object)",
+    "scaler": "the fp16 GradScaler lives in trainer.precision (16-mixed only)",
+    "test_dataloaders": "the test loader is built inside trainer.test()",
+    "num_sanity_val_batches": "min(trainer.num_sanity_val_steps, trainer.num_val_batches)",
+    "print": "use Module.print (rank 0 only) or print under trainer.is_global_zero",
+}
+
+
+def unsupported_trainer_attribute(name: str) -> str:
+    """The AttributeError message for a Trainer attribute we lack."""
+    if name in UNSUPPORTED_TRAINER_ATTRS:
+        return (f"Trainer.{name} (Lightning's) is not supported: "
+                f"{UNSUPPORTED_TRAINER_ATTRS[name]}")  # fmt: skip
+    return f"'Trainer' object has no attribute {name!r}"

@@ -30,7 +30,9 @@ from torch.utils.data import DataLoader
 
 # Runtime imports (not only for type checking): `--set trainer.*` reads the __init__'s hints.
 from launcher.callbacks.base import Callback
+from launcher.callbacks.early_stopping import EarlyStopping
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
+from launcher.callbacks.progress import ProgressBar
 from launcher.cluster_env import ClusterEnvironment
 from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, UserError
 from launcher.loggers.base import Logger
@@ -39,7 +41,7 @@ from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
-from launcher.train.lightning_args import check_trainer_kwargs
+from launcher.train.lightning_args import check_trainer_kwargs, unsupported_trainer_attribute
 from launcher.train.loop import LoopState
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
@@ -285,6 +287,52 @@ class Trainer:
     def checkpoint_callback(self) -> ModelCheckpoint | None:
         """The first `ModelCheckpoint` callback, or None."""
         return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+    # Lightning's other read-only names for the same facts.
+    @property
+    def model(self) -> Module:
+        return self.module
+
+    @property
+    def node_rank(self) -> int:
+        return self.env.node_rank
+
+    @property
+    def num_devices(self) -> int:
+        """Processes (devices) per node."""
+        return self.env.local_world_size
+
+    @property
+    def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        return [c for c in self.callbacks if isinstance(c, ModelCheckpoint)]
+
+    @property
+    def early_stopping_callbacks(self) -> list[EarlyStopping]:
+        return [c for c in self.callbacks if isinstance(c, EarlyStopping)]
+
+    @property
+    def early_stopping_callback(self) -> EarlyStopping | None:
+        return next(iter(self.early_stopping_callbacks), None)
+
+    @property
+    def progress_bar_callback(self) -> ProgressBar | None:
+        return next((c for c in self.callbacks if isinstance(c, ProgressBar)), None)
+
+    @property
+    def train_dataloader(self) -> DataLoader | None:
+        return self.train_loader
+
+    @property
+    def val_dataloaders(self) -> DataLoader | None:
+        return self.val_loader
+
+    @property
+    def received_sigterm(self) -> bool:
+        return self.signals.received is not None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the Trainer lacks: Lightning's get a reason, not a bare miss.
+        raise AttributeError(unsupported_trainer_attribute(name))
 
     @property
     def checkpoint_dir(self) -> str:

@@ -459,3 +459,42 @@ def test_max_epochs_minus_one_trains_until_max_steps(tmp_path):
     trainer = Trainer(max_epochs=-1, max_steps=20, default_root_dir=tmp_path, **QUIET)
     trainer.fit(model)
     assert trainer.global_step == 20 and model.train_calls == 20
+
+
+def test_lightnings_other_names_for_trainer_facts(tmp_path):
+    seen = {}
+
+    class Peek(Callback):
+        def on_train_start(self, trainer, module):
+            seen.update(model=trainer.model is module, node_rank=trainer.node_rank,
+                        num_devices=trainer.num_devices, train=trainer.train_dataloader,
+                        val=trainer.val_dataloaders, sigterm=trainer.received_sigterm,
+                        ckpts=trainer.checkpoint_callbacks, stops=trainer.early_stopping_callbacks,
+                        stop=trainer.early_stopping_callback)  # fmt: skip
+
+    stop, ckpt = EarlyStopping("val_mse"), ModelCheckpoint()
+    trainer = Trainer(max_epochs=1, callbacks=[stop, ckpt, Peek()], default_root_dir=tmp_path,
+                      **QUIET)  # fmt: skip
+    trainer.fit(Regressor())
+    assert seen.pop("train") is trainer.train_loader and seen.pop("val") is trainer.val_loader
+    assert seen == dict(model=True, node_rank=0, num_devices=1, sigterm=False, ckpts=[ckpt],
+                        stops=[stop], stop=stop)  # fmt: skip
+    assert trainer.progress_bar_callback is None  # enable_progress_bar=False
+
+
+def test_lightning_trainer_names_we_lack_say_what_to_use():
+    trainer = Trainer(**QUIET)
+    with pytest.raises(AttributeError, match=r"Trainer\.precision_plugin .*read trainer\.precision"):
+        trainer.precision_plugin  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        trainer.no_such_thing  # noqa: B018
+
+
+def test_lightning_trainer_arguments_we_lack_raise_per_name():
+    Trainer(plugins=None, sync_batchnorm=False, detect_anomaly=False, **QUIET)  # defaults: fine
+    with pytest.raises(UserError, match=r"Trainer\(plugins=\['x'\]\) is not supported"):
+        Trainer(plugins=["x"], **QUIET)
+    with pytest.raises(UserError, match="convert_sync_batchnorm"):
+        Trainer(sync_batchnorm=True, **QUIET)
+    with pytest.raises(UserError, match="unknown argument 'max_epoch'; did you mean max_epochs"):
+        Trainer(max_epoch=3, **QUIET)
