@@ -698,9 +698,16 @@ class Trainer:
         self.call_hook("teardown", stage)
 
     def _batch_transfer(self, model: Module) -> Callable[[Any], Any]:
-        """batch -> batch on the device; the model's transfer hooks only where it has them."""
-        device = self.device
-        before, move, after = (overrides(model, name) for name in (
+        """batch -> batch on the device; the transfer hooks only where they are defined (a
+        DataModule's win over the model's, as Lightning's datahook selector picks them)."""
+        device, datamodule = self.device, self.datamodule
+
+        def owner(name: str) -> Any:
+            if datamodule is not None and callable(getattr(datamodule, name, None)):
+                return datamodule  # the DataModule base defines none of them
+            return model if overrides(model, name) else None
+
+        before, move, after = (owner(name) for name in (
             "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"
         ))  # fmt: skip
         convert = self.precision.input_converter()  # *-true: float inputs in its dtype
@@ -708,15 +715,15 @@ class Trainer:
             return functools.partial(move_to_device, device=device)
 
         def transfer(batch: Any) -> Any:
-            if convert:  # as Lightning: cast first, then the model's transfer hooks
+            if convert:  # as Lightning: cast first, then the transfer hooks
                 batch = convert(batch)
             if before:
-                batch = model.on_before_batch_transfer(batch, 0)
+                batch = before.on_before_batch_transfer(batch, 0)
             if move:
-                batch = model.transfer_batch_to_device(batch, device, 0)
+                batch = move.transfer_batch_to_device(batch, device, 0)
             else:
                 batch = move_to_device(batch, device)
-            return model.on_after_batch_transfer(batch, 0) if after else batch
+            return after.on_after_batch_transfer(batch, 0) if after else batch
 
         return transfer
 

@@ -498,3 +498,26 @@ def test_lightning_trainer_arguments_we_lack_raise_per_name():
         Trainer(sync_batchnorm=True, **QUIET)
     with pytest.raises(UserError, match="unknown argument 'max_epoch'; did you mean max_epochs"):
         Trainer(max_epoch=3, **QUIET)
+
+
+def test_a_datamodules_batch_transfer_hooks_win_over_the_models(tmp_path):
+    seen: list[str] = []
+
+    class Hooked(RegressionData):
+        def on_before_batch_transfer(self, batch, dataloader_idx):
+            seen.append("dm_before")
+            return batch
+
+        def on_after_batch_transfer(self, batch, dataloader_idx):
+            seen.append("dm_after")
+            return batch
+
+    class Model(Regressor):
+        def on_before_batch_transfer(self, batch, dataloader_idx):
+            seen.append("model_before")  # Lightning uses the DataModule's instead
+            return batch
+
+    Trainer(max_steps=1, num_sanity_val_steps=0, default_root_dir=tmp_path, **QUIET).fit(
+        Model(), datamodule=Hooked()
+    )
+    assert seen == ["dm_before", "dm_after"]
