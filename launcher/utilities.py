@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import pickle
 import warnings
 from collections.abc import Callable
-import pickle
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from launcher.errors import not_supported
@@ -118,14 +118,16 @@ def grad_norm(module: torch.nn.Module, norm_type: float | int | str,
               group_separator: str = "/") -> dict[str, torch.Tensor]:  # fmt: skip
     """Each parameter's gradient norm and their total, named as Lightning names them:
 
-        self.log_dict(grad_norm(self, norm_type=2))   # in on_before_optimizer_step
-        # {"grad_2.0_norm/net.weight": ..., "grad_2.0_norm_total": ...}
+    self.log_dict(grad_norm(self, norm_type=2))   # in on_before_optimizer_step
+    # {"grad_2.0_norm/net.weight": ..., "grad_2.0_norm_total": ...}
     """
     import torch
 
     norm = float(norm_type)
     if norm <= 0:
-        raise ValueError(f"`norm_type` must be a positive number or 'inf' (infinity norm). Got {norm}")
+        raise ValueError(
+            f"`norm_type` must be a positive number or 'inf' (infinity norm). Got {norm}"
+        )
     norms = {f"grad_{norm}_norm{group_separator}{name}": p.grad.data.norm(norm)
              for name, p in module.named_parameters() if p.grad is not None}  # fmt: skip
     if norms:

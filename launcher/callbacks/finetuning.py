@@ -152,7 +152,8 @@ class BaseFinetuning(Callback):
                             params: Iterable[nn.Parameter]) -> list[nn.Parameter]:  # fmt: skip
         """`params` that are not in any of `optimizer`'s param groups yet."""
         present = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        out, removed = [], []
+        out: list[nn.Parameter] = []
+        removed: list[nn.Parameter] = []
         for param in params:
             (removed if id(param) in present else out).append(param)
         if removed:
@@ -184,7 +185,9 @@ class BaseFinetuning(Callback):
             optimizer.add_param_group({"params": new, "lr": params_lr / denom_lr})
 
 
-def _map_param_groups(groups: list[dict[str, Any]], mapping: dict[Any, Any]) -> list[dict[str, Any]]:
+def _map_param_groups(
+    groups: list[dict[str, Any]], mapping: dict[Any, Any]
+) -> list[dict[str, Any]]:
     """Param groups with each parameter replaced by `mapping[parameter]` (names <-> tensors)."""
     return [{**{k: v for k, v in g.items() if k != "params"},
              "params": [mapping[p] for p in g["params"]]} for g in groups]  # fmt: skip
@@ -194,8 +197,11 @@ def frozen_state(module: nn.Module) -> dict[str, list[str]]:
     """Names of the frozen parameters and of the BatchNorm layers not tracking statistics."""
     return {
         "params": [n for n, p in module.named_parameters() if not p.requires_grad],
-        "batch_norms": [n for n, m in module.named_modules()
-                        if isinstance(m, _BatchNorm) and not m.track_running_stats],  # fmt: skip
+        "batch_norms": [
+            n
+            for n, m in module.named_modules()
+            if isinstance(m, _BatchNorm) and not m.track_running_stats
+        ],  # fmt: skip
     }
 
 

@@ -9,7 +9,7 @@ then trainable / non-trainable / total counts and the parameters' size in MB. Ra
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -58,10 +58,14 @@ def layer_sizes(model: nn.Module, layers: list[tuple[str, nn.Module]],
 
         handles.append(layer.register_forward_hook(hook, with_kwargs=True))
     modes = {m: m.training for m in model.modules()}
-    try:  # under a Trainer, the forward runs in its precision (bf16 autocast...)
-        context = model.trainer.precision.forward_context()  # type: ignore[union-attr]
-    except (AttributeError, RuntimeError):  # a plain nn.Module, or no Trainer attached
-        context = nullcontext()
+    from launcher.train.module import Module
+
+    context: AbstractContextManager[Any] = nullcontext()
+    if isinstance(model, Module):  # under a Trainer the forward runs in its precision
+        try:
+            context = model.trainer.precision.forward_context()
+        except RuntimeError:  # no Trainer attached
+            pass
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     example = move_to_device(example, device)
     model.eval()

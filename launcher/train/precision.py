@@ -137,7 +137,7 @@ class TruePrecision(Precision):
         return functools.partial(cast_floats, dtype=self.dtype)
 
     @contextlib.contextmanager
-    def forward_context(self) -> Iterator[None]:  # type: ignore[override]
+    def forward_context(self) -> Iterator[None]:
         default = torch.get_default_dtype()
         torch.set_default_dtype(self.dtype)
         try:

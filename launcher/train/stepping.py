@@ -1,8 +1,8 @@
 """How many optimizer steps `fit` will take: `Trainer.estimated_stepping_batches`.
 
-    def configure_optimizers(self):
-        total = self.trainer.estimated_stepping_batches
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=total)
+def configure_optimizers(self):
+    total = self.trainer.estimated_stepping_batches
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=total)
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ def test_each_given_function_runs_as_its_hook(tmp_path):
     calls: list[tuple] = []
     callback = LambdaCallback(
         on_fit_start=lambda trainer, module: calls.append(("fit_start", module.current_epoch)),
-        on_train_epoch_end=lambda trainer, module: calls.append(("epoch_end", trainer.current_epoch)),
+        on_train_epoch_end=lambda trainer, module: calls.append(
+            ("epoch_end", trainer.current_epoch)
+        ),
         on_train_batch_end=lambda trainer, module, outputs, batch, batch_idx: calls.append(
             ("batch_end", batch_idx, outputs is not None)
         ),

@@ -34,9 +34,7 @@ def test_an_exception_writes_the_checkpoint_and_it_resumes(tmp_path):
 def test_a_run_that_finishes_removes_it(tmp_path):
     callback = OnExceptionCheckpoint(dirpath=tmp_path, filename="crash")
     (tmp_path / "crash.ckpt").write_bytes(b"an older one")
-    Trainer(max_epochs=1, callbacks=[callback], default_root_dir=tmp_path, **QUIET).fit(
-        Regressor()
-    )
+    Trainer(max_epochs=1, callbacks=[callback], default_root_dir=tmp_path, **QUIET).fit(Regressor())
     assert not (tmp_path / "crash.ckpt").exists()
 
 

@@ -243,8 +243,12 @@ class DtypeProbe(Module):
 
 @pytest.mark.parametrize(
     ("precision", "dtype"),
-    [("bf16-true", "torch.bfloat16"), ("16-true", "torch.float16"), ("64-true", "torch.float64"),
-     ("64", "torch.float64")],  # fmt: skip
+    [
+        ("bf16-true", "torch.bfloat16"),
+        ("16-true", "torch.float16"),
+        ("64-true", "torch.float64"),
+        ("64", "torch.float64"),
+    ],  # fmt: skip
 )
 def test_true_precisions_train_and_validate_in_that_dtype(tmp_path, precision, dtype):
     model = DtypeProbe()
