@@ -12,6 +12,7 @@
     finetuning.py         `BaseFinetuning`         timer.py            `Timer`
     gradient_accumulation.py  `GradientAccumulationScheduler`
     lambda_function.py    `LambdaCallback`         on_exception_checkpoint.py  `OnExceptionCheckpoint`
+    stochastic_weight_avg.py  `StochasticWeightAveraging`
 
 Recipes and the runtime (`launcher.train`) import these; they see the Trainer through its
 public surface only (typed as `Trainer`, imported for type checking alone). A Lightning
@@ -30,6 +31,7 @@ from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.callbacks.model_summary import ModelSummary, RichModelSummary
 from launcher.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from launcher.callbacks.progress import ProgressBar, RichProgressBar, TQDMProgressBar
+from launcher.callbacks.stochastic_weight_avg import StochasticWeightAveraging
 from launcher.callbacks.timer import Timer
 from launcher.errors import not_supported
 
@@ -46,6 +48,7 @@ __all__ = [
     "ProgressBar",
     "RichModelSummary",
     "RichProgressBar",
+    "StochasticWeightAveraging",
     "TQDMProgressBar",
     "Timer",
 ]
@@ -63,8 +66,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "ThroughputMonitor": "the progress bar shows it/s; log your own rate with self.log",
     "WeightAveraging": "not supported yet: keep an averaged copy in a Callback",
     "EMAWeightAveraging": "not supported yet: keep an EMA copy in a Callback",
-    "StochasticWeightAveraging": "not supported yet: average with torch.optim.swa_utils in a "
-    "Callback",
 }
 
 

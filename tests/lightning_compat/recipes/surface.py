@@ -4,7 +4,7 @@
 
 configure_model's place among the hooks, estimated_stepping_batches, is_last_batch,
 GradientAccumulationScheduler's steps per epoch, LambdaCallback, BaseFinetuning's param groups,
-all_gather on one process, freeze/unfreeze, Timer's stages and bf16-true's dtypes.
+all_gather on one process, freeze/unfreeze, Timer's stages, bf16-true's dtypes and SWA's schedule and averaged weights.
 """
 
 import json
@@ -19,11 +19,20 @@ from lightning.pytorch.callbacks import (
     Callback,
     GradientAccumulationScheduler,
     LambdaCallback,
+    StochasticWeightAveraging,
     Timer,
 )
 from torch.utils.data import DataLoader, TensorDataset
 
-REPORT = {"order": [], "last": [], "steps": [], "lambda": [], "groups": [], "dtypes": {}}
+REPORT = {
+    "swa_lrs": [],
+    "order": [],
+    "last": [],
+    "steps": [],
+    "lambda": [],
+    "groups": [],
+    "dtypes": {},
+}
 QUIET = dict(logger=False, enable_progress_bar=False, enable_checkpointing=False,
              enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
 
@@ -79,6 +88,26 @@ class Model(L.LightningModule):
         return DataLoader(data(16), batch_size=8)
 
 
+class Plain(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.mse_loss(self.net(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return DataLoader(data(40), batch_size=8)
+
+    def on_train_epoch_end(self):
+        REPORT["swa_lrs"].append(round(self.trainer.optimizers[0].param_groups[0]["lr"], 6))
+
+
 class Steps(Callback):
     def on_train_epoch_start(self, trainer, module):
         self.start = trainer.global_step
@@ -122,6 +151,10 @@ def main(out):
     REPORT["unfrozen"] = [model.training, all(p.requires_grad for p in model.parameters())]
     half = L.Trainer(max_steps=1, precision="bf16-true", default_root_dir=out, **QUIET)
     half.fit(Model())
+    plain = Plain()
+    swa = StochasticWeightAveraging(swa_lrs=0.05, swa_epoch_start=2, annealing_epochs=2)
+    L.Trainer(max_epochs=4, callbacks=[swa], default_root_dir=out, **QUIET).fit(plain)
+    REPORT["swa_weights"] = [round(w, 5) for w in plain.net.weight.flatten().tolist()]
     (Path(out) / "report.json").write_text(json.dumps(REPORT))
 
 
