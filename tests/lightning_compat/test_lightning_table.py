@@ -38,7 +38,7 @@ def test_the_table_lists_every_public_lightning_name(lightning_names):
     missing = [(kind, name) for kind, names in lightning_names.items() for name in names
                if (kind, name) not in table]  # fmt: skip
     assert not missing, f"add these to README.md's Lightning -> launcher table: {missing}"
-    statuses = {status.split(" ", 1)[0].rstrip(":;") for status in table.values()}
+    statuses = {status.split(" ", 1)[0].rstrip(":;,") for status in table.values()}
     assert statuses <= {"supported", "renamed", "different", "not"}, statuses
 
 
