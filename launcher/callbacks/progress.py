@@ -203,6 +203,13 @@ class ProgressBar(Callback):
             print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", file=self._out(), flush=True)
 
     # ---------------------------------------------------------------- training
+    def on_train_start(self, trainer: Trainer, module: Module) -> None:
+        loop = trainer.loop
+        if loop.batch_idx > 0 and not loop.epoch_done:
+            # Resumed mid-epoch: the epoch's start hook ran before the interruption (and is not
+            # called again, as in Lightning), but its progress and summary line are still due.
+            self.on_train_epoch_start(trainer, module)
+
     def on_train_epoch_start(self, trainer: Trainer, module: Module) -> None:
         if not self._enabled:
             return

@@ -119,8 +119,8 @@ def run_tags(
         "mlflow.source.type": "LOCAL" if backend == "local" else "JOB",
         "mlflow.user": _user(),
     }
-    if job_id:
-        tags["launcher.job_id"] = job_id
+    if job_id and backend != "local":  # the handle people type: `launch status slurm://42`
+        tags["launcher.job_id"] = f"{backend}://{job_id}"
     if recipe_path and Path(recipe_path).is_file():
         tags["mlflow.source.name"] = str(Path(recipe_path).resolve())
         tags["launcher.recipe"] = Path(recipe_path).stem

@@ -644,3 +644,24 @@ def test_live_line_keeps_epoch_count_speed_and_eta_at_any_width(width):
         assert "─" in line and "val_acc=0.9331" in line  # room for the bar and every metric
     if width == 80:
         assert "─" not in line and "train_loss=0.2312" in line  # the bar goes first
+
+
+def test_an_epoch_resumed_mid_way_still_shows_progress_and_its_summary(tmp_path):
+    """After a mid-epoch resume, on_train_epoch_start is not called again (Lightning's order),
+    yet the epoch's remaining progress and its summary line must still be printed."""
+    from launcher import Trainer
+    from tests.resume_harness import SaveAt
+    from tests.train.test_trainer import Regressor
+
+    quiet = dict(logger=False, default_root_dir=str(tmp_path), enable_model_summary=False)
+    mid = tmp_path / "mid.ckpt"
+    Trainer(max_epochs=1, callbacks=[SaveAt(3, mid)], enable_progress_bar=False,
+            **quiet).fit(Regressor())  # fmt: skip
+    out = io.StringIO()
+    bar = ProgressBar(refresh_rate_hz=UNCAPPED, plain_every_n_steps=1, live=False, stream=out)
+    Trainer(max_epochs=1, callbacks=[bar], **quiet).fit(Regressor(), ckpt_path=str(mid))
+    lines = [unstamped(line) for line in out.getvalue().splitlines()]
+    train_lines = [line for line in lines if line.startswith("epoch 0")]
+    assert train_lines[0].startswith("epoch 0 step 4/8 (50%)"), lines
+    assert train_lines[-1].startswith("epoch 0 done in "), lines
+    assert " 5 batches " in train_lines[-1]  # the batches this process ran

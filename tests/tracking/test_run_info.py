@@ -67,3 +67,15 @@ def test_git_info_on_a_helper_thread_survives_concurrent_forks():
 def test_mask_secrets_hides_tokens_and_keeps_the_rest():
     masked = mask_secrets({"lr": 0.1, "hf_token": "hf_abc"})
     assert masked["lr"] == 0.1 and masked["hf_token"] != "hf_abc"
+
+
+def test_run_tags_name_the_job_by_its_handle_and_carry_mlflows_own_tags(tmp_path):
+    from launcher.tracking.run_info import run_tags
+
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text("x = 1\n")
+    ray = run_tags(str(recipe), "ray", "digits-1a2b3c", 0)
+    assert ray["launcher.job_id"] == "ray://digits-1a2b3c" and ray["mlflow.source.type"] == "JOB"
+    assert ray["mlflow.source.name"] == str(recipe.resolve()) and ray["mlflow.user"]
+    local = run_tags(str(recipe), "local", "torchelastic-id", 0)
+    assert "launcher.job_id" not in local and local["mlflow.source.type"] == "LOCAL"
