@@ -27,6 +27,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from launcher.callbacks.base import Callback
+from launcher.errors import UserError
 
 if TYPE_CHECKING:
     from launcher.train.module import Module
@@ -122,6 +123,8 @@ class ProgressBar(Callback):
         refresh_rate_hz: float = 4.0,
         plain_every_n_steps: int | None = None,
         *,
+        every_n_batches: int | None = None,
+        leave: bool = False,
         live: bool | None = None,
         stream: IO[str] | None = None,
     ) -> None:
@@ -129,7 +132,12 @@ class ProgressBar(Callback):
             raise ValueError(f"ProgressBar(refresh_rate_hz={refresh_rate_hz}) must be > 0")
         if plain_every_n_steps is not None and plain_every_n_steps < 1:
             raise ValueError(f"ProgressBar(plain_every_n_steps={plain_every_n_steps}) must be >= 1")
+        if every_n_batches is not None and every_n_batches < 0:
+            raise ValueError(f"ProgressBar(every_n_batches={every_n_batches}) must be >= 0")
         self.refresh_interval_s = 1.0 / refresh_rate_hz
+        # Lightning's refresh_rate: redraw every N batches (0: no bar), not by the clock.
+        self.every_n_batches = every_n_batches
+        self.leave = leave  # keep each finished epoch's bar on screen (live mode)
         self.plain_every_n_steps = plain_every_n_steps
         self._live_requested = live
         self._stream = stream
@@ -146,7 +154,9 @@ class ProgressBar(Callback):
 
     # ---------------------------------------------------------------- lifecycle
     def setup(self, trainer: Trainer, module: Module, stage: str) -> None:
-        self._enabled = trainer.is_global_zero and trainer.enable_progress_bar
+        self._enabled = (
+            trainer.is_global_zero and trainer.enable_progress_bar and self.every_n_batches != 0
+        )
         stream = self._out()
         tty = bool(getattr(stream, "isatty", lambda: False)())
         self._live = self._enabled and (
@@ -228,7 +238,10 @@ class ProgressBar(Callback):
         if phase is None:
             return
         phase.count += 1
-        if self._live:
+        if self.every_n_batches:
+            if phase.count % self.every_n_batches and batch_idx + 1 != phase.total:
+                return
+        elif self._live:
             if time.monotonic() < self._next_train:
                 return
             self._next_train = time.monotonic() + self.refresh_interval_s
@@ -249,7 +262,7 @@ class ProgressBar(Callback):
             return
         self._train = None
         self._next_train = _NEVER
-        if phase.task is not None and self._progress is not None:
+        if phase.task is not None and self._progress is not None and not self.leave:
             self._progress.remove_task(phase.task)
             self._progress.refresh()  # without auto-refresh, the removed row would linger
         elapsed = time.monotonic() - phase.started
@@ -291,7 +304,10 @@ class ProgressBar(Callback):
         if phase is None:
             return
         phase.count += 1
-        if time.monotonic() < self._next_eval:
+        if self.every_n_batches:
+            if phase.count % self.every_n_batches and batch_idx + 1 != phase.total:
+                return
+        elif time.monotonic() < self._next_eval:
             return
         self._eval_show(phase, batch_idx)
 
@@ -341,3 +357,45 @@ class ProgressBar(Callback):
             metrics = format_metrics(trainer.progress_bar_metrics)
             line = f"{phase.label} done in {_duration(elapsed)}: {phase.count} batches {metrics}"
             self._print(line.rstrip())
+
+
+class TQDMProgressBar(ProgressBar):
+    """Lightning's `TQDMProgressBar`, drawn by `ProgressBar` (no tqdm needed).
+
+    `refresh_rate`: redraw every N batches (0 disables the bar); `leave`: keep each finished
+    epoch's bar. `process_position` (stacking bars of several trainers) is not supported.
+    """
+
+    def __init__(self, refresh_rate: int = 1, process_position: int = 0,
+                 leave: bool = False) -> None:  # fmt: skip
+        if process_position != 0:
+            raise UserError(
+                f"TQDMProgressBar(process_position={process_position}) is not supported: one "
+                "trainer draws one bar here. Leave process_position at 0."
+            )
+        super().__init__(every_n_batches=refresh_rate, leave=leave)
+
+    @property
+    def refresh_rate(self) -> int:
+        return self.every_n_batches or 0
+
+
+class RichProgressBar(ProgressBar):
+    """Lightning's `RichProgressBar`, drawn by `ProgressBar` (which uses rich on a TTY).
+
+    `refresh_rate`: redraw every N batches (0 disables the bar); `leave`: keep each finished
+    epoch's bar. A custom `theme` or `console_kwargs` is not supported: pass neither.
+    """
+
+    def __init__(self, refresh_rate: int = 1, leave: bool = False, theme: Any = None,
+                 console_kwargs: dict[str, Any] | None = None) -> None:  # fmt: skip
+        if theme is not None or console_kwargs:
+            raise UserError(
+                "RichProgressBar(theme=..., console_kwargs=...) is not supported: the bar has "
+                "one look here. Pass only refresh_rate and leave."
+            )
+        super().__init__(every_n_batches=refresh_rate, leave=leave)
+
+    @property
+    def refresh_rate(self) -> int:
+        return self.every_n_batches or 0

@@ -179,11 +179,10 @@ def build_callbacks(
     callbacks = [c for c in callbacks if type(c) not in kinds] + list(configured or [])
     if trainer.fast_dev_run or not trainer.enable_checkpointing:
         callbacks = [c for c in callbacks if type(c).__name__ != "ModelCheckpoint"]
-    if trainer.enable_progress_bar and not any(
-        type(c).__name__ == "ProgressBar" for c in callbacks
-    ):
-        from launcher.callbacks.progress import ProgressBar
+    from launcher.callbacks.progress import ProgressBar
 
+    # TQDMProgressBar / RichProgressBar are ProgressBars too: one bar, the user's.
+    if trainer.enable_progress_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(ProgressBar())
     from launcher.callbacks.model_checkpoint import ModelCheckpoint
     from launcher.callbacks.model_summary import ModelSummary
@@ -214,8 +213,8 @@ def collect_hooks(
         late: list[Callable[..., Any]] = []
         for cb in callbacks:
             fn = getattr(cb, name, None)
-            base = getattr(Callback, name, None)
-            if fn is None or getattr(type(cb), name, None) is base:
+            # The base's no-op, bound; a hook set on the instance (LambdaCallback) counts.
+            if fn is None or getattr(fn, "__func__", None) is getattr(Callback, name, None):
                 continue
             bound = functools.partial(fn, trainer, model)
             monitoring = isinstance(cb, (ModelCheckpoint, EarlyStopping))

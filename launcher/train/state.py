@@ -347,7 +347,8 @@ def compat_settings(trainer: Trainer) -> dict[str, Any]:
     """Settings a resumed run must share with the run that wrote the checkpoint."""
     return {
         "world_size": trainer.world_size,
-        "accumulate_grad_batches": trainer.accumulate_grad_batches,
+        # The Trainer's argument: a GradientAccumulationScheduler changes the live value.
+        "accumulate_grad_batches": trainer.accumulate_grad_batches_arg,
     }
 
 
@@ -457,6 +458,8 @@ def restore(trainer: Trainer, ckpt_path: str) -> bool:
                   "nothing to do. Use --no-resume to train again.", flush=True)  # fmt: skip
         return True
     trainer.call_hook("on_load_checkpoint", state)
+    # Again: a hook may have added parts (SWA's scheduler) that the checkpoint holds state for.
+    parts = checkpoint_parts(trainer, source=path)
     # What the hooks added when saving was theirs to read back; the rest belongs to a part.
     for key in [FORMAT_KEY, USER_KEYS, *state.get(USER_KEYS, ())]:
         state.pop(key, None)

@@ -18,6 +18,7 @@ On SIGTERM/SIGUSR2 `fit` checkpoints and raises `RequeueRequested`; the worker e
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,15 +30,18 @@ from torch.utils.data import DataLoader
 
 # Runtime imports (not only for type checking): `--set trainer.*` reads the __init__'s hints.
 from launcher.callbacks.base import Callback
+from launcher.callbacks.early_stopping import EarlyStopping
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
+from launcher.callbacks.progress import ProgressBar
 from launcher.cluster_env import ClusterEnvironment
 from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, UserError
 from launcher.loggers.base import Logger
-from launcher.train import eval_loop
+from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
+from launcher.train.lightning_args import check_trainer_kwargs, unsupported_trainer_attribute
 from launcher.train.loop import LoopState
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
@@ -131,7 +135,9 @@ class Trainer:
         process_group_timeout: float = 120.0,
         signal_sync_every_n_steps: int = 8,
         launch_settings: dict[str, Any] | None = None,
+        **lightning_only: Any,
     ) -> None:
+        check_trainer_kwargs(lightning_only, inspect.signature(Trainer).parameters)
         if accumulate_grad_batches < 1:
             raise UserError("accumulate_grad_batches must be >= 1")
         if num_nodes < 1:
@@ -143,7 +149,8 @@ class Trainer:
         self.max_steps = -1 if self.fast_dev_run or max_steps is None else max_steps
         self.accelerator, self.devices, self.num_nodes = accelerator, devices, num_nodes
         self.strategy = strategy
-        self.accumulate_grad_batches = accumulate_grad_batches
+        self.accumulate_grad_batches = accumulate_grad_batches  # callbacks may change it per epoch
+        self.accumulate_grad_batches_arg = accumulate_grad_batches
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.limit_train_batches = self.fast_dev_run or limit_train_batches
@@ -199,6 +206,7 @@ class Trainer:
         self.should_stop = False
         self.stage = "fit"
         self.sanity_checking = False  # True while the sanity check's validation runs
+        self.is_last_batch = False  # True during the last batch of a training epoch
         self.datamodule: DataModule | None = None
         # batch -> batch on the device, through the model's transfer hooks if it has any
         self.transfer_batch: Callable[[Any], Any] = functools.partial(
@@ -246,6 +254,16 @@ class Trainer:
         return self._module
 
     @property
+    def lightning_module(self) -> Module:
+        """Lightning's name for `module`."""
+        return self.module
+
+    @property
+    def estimated_stepping_batches(self) -> int | float:
+        """Optimizer steps `fit` will take (accumulation, limits, max_epochs/max_steps)."""
+        return stepping.estimated_stepping_batches(self)
+
+    @property
     def global_rank(self) -> int:
         return self.env.global_rank
 
@@ -269,6 +287,52 @@ class Trainer:
     def checkpoint_callback(self) -> ModelCheckpoint | None:
         """The first `ModelCheckpoint` callback, or None."""
         return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+    # Lightning's other read-only names for the same facts.
+    @property
+    def model(self) -> Module:
+        return self.module
+
+    @property
+    def node_rank(self) -> int:
+        return self.env.node_rank
+
+    @property
+    def num_devices(self) -> int:
+        """Processes (devices) per node."""
+        return self.env.local_world_size
+
+    @property
+    def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        return [c for c in self.callbacks if isinstance(c, ModelCheckpoint)]
+
+    @property
+    def early_stopping_callbacks(self) -> list[EarlyStopping]:
+        return [c for c in self.callbacks if isinstance(c, EarlyStopping)]
+
+    @property
+    def early_stopping_callback(self) -> EarlyStopping | None:
+        return next(iter(self.early_stopping_callbacks), None)
+
+    @property
+    def progress_bar_callback(self) -> ProgressBar | None:
+        return next((c for c in self.callbacks if isinstance(c, ProgressBar)), None)
+
+    @property
+    def train_dataloader(self) -> DataLoader | None:
+        return self.train_loader
+
+    @property
+    def val_dataloaders(self) -> DataLoader | None:
+        return self.val_loader
+
+    @property
+    def received_sigterm(self) -> bool:
+        return self.signals.received is not None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the Trainer lacks: Lightning's get a reason, not a bare miss.
+        raise AttributeError(unsupported_trainer_attribute(name))
 
     @property
     def checkpoint_dir(self) -> str:
@@ -395,11 +459,12 @@ class Trainer:
         before_backward = self._hooks.get("on_before_backward")
         after_backward = self._hooks.get("on_after_backward")
         transfer = self.transfer_batch
-        accumulate = self.accumulate_grad_batches
         results = self.results = self.train_results
         start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx)
         if loop.batch_idx == 0:
             self.call_hook("on_train_epoch_start")
+        # Read after the epoch-start hook: GradientAccumulationScheduler changes it per epoch.
+        accumulate = loop.accumulate_grad_batches = self.accumulate_grad_batches
         model.train()
         total = self.num_training_batches
         batch_idx = loop.batch_idx
@@ -408,6 +473,7 @@ class Trainer:
                 break
             batch = transfer(batch)
             results.batch = batch  # sized only if an epoch mean needs it
+            self.is_last_batch = batch_idx + 1 == total
             if batch_start:
                 self.call_hook("on_train_batch_start", batch, batch_idx)
             last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
@@ -542,7 +608,8 @@ class Trainer:
     def _fit_done(self) -> bool:
         if self.should_stop or (0 < self.max_steps <= self.loop.global_step):
             return True
-        return self.max_epochs is not None and self.loop.epoch >= self.max_epochs
+        # max_epochs=-1: no epoch limit (Lightning's infinite training, until max_steps)
+        return self.max_epochs not in (None, -1) and self.loop.epoch >= self.max_epochs
 
     def _step_scheduler(self, config: SchedulerConfig) -> None:
         if config.monitor:
@@ -601,6 +668,11 @@ class Trainer:
         self.transfer_batch = self._batch_transfer(model)
         prepare_data(self, model, datamodule, stage)
         self.call_hook("setup", stage)
+        if overrides(model, "configure_model"):  # Lightning's place: after setup, before optimizers
+            model.configure_model()
+            model.to(self.device)
+        if stage != "fit":  # *-true precisions: the parameters in their dtype here too
+            model = self.precision.convert_eval_module(model)
         if stage == "fit":
             model = self.precision.convert_module(model)
             self._step_wrapper = _StepWrapper(model)
@@ -626,22 +698,32 @@ class Trainer:
         self.call_hook("teardown", stage)
 
     def _batch_transfer(self, model: Module) -> Callable[[Any], Any]:
-        """batch -> batch on the device; the model's transfer hooks only where it has them."""
-        device = self.device
-        before, move, after = (overrides(model, name) for name in (
+        """batch -> batch on the device; the transfer hooks only where they are defined (a
+        DataModule's win over the model's, as Lightning's datahook selector picks them)."""
+        device, datamodule = self.device, self.datamodule
+
+        def owner(name: str) -> Any:
+            if datamodule is not None and callable(getattr(datamodule, name, None)):
+                return datamodule  # the DataModule base defines none of them
+            return model if overrides(model, name) else None
+
+        before, move, after = (owner(name) for name in (
             "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"
         ))  # fmt: skip
-        if not (before or move or after):
+        convert = self.precision.input_converter()  # *-true: float inputs in its dtype
+        if not (before or move or after or convert):
             return functools.partial(move_to_device, device=device)
 
         def transfer(batch: Any) -> Any:
+            if convert:  # as Lightning: cast first, then the transfer hooks
+                batch = convert(batch)
             if before:
-                batch = model.on_before_batch_transfer(batch, 0)
+                batch = before.on_before_batch_transfer(batch, 0)
             if move:
-                batch = model.transfer_batch_to_device(batch, device, 0)
+                batch = move.transfer_batch_to_device(batch, device, 0)
             else:
                 batch = move_to_device(batch, device)
-            return model.on_after_batch_transfer(batch, 0) if after else batch
+            return after.on_after_batch_transfer(batch, 0) if after else batch
 
         return transfer
 
