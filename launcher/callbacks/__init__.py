@@ -8,6 +8,7 @@
     base.py               `Callback`; its methods are the hook names (`HOOKS`) the Trainer calls
     model_checkpoint.py   `ModelCheckpoint`        early_stopping.py   `EarlyStopping`
     lr_monitor.py         `LearningRateMonitor`    progress.py         `ProgressBar`
+    prediction_writer.py  `BasePredictionWriter`
 
 Recipes and the runtime (`launcher.train`) import these; they see the Trainer through its
 public surface only (typed as `Trainer`, imported for type checking alone).
@@ -18,9 +19,11 @@ from launcher.callbacks.early_stopping import EarlyStopping
 from launcher.callbacks.lr_monitor import LearningRateMonitor
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.callbacks.model_summary import ModelSummary
+from launcher.callbacks.prediction_writer import BasePredictionWriter
 from launcher.callbacks.progress import ProgressBar
 
 __all__ = [
+    "BasePredictionWriter",
     "Callback",
     "EarlyStopping",
     "LearningRateMonitor",

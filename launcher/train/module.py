@@ -250,6 +250,12 @@ class Module(nn.Module):
     ) -> None:
         """Record a metric; see `launcher.train.results` for the step/epoch defaults."""
         trainer = self._trainer
+        if trainer is not None and trainer.stage == "predict":
+            raise UserError(
+                "You are trying to `self.log()` but the loop's result collection is not "
+                "registered yet. This is most likely because you are trying to log in a "
+                "`predict` hook, but it doesn't support logging"
+            )
         if trainer is None or trainer.results is None:
             return
         trainer.results.log(
@@ -306,6 +312,12 @@ class Module(nn.Module):
 
     def configure_optimizers(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define configure_optimizers")
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        """One batch of `Trainer.predict`: `(batch, batch_idx, dataloader_idx=0)`; by default
+        `self(batch)`, as Lightning's."""
+        batch = kwargs.get("batch", args[0])
+        return self(batch)
 
     def configure_callbacks(self) -> list[Any]:
         """Callbacks this model always wants (checkpointing, early stopping...)."""
