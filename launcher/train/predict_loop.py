@@ -189,18 +189,18 @@ class PredictLoop:
         extra = (dataloader_idx,) if several else ()
         keep = self.return_predictions or keep_for_epoch
         sampler = getattr(loader, "batch_sampler", None)
-        seen = sampler.seen_batch_indices if isinstance(sampler, IndexBatchSampler) else None
-        if track and seen is None:
+        indexed = sampler if isinstance(sampler, IndexBatchSampler) else None
+        if track and indexed is None:
             warnings.warn(f"Couldn't infer the batch indices fetched from your dataloader: "
                           f"`{type(loader).__name__}`", UserWarning, stacklevel=4)  # fmt: skip
         for batch_idx, batch in enumerate(loader):
             if batch_idx >= limit:
                 break
             batch = transfer(batch)
-            if track and seen is not None:
-                self.current_batch_indices = seen[batch_idx]
+            if track and indexed is not None:  # the sampler runs ahead of the batches
+                self.current_batch_indices = indexed.seen_batch_indices[batch_idx]
                 if keep_for_epoch:
-                    self.epoch_batch_indices[dataloader_idx].append(seen[batch_idx])
+                    self.epoch_batch_indices[dataloader_idx].append(self.current_batch_indices)
             trainer.call_hook("on_predict_batch_start", batch, batch_idx, *extra)
             args = (batch, batch_idx, *extra) if step_takes_idx else (batch, *extra)
             with trainer.precision.forward_context():
