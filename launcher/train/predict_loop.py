@@ -35,6 +35,7 @@ from torch.utils.data import (
     Sampler,
 )
 
+from launcher.errors import UserError
 from launcher.train.resolve import limit_batches, overrides
 
 if TYPE_CHECKING:
@@ -161,6 +162,8 @@ class PredictLoop:
         self.epoch_batch_indices = [[] for _ in loaders]
         self.current_batch_indices = []
         several = len(loaders) > 1
+        for hook in ("predict_step", "on_predict_batch_start", "on_predict_batch_end"):
+            _check_dataloader_idx(model, hook, several)
         modes = {name: m.training for name, m in model.named_modules()}
         with torch.inference_mode():
             if overrides(model, "on_predict_model_eval"):
@@ -208,6 +211,25 @@ class PredictLoop:
             trainer.call_hook("on_predict_batch_end", prediction, batch, batch_idx, *extra)
             if keep:
                 self._predictions[dataloader_idx].append(_to_cpu(prediction))
+
+
+def _check_dataloader_idx(model: Any, hook: str, several: bool) -> None:
+    """Lightning's check: `dataloader_idx` in the signature exactly when it will be passed."""
+    params = inspect.signature(getattr(model, hook)).parameters
+    present = "dataloader_idx" in params or any(p.kind is p.VAR_POSITIONAL for p in params.values())
+    name = f"{type(model).__name__}.{hook}()"
+    if several and not present:
+        raise UserError(
+            f"You provided multiple `predict_dataloader`, but no `dataloader_idx` argument in "
+            f"`{name}`. Try adding `dataloader_idx=0` to its signature."
+        )
+    idx = params.get("dataloader_idx")
+    if not several and idx is not None and idx.default is inspect.Parameter.empty:
+        raise UserError(
+            f"You provided only a single `predict_dataloader`, but have included `dataloader_idx` "
+            f"in `{name}`. Either remove the argument or give it a default value i.e. "
+            "`dataloader_idx=0`."
+        )
 
 
 def _takes_batch_idx(step: Any) -> bool:

@@ -1,8 +1,9 @@
-"""`Trainer`: runs a `Module`'s fit / validate / test loops.
+"""`Trainer`: runs a `Module`'s fit / validate / test / predict loops.
 
     trainer = Trainer(max_epochs=5, precision="bf16-mixed", accumulate_grad_batches=4)
     trainer.fit(model, datamodule=dm)            # resumes with ckpt_path="last"
     trainer.test(model, datamodule=dm)
+    predictions = trainer.predict(datamodule=dm)  # the fitted model, its best checkpoint
 
 The fit loop (`_fit_loop` / `_train_epoch`) reads top to bottom: forward under the
 precision's autocast, `no_sync` on non-final micro-steps, backward, unscale, clip, step,
@@ -10,8 +11,9 @@ schedulers, logging, checkpoints. Everything else is a small object it calls:
 `ClusterEnvironment`, `Distributed`, `Precision`, `CheckpointManager`, `Results`, callbacks and
 loggers. Where the rest lives (all in `launcher/train/`): the loop position in `loop.py`
 (`trainer.loop`), the checkpoint as a dict of parts in `state.py`, the validation/test epoch in
-`eval_loop.py`, what loggers are told about the run in `run_record.py` (`trainer.run_record`),
-what is resolved before the loops (device, loaders, callbacks, loggers, hooks) in `resolve.py`.
+`eval_loop.py`, prediction in `predict_loop.py` (`trainer.predict_loop`), what loggers are
+told about the run in `run_record.py` (`trainer.run_record`), what is resolved before the
+loops (device, loaders, callbacks, loggers, hooks) in `resolve.py`.
 On SIGTERM/SIGUSR2 `fit` checkpoints and raises `RequeueRequested`; the worker exits with 3.
 """
 

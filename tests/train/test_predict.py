@@ -192,6 +192,24 @@ def test_several_dataloaders_give_a_list_per_dataloader_with_its_index(tmp_path:
                       "on_predict_batch_start[0, 1]", "on_predict_batch_start[1, 1]"]  # fmt: skip
 
 
+def test_dataloader_idx_must_be_in_the_signature_exactly_when_passed(tmp_path: Path) -> None:
+    class NoIdx(Model):
+        def predict_step(self, batch: Any, batch_idx: int) -> Any:
+            return self(batch[0])
+
+    class NeedsIdx(Model):
+        def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int) -> Any:
+            return self(batch[0])
+
+    two = [DataLoader(data(2, 0), batch_size=2)] * 2
+    with pytest.raises(UserError, match=r"multiple `predict_dataloader`, but no `dataloader_idx`"):
+        make_trainer(tmp_path).predict(NoIdx(), two)
+    with pytest.raises(UserError, match=r"only a single `predict_dataloader`, but have included"):
+        make_trainer(tmp_path).predict(NeedsIdx())
+    preds = make_trainer(tmp_path).predict(NeedsIdx(), two)
+    assert preds is not None and len(preds) == 2
+
+
 @pytest.mark.parametrize(("limit", "batches"), [(2, 2), (0.5, 1), (1.0, 3), (0, None)])
 def test_limit_predict_batches(tmp_path: Path, limit: float, batches: int | None) -> None:
     model = Model()
