@@ -180,7 +180,7 @@ class Trainer:
         self.launch_settings = dict(launch_settings or {})
         self._logger_arg = logger
         self._user_callbacks: list[Callback] = (
-            callbacks
+            list(callbacks)  # a copy: the default checkpoint below must not join the user's list
             if isinstance(callbacks, list)
             else ([callbacks] if callbacks is not None else [])
         )
