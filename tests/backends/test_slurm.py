@@ -313,6 +313,7 @@ def test_preemption_checkpoints_requeues_and_resumes_bitwise(runs, uninterrupted
     run, steps = mlflow_run(runs, "preempted")
     assert steps == list(range(1, 41))  # one continuous, duplicate-free step axis
     assert run.data.tags["launcher.requeue_count"] == "1"
+    assert run.data.tags["launcher.job_id"] == job.handle  # the handle people type
 
 
 @pytest.mark.slurm
