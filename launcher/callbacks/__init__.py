@@ -13,6 +13,7 @@
     gradient_accumulation.py  `GradientAccumulationScheduler`
     lambda_function.py    `LambdaCallback`         on_exception_checkpoint.py  `OnExceptionCheckpoint`
     stochastic_weight_avg.py  `StochasticWeightAveraging`
+    prediction_writer.py  `BasePredictionWriter`
 
 Recipes and the runtime (`launcher.train`) import these; they see the Trainer through its
 public surface only (typed as `Trainer`, imported for type checking alone). A Lightning
@@ -30,6 +31,7 @@ from launcher.callbacks.lr_monitor import LearningRateMonitor
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.callbacks.model_summary import ModelSummary, RichModelSummary
 from launcher.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
+from launcher.callbacks.prediction_writer import BasePredictionWriter
 from launcher.callbacks.progress import ProgressBar, RichProgressBar, TQDMProgressBar
 from launcher.callbacks.stochastic_weight_avg import StochasticWeightAveraging
 from launcher.callbacks.timer import Timer
@@ -37,6 +39,7 @@ from launcher.errors import not_supported
 
 __all__ = [
     "BaseFinetuning",
+    "BasePredictionWriter",
     "Callback",
     "EarlyStopping",
     "GradientAccumulationScheduler",

@@ -112,7 +112,7 @@ class _Phase:
 
 
 class ProgressBar(Callback):
-    """Progress of training, validation and test on global rank 0.
+    """Progress of training, validation, test and predict on global rank 0.
 
     `live=None` picks the rich bar when the output stream is a TTY; `stream` defaults to
     `sys.stdout` (both are mainly for tests).
@@ -326,6 +326,18 @@ class ProgressBar(Callback):
     def on_test_epoch_end(self, trainer: Trainer, module: Module) -> None:
         self._eval_end(trainer, summary=True)
 
+    def on_predict_epoch_start(self, trainer: Trainer, module: Module) -> None:
+        self._eval_start(trainer, "predict", sum(trainer.num_predict_batches))
+
+    def on_predict_batch_end(
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self.on_validation_batch_end(trainer, module, outputs, batch, batch_idx)
+
+    def on_predict_epoch_end(self, trainer: Trainer, module: Module) -> None:
+        self._eval_end(trainer, summary=True, metrics=False)  # predictions log nothing
+
     def _eval_start(self, trainer: Trainer, label: str, total: int | float) -> None:
         if not self._enabled:
             return
@@ -342,7 +354,7 @@ class ProgressBar(Callback):
         phase.position = batch_idx + 1
         self._show(phase, {}, indent="  ")
 
-    def _eval_end(self, trainer: Trainer, summary: bool) -> None:
+    def _eval_end(self, trainer: Trainer, summary: bool, metrics: bool = True) -> None:
         phase = self._eval
         if phase is None:
             return
@@ -354,8 +366,8 @@ class ProgressBar(Callback):
             self._progress.refresh()  # without auto-refresh, the removed row would linger
         if summary:
             elapsed = time.monotonic() - phase.started
-            metrics = format_metrics(trainer.progress_bar_metrics)
-            line = f"{phase.label} done in {_duration(elapsed)}: {phase.count} batches {metrics}"
+            shown = format_metrics(trainer.progress_bar_metrics) if metrics else ""
+            line = f"{phase.label} done in {_duration(elapsed)}: {phase.count} batches {shown}"
             self._print(line.rstrip())
 
 

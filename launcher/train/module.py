@@ -269,6 +269,12 @@ class Module(nn.Module):
     ) -> None:
         """Record a metric; see `launcher.train.results` for the step/epoch defaults."""
         trainer = self._trainer
+        if trainer is not None and trainer.stage == "predict":
+            raise UserError(
+                "You are trying to `self.log()` but the loop's result collection is not "
+                "registered yet. This is most likely because you are trying to log in a "
+                "`predict` hook, but it doesn't support logging"
+            )
         if trainer is None or trainer.results is None:
             return
         trainer.results.log(
@@ -377,6 +383,12 @@ class Module(nn.Module):
         """Create layers here instead of in `__init__` to build them on the training device
         (called at the start of fit/validate/test/predict, after `setup`, before
         `configure_optimizers`; it may run more than once, so skip layers that exist)."""
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        """One batch of `Trainer.predict`: `(batch, batch_idx, dataloader_idx=0)`; by default
+        `self(batch)`, as Lightning's."""
+        batch = kwargs.get("batch", args[0])
+        return self(batch)
 
     def configure_callbacks(self) -> list[Any]:
         """Callbacks this model always wants (checkpointing, early stopping...)."""

@@ -74,7 +74,8 @@ def resolve_loaders(
     """(train loader, eval loader) from explicit loaders, the datamodule, or the model."""
     # The recipe's own methods: typed as Any, since neither base class declares them.
     source: Any = datamodule if datamodule is not None else model
-    eval_method = "val_dataloader" if stage in ("fit", "validate") else "test_dataloader"
+    eval_method = {"fit": "val_dataloader", "validate": "val_dataloader",
+                   "test": "test_dataloader", "predict": "predict_dataloader"}[stage]  # fmt: skip
     if stage == "fit" and train is None:
         if not hasattr(source, "train_dataloader"):
             where = type(source).__name__
@@ -87,6 +88,23 @@ def resolve_loaders(
     elif val is None and hasattr(model, eval_method) and source is not model:
         val = getattr(model, eval_method)()
     return train, val
+
+
+def split_datamodule(
+    stage: str, dataloaders: Any, datamodule: DataModule | None, val_dataloaders: Any = None
+) -> tuple[Any, DataModule | None]:
+    """(dataloaders, datamodule): a DataModule given where the dataloaders go is taken as the
+    datamodule, as Lightning does (`fit(model, dm)`, `predict(model, dm)`)."""
+    from launcher.train.datamodule import DataModule
+
+    if isinstance(dataloaders, DataModule):
+        dataloaders, datamodule = None, dataloaders
+    if datamodule is not None and (dataloaders is not None or val_dataloaders is not None):
+        if stage == "fit":
+            raise UserError("You cannot pass `train_dataloader` or `val_dataloaders` to "
+                            "`trainer.fit(datamodule=...)`")  # fmt: skip
+        raise UserError(f"You cannot pass both `trainer.{stage}(dataloaders=..., datamodule=...)`")
+    return dataloaders, datamodule
 
 
 def prepare_data(

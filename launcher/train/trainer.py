@@ -1,8 +1,9 @@
-"""`Trainer`: runs a `Module`'s fit / validate / test loops.
+"""`Trainer`: runs a `Module`'s fit / validate / test / predict loops.
 
     trainer = Trainer(max_epochs=5, precision="bf16-mixed", accumulate_grad_batches=4)
     trainer.fit(model, datamodule=dm)            # resumes with ckpt_path="last"
     trainer.test(model, datamodule=dm)
+    predictions = trainer.predict(datamodule=dm)  # the fitted model, its best checkpoint
 
 The fit loop (`_fit_loop` / `_train_epoch`) reads top to bottom: forward under the
 precision's autocast, `no_sync` on non-final micro-steps, backward, unscale, clip, step,
@@ -10,8 +11,9 @@ schedulers, logging, checkpoints. Everything else is a small object it calls:
 `ClusterEnvironment`, `Distributed`, `Precision`, `CheckpointManager`, `Results`, callbacks and
 loggers. Where the rest lives (all in `launcher/train/`): the loop position in `loop.py`
 (`trainer.loop`), the checkpoint as a dict of parts in `state.py`, the validation/test epoch in
-`eval_loop.py`, what loggers are told about the run in `run_record.py` (`trainer.run_record`),
-what is resolved before the loops (device, loaders, callbacks, loggers, hooks) in `resolve.py`.
+`eval_loop.py`, prediction in `predict_loop.py` (`trainer.predict_loop`), what loggers are
+told about the run in `run_record.py` (`trainer.run_record`), what is resolved before the
+loops (device, loaders, callbacks, loggers, hooks) in `resolve.py`.
 On SIGTERM/SIGUSR2 `fit` checkpoints and raises `RequeueRequested`; the worker exits with 3.
 """
 
@@ -45,6 +47,7 @@ from launcher.train.lightning_args import check_trainer_kwargs, unsupported_trai
 from launcher.train.loop import LoopState
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
+from launcher.train.predict_loop import PredictLoop, as_loader_list, prepare_predict_loader
 from launcher.train.preemption import PreemptionSignals
 from launcher.train.resolve import (
     build_callbacks,
@@ -56,6 +59,7 @@ from launcher.train.resolve import (
     prepare_data,
     resolve_device,
     resolve_loaders,
+    split_datamodule,
     warn_unknown_hooks,
 )
 from launcher.train.results import Results
@@ -115,6 +119,7 @@ class Trainer:
         limit_train_batches: int | float | None = None,
         limit_val_batches: int | float | None = None,
         limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
         check_val_every_n_epoch: int = 1,
         num_sanity_val_steps: int | None = None,
         enable_model_summary: bool | None = None,
@@ -156,6 +161,7 @@ class Trainer:
         self.limit_train_batches = self.fast_dev_run or limit_train_batches
         self.limit_val_batches = self.fast_dev_run or limit_val_batches
         self.limit_test_batches = self.fast_dev_run or limit_test_batches
+        self.limit_predict_batches = self.fast_dev_run or limit_predict_batches
         self.check_val_every_n_epoch = check_val_every_n_epoch
         # Lightning's defaults: 2 sanity batches (-1 all, 0 none), none under fast_dev_run.
         sanity = 2 if num_sanity_val_steps is None else num_sanity_val_steps
@@ -181,10 +187,14 @@ class Trainer:
         self.launch_settings = dict(launch_settings or {})
         self._logger_arg = logger
         self._user_callbacks: list[Callback] = (
-            callbacks
+            list(callbacks)  # a copy: the default checkpoint below must not join the user's list
             if isinstance(callbacks, list)
             else ([callbacks] if callbacks is not None else [])
         )
+        if self.enable_checkpointing and not any(
+            isinstance(c, ModelCheckpoint) for c in self._user_callbacks
+        ):  # Lightning's default: the last epoch's weights, epoch=N-step=M.ckpt
+            self._user_callbacks.append(ModelCheckpoint())
 
         self.env = ClusterEnvironment.detect()
         self.device = resolve_device(accelerator, devices, num_nodes, self.env)
@@ -221,6 +231,8 @@ class Trainer:
         self.num_training_batches: int | float = 0
         self.num_val_batches: int | float = 0
         self.num_test_batches: int | float = 0
+        self.num_predict_batches: list[int | float] = []
+        self.predict_loop = PredictLoop(self)
         self.train_loader: DataLoader | None = None
         self.val_loader: DataLoader | None = None
         self.checkpoints: CheckpointManager | None = None
@@ -388,6 +400,9 @@ class Trainer:
 
         Raises `RequeueRequested` after checkpointing on SIGTERM/SIGUSR2.
         """
+        train_dataloaders, datamodule = split_datamodule(
+            "fit", train_dataloaders, datamodule, val_dataloaders
+        )
         self._start("fit", model, datamodule)
         try:
             train_loader, val_loader = resolve_loaders(
@@ -428,16 +443,53 @@ class Trainer:
         finally:
             self._end("fit")
 
-    def validate(self, model: Module, dataloaders: Any = None,
+    def validate(self, model: Module | None = None, dataloaders: Any = None,
                  datamodule: DataModule | None = None,
                  ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
-        """Run one validation epoch; returns `[{metric: value}]` like Lightning."""
+        """Run one validation epoch; returns `[{metric: value}]` like Lightning.
+
+        Without `model`, the fitted one with `ckpt_path` ("best" by default, "last", a file).
+        """
         return self._evaluate("validate", model, dataloaders, datamodule, ckpt_path)
 
-    def test(self, model: Module, dataloaders: Any = None, datamodule: DataModule | None = None,
+    def test(self, model: Module | None = None, dataloaders: Any = None,
+             datamodule: DataModule | None = None,
              ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
-        """Run one test epoch; returns `[{metric: value}]` like Lightning."""
+        """Run one test epoch; returns `[{metric: value}]` like Lightning (`validate`'s args)."""
         return self._evaluate("test", model, dataloaders, datamodule, ckpt_path)
+
+    def predict(self, model: Module | None = None, dataloaders: Any = None,
+                datamodule: DataModule | None = None, return_predictions: bool | None = None,
+                ckpt_path: str | None = None) -> list[Any] | None:  # fmt: skip
+        """`predict_step` over `predict_dataloader()` (or `dataloaders`); the predictions.
+
+        preds = trainer.predict(model, dm)   # [step output, ...]; [[...], [...]] for 2 loaders
+
+        Under DDP each rank predicts and returns its own shard. `return_predictions=False`
+        keeps nothing (use a `BasePredictionWriter`); `model` and `ckpt_path` as in `validate`.
+        """
+        dataloaders, datamodule = split_datamodule("predict", dataloaders, datamodule)
+        model, model_provided = self._model_for("predict", model)
+        self._start("predict", model, datamodule)
+        try:
+            source = dataloaders
+            if source is None:
+                source = resolve_loaders(self, model, datamodule, None, None, "predict")[1]
+            if source is None:
+                raise UserError("predict: no dataloader; define predict_dataloader() or pass "
+                                "dataloaders to trainer.predict")  # fmt: skip
+            loaders = [prepare_predict_loader(dl, self.global_rank, self.world_size)
+                       for dl in as_loader_list(source)]  # fmt: skip
+            ckpt_path = trainer_state.select_ckpt_path(self, ckpt_path, model_provided, 3)
+            if ckpt_path:
+                trainer_state.load_weights(self, ckpt_path)
+            keep = True if return_predictions is None else return_predictions
+            return self.predict_loop.run(loaders, keep)
+        except BaseException as exc:
+            self.call_hook("on_exception", exc)
+            raise
+        finally:
+            self._end("predict")
 
     # -- the fit loop ---------------------------------------------------------------------
     def _fit_loop(self) -> None:
@@ -620,10 +672,12 @@ class Trainer:
             config.scheduler.step()
 
     # -- validation and test ----------------------------------------------------------------
-    def _evaluate(self, stage: str, model: Module, dataloaders: Any,
+    def _evaluate(self, stage: str, model: Module | None, dataloaders: Any,
                   datamodule: DataModule | None,
                   ckpt_path: str | None) -> list[dict[str, float]]:  # fmt: skip
         """`validate` / `test`: set up, optionally load weights, run one epoch, log, report."""
+        dataloaders, datamodule = split_datamodule(stage, dataloaders, datamodule)
+        model, model_provided = self._model_for(stage, model)
         self._start(stage, model, datamodule)
         try:
             loader = resolve_loaders(self, model, datamodule, None, dataloaders, stage=stage)[1]
@@ -631,6 +685,7 @@ class Trainer:
                 hook = "val_dataloader" if stage == "validate" else "test_dataloader"
                 raise UserError(f"{stage}: no dataloader; define {hook}()")
             loader = make_resumable(loader, 0, self.global_rank, self.world_size, shuffle=False)
+            ckpt_path = trainer_state.select_ckpt_path(self, ckpt_path, model_provided)
             if ckpt_path:
                 trainer_state.load_weights(self, ckpt_path)
             if stage == "validate":
@@ -651,6 +706,15 @@ class Trainer:
         return self._last_eval.metrics
 
     # -- set-up and tear-down ----------------------------------------------------------------
+    def _model_for(self, stage: str, model: Module | None) -> tuple[Module, bool]:
+        """(the model to run, whether the caller gave it): without one, the fitted model."""
+        if model is not None:
+            return model, True
+        if self._module is None:
+            raise UserError(f"`Trainer.{stage}()` requires a `LightningModule` when it hasn't "
+                            "been passed in a previous run")  # fmt: skip
+        return self._module, False
+
     def _start(self, stage: str, model: Module, datamodule: DataModule | None) -> None:
         self.stage = stage
         self._module = model
