@@ -152,7 +152,8 @@ def build_loggers(
         experiment = trainer.experiment_name or recipe_name(model)
         # A relaunch (`--resume auto`) killed before its first checkpoint continues the run
         # it had opened; a checkpoint, when there is one, says the same.
-        relaunch = trainer.run_dir and trainer.launch_settings.get("resume") == "auto"
+        run_dir = trainer.run_dir
+        relaunch = run_dir is not None and trainer.launch_settings.get("resume") == "auto"
         return [
             MLflowLogger(
                 experiment_name=experiment,
@@ -160,7 +161,7 @@ def build_loggers(
                 tracking_uri=trainer.tracking_uri,
                 save_dir=trainer.default_root_dir,
                 spool_dir=trainer.run_dir,
-                run_id=recorded_run(trainer.run_dir, experiment) if relaunch else None,
+                run_id=recorded_run(run_dir, experiment) if run_dir and relaunch else None,
             )
         ]
     return list(arg) if isinstance(arg, (list, tuple)) else [arg]

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from launcher.callbacks.base import Callback
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.cluster_env import ClusterEnvironment
-from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, UserError
+from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, RunStopped, UserError
 from launcher.loggers.base import Logger
 from launcher.train import eval_loop
 from launcher.train import state as trainer_state
@@ -658,6 +658,8 @@ class Trainer:
     def _checkpoint_and_requeue(self) -> None:
         name = self.signals.name
         path = trainer_state.save_resume_checkpoint(self, blocking=True)
+        if self.signals.stopping:  # the user's stop: KILLED (in _fail); the worker says so
+            raise RunStopped(name, path or None)
         if self.is_global_zero:
             print(f"[launcher] received {name}: checkpointed step {self.global_step} to {path}; "
                   f"exiting with code {REQUEUE_EXIT_CODE} (requeue me)", flush=True)  # fmt: skip

@@ -76,8 +76,10 @@ def test_sigkills_in_the_first_seconds_resume_from_a_checkpoint_into_one_mlflow_
         before = log.stat().st_size  # ~10 s of imports on a loaded 2-core machine)
         step_before = newest_step(spec)
         proc = start_worker(spec, log)
-        assert wait_for(lambda b=before: _training_started(log, b) or proc.poll() is not None, 120)
-        wait_for(lambda: proc.poll() is not None, delay)
+        assert wait_for(
+            lambda b=before, p=proc: _training_started(log, b) or p.poll() is not None, 120
+        )
+        wait_for(lambda p=proc: p.poll() is not None, delay)
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
