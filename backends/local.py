@@ -142,8 +142,8 @@ class LocalBackend(Backend[LocalPlan]):
 
 
 class _StopForwarder:
-    """Ctrl-C, a closed terminal or `kill` of `launch`: the agents pass SIGINT to every worker,
-    which checkpoints and ends the run KILLED; torchrun's own report of it is not shown."""
+    """Ctrl-C, a closed terminal or `kill` of `launch`: the agents pass the stop to every
+    worker, which checkpoints and ends the run KILLED; torchrun's own report is not shown."""
 
     def __init__(self, agents: list[subprocess.Popen[str]]) -> None:
         self.agents = agents
@@ -157,9 +157,11 @@ class _StopForwarder:
     def _forward(self, signum: int, _frame: object) -> None:
         self.signum = self.signum or signum
         self.quiet.set()
+        # torchrun passes it on to every worker; a worker's SIGTERM means "requeue me".
+        forward = signal.SIGINT if signum == signal.SIGTERM else signum
         for agent in self.agents:
             if agent.poll() is None:
-                agent.send_signal(signal.SIGINT)  # a second one interrupts the workers at once
+                agent.send_signal(forward)  # a second Ctrl-C interrupts the workers at once
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():

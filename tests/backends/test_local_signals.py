@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.resume_harness import made_progress, make_spec, newest_step, start_backend
+from tests.resume_harness import made_progress, make_spec, newest_step, start_backend, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,9 @@ def test_a_stopped_local_run_checkpoints_ends_killed_and_resumes_the_same_run(
     tmp_path: Path, devices: int, sig: signal.Signals, code: int
 ) -> None:
     fields = {"devices_per_node": devices, "accelerator": "cpu"} if devices > 1 else {}
-    spec = make_spec(tmp_path, "stopped", overrides=SLOW, **fields)
+    # Two ranks share the 160 steps: more data, so the resumed run outlives the first look.
+    overrides = {**SLOW, "n_train": "1280"} if devices > 1 else SLOW
+    spec = make_spec(tmp_path, "stopped", overrides=overrides, **fields)
     log = tmp_path / "run.log"
     proc = start_backend(spec, log)
     assert made_progress(spec, proc), log.read_text()[-3000:]
@@ -65,8 +67,10 @@ def test_a_stopped_local_run_checkpoints_ends_killed_and_resumes_the_same_run(
     before = log.stat().st_size
     resumed = start_backend(spec, log)  # `launch resume stopped` runs the same spec again
     assert made_progress(spec, resumed), log.read_text()[-3000:]
-    (running,) = _runs(tmp_path)
-    assert running.info.run_id == run.info.run_id and running.info.status == "RUNNING"
+    # The same run, RUNNING again (once the logger's first records reach the store).
+    assert wait_for(lambda: _runs(tmp_path)[0].info.status != "KILLED", 60, interval=0.2)
+    assert _runs(tmp_path)[0].info.status == "RUNNING"
+    assert [r.info.run_id for r in _runs(tmp_path)] == [run.info.run_id]
     assert resumed.wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "resumed from" in _new_text(log, before)
     (finished,) = _runs(tmp_path)
