@@ -652,6 +652,8 @@ class Trainer:
                 lg.flush()
             return
         self.call_hook("on_exception", exc)
+        if isinstance(exc, UserError) and not self.run_record.started:
+            return  # refused before the run began (a bad resume, bad input): its state stands
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
         self.run_record.end("KILLED" if interrupted else "FAILED")
 

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.resume_harness import made_progress, make_spec, newest_step, start_backend, wait_for
+from tests.resume_harness import (
+    made_progress,
+    make_spec,
+    newest_step,
+    run_worker,
+    start_backend,
+    start_worker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -75,3 +83,21 @@ def test_a_stopped_local_run_checkpoints_ends_killed_and_resumes_the_same_run(
     assert "resumed from" in _new_text(log, before)
     (finished,) = _runs(tmp_path)
     assert finished.info.run_id == run.info.run_id and finished.info.status == "FINISHED"
+
+
+def test_a_user_error_during_resume_leaves_the_run_as_it_was(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, "refused", overrides=SLOW)
+    log = tmp_path / "run.log"
+    proc = start_worker(spec, log)
+    assert made_progress(spec, proc), log.read_text()[-3000:]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
+    (run,) = _runs(tmp_path)
+    assert run.info.status == "KILLED"
+
+    changed = make_spec(tmp_path, "refused",
+                        overrides={**SLOW, "trainer.accumulate_grad_batches": "2"})  # fmt: skip
+    assert run_worker(changed, log) == 2
+    assert "accumulate_grad_batches changed from 1 to 2" in log.read_text()
+    (after,) = _runs(tmp_path)
+    assert after.info.status == "KILLED" and after.data.tags["launcher.state"] == "killed"
