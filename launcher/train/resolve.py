@@ -165,14 +165,21 @@ def build_loggers(
         return []
     if arg is True:
         from launcher.loggers.mlflow import MLflowLogger
+        from launcher.loggers.spool import recorded_run
 
+        experiment = trainer.experiment_name or recipe_name(model)
+        # A relaunch (`--resume auto`) killed before its first checkpoint continues the run
+        # it had opened; a checkpoint, when there is one, says the same.
+        run_dir = trainer.run_dir
+        relaunch = run_dir is not None and trainer.launch_settings.get("resume") == "auto"
         return [
             MLflowLogger(
-                experiment_name=trainer.experiment_name or recipe_name(model),
+                experiment_name=experiment,
                 run_name=trainer.run_name or Path(trainer.run_dir or "").name,
                 tracking_uri=trainer.tracking_uri,
                 save_dir=trainer.default_root_dir,
                 spool_dir=trainer.run_dir,
+                run_id=recorded_run(run_dir, experiment) if run_dir and relaunch else None,
             )
         ]
     return list(arg) if isinstance(arg, (list, tuple)) else [arg]

@@ -36,7 +36,7 @@ from launcher.callbacks.early_stopping import EarlyStopping
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.callbacks.progress import ProgressBar
 from launcher.cluster_env import ClusterEnvironment
-from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, UserError
+from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, RunStopped, UserError
 from launcher.loggers.base import Logger
 from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
@@ -821,12 +821,16 @@ class Trainer:
                 lg.flush()
             return
         self.call_hook("on_exception", exc)
+        if isinstance(exc, UserError) and not self.run_record.started:
+            return  # refused before the run began (a bad resume, bad input): its state stands
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
         self.run_record.end("KILLED" if interrupted else "FAILED")
 
     def _checkpoint_and_requeue(self) -> None:
         name = self.signals.name
         path = trainer_state.save_resume_checkpoint(self, blocking=True)
+        if self.signals.stopping:  # the user's stop: KILLED (in _fail); the worker says so
+            raise RunStopped(name, path or None)
         if self.is_global_zero:
             print(f"[launcher] received {name}: checkpointed step {self.global_step} to {path}; "
                   f"exiting with code {REQUEUE_EXIT_CODE} (requeue me)", flush=True)  # fmt: skip
