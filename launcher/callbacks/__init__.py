@@ -8,6 +8,7 @@
     base.py               `Callback`; its methods are the hook names (`HOOKS`) the Trainer calls
     model_checkpoint.py   `ModelCheckpoint`        early_stopping.py   `EarlyStopping`
     lr_monitor.py         `LearningRateMonitor`    progress.py         `ProgressBar`
+    timer.py              `Timer` (what `Trainer(max_time=...)` adds)
 
 Recipes and the runtime (`launcher.train`) import these; they see the Trainer through its
 public surface only (typed as `Trainer`, imported for type checking alone).
@@ -19,6 +20,7 @@ from launcher.callbacks.lr_monitor import LearningRateMonitor
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.callbacks.model_summary import ModelSummary
 from launcher.callbacks.progress import ProgressBar
+from launcher.callbacks.timer import Timer
 
 __all__ = [
     "Callback",
@@ -27,4 +29,5 @@ __all__ = [
     "ModelCheckpoint",
     "ModelSummary",
     "ProgressBar",
+    "Timer",
 ]
