@@ -7,6 +7,9 @@ python -m pytest tests/train/test_loop_control.py -x -q
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +22,17 @@ from launcher import Module, Trainer
 from launcher.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 from launcher.errors import UserError
 from launcher.loggers.base import Logger
+from launcher.spec import LaunchSpec
+from tests.resume_harness import (
+    REPO,
+    TINY,
+    assert_bitwise_equal,
+    final_state,
+    kill_tree,
+    launch_cli,
+    newest_step,
+    wait_for,
+)
 
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False,
              num_sanity_val_steps=0)  # fmt: skip
@@ -382,3 +396,47 @@ def test_resume_between_mid_epoch_validations_is_exact(tmp_path):
         assert torch.equal(value, resumed.state_dict()[key]), key
     assert trainer.global_step == ref_trainer.global_step == 20
     assert trainer.loop.last_val_batch == trainer.loop.total_batch_idx == 20
+
+
+# -- end to end: launch --devices 2, killed between two mid-epoch validations, --resume --------
+@pytest.mark.slow
+def test_launch_killed_between_mid_epoch_validations_resumes_exactly(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    # 320 samples, 2 processes, batches of 8: 20 steps per epoch, validation every 5.
+    args = [TINY, "--accelerator", "cpu", "--devices", "2", "--max-epochs", "2", "--seed", "1",
+            "--set", "n_train=320", "--set", "step_sleep=0.05", "--set", "dropout=0.0",
+            "--set", "trainer.val_check_interval=0.25",
+            "--set", "trainer.checkpoint_every_n_steps=2"]  # fmt: skip
+    done = launch_cli(tmp_path, *args, "--name", "whole")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    command = [sys.executable, "-m", "launcher.cli.app", *args, "--name", "killed",
+               "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=REPO, env={**env, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    spec_path = tmp_path / "out" / "tiny" / "killed" / "launch.json"
+    assert wait_for(spec_path.exists, 120)
+    spec = LaunchSpec.read(str(spec_path))
+    # Kill the whole job once it has checkpointed step 6 or 8: after the validation at step
+    # 5, before the one at step 10.
+    assert wait_for(lambda: newest_step(spec) >= 6 or proc.poll() is not None, 300)
+    killed_at = newest_step(spec)
+    kill_tree(proc)
+    assert killed_at in (6, 8), f"killed after step {killed_at}"
+    done = launch_cli(tmp_path, *args, "--name", "killed", "--resume", "auto")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    whole = final_state(LaunchSpec.read(str(tmp_path / "out" / "tiny" / "whole" / "launch.json")))
+    killed = final_state(spec)
+    assert_bitwise_equal(whole["state_dict"], killed["state_dict"], "model")
+    assert_bitwise_equal(whole["optimizer_states"], killed["optimizer_states"], "optimizers")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
+                              filter_string="attributes.run_name = 'killed'")  # fmt: skip
+    assert len(runs) == 1  # the resume continued the same MLflow run
+    for key, expected in [("val_loss", list(range(5, 41, 5))), ("train_loss", list(range(1, 41)))]:
+        steps = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, key))
+        assert steps == expected, f"{key}: duplicated or missing steps {steps}"
