@@ -26,3 +26,16 @@ class RequeueRequested(Exception):
         super().__init__(f"stopped on {signal_name}; checkpoint {checkpoint}")
         self.signal_name = signal_name
         self.checkpoint = checkpoint
+
+
+class NotSupportedError(UserError, ImportError):
+    """A Lightning name we do not have: `from launcher.callbacks import ModelPruning`.
+
+    An ImportError (not an AttributeError) so that `from ... import` keeps our message, which
+    says why and what to use instead.
+    """
+
+
+def not_supported(module: str, name: str, why: str) -> NotSupportedError:
+    """The error for Lightning's `name` missing from `module`, naming the alternative."""
+    return NotSupportedError(f"{module}.{name} (Lightning's {name}) is not supported: {why}")

@@ -27,6 +27,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from launcher.callbacks.base import Callback
+from launcher.errors import UserError
 
 if TYPE_CHECKING:
     from launcher.train.module import Module
@@ -68,6 +69,36 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def live_line(
+    label: str, position: int, total: int | None, speed: list[str], metrics: str, width: int
+) -> str:
+    """The live bar's one line in `width` columns: what must stay, then what fits.
+
+    `live_line("epoch 2", 120, 300, ["35.1 it/s", "eta 0:00:05"], "train_loss=0.231", 80)`
+    -> `epoch 2 ━━━━━━━━━━━━━━━━───────────────────────── 120/300 35.1 it/s eta 0:00:05 train_loss=0.231`.
+    The epoch, the batch count, it/s and the ETA always stay; the bar goes first and the
+    metrics are cut at a whole `name=value` before that.
+    """
+    count = f"{position}/{total}" if total else str(position)
+    must = " ".join([label, count, *speed])
+    room = width - 1 - len(must)  # rich wraps a line that fills the last column
+    shown: list[str] = []
+    for metric in metrics.split():
+        if len(metric) + 1 > room - sum(len(m) + 1 for m in shown):
+            break
+        shown.append(metric)
+    tail = " ".join([count, *speed, *shown])
+    bar_room = width - 1 - len(label) - len(tail) - 2
+    if not total or bar_room < 10:
+        return " ".join([label, tail])
+    bar_width = min(40, bar_room)
+    done = bar_width * min(position, total) / total
+    full = int(done)
+    bar = "━" * full + ("╸" if done - full >= 0.5 else "")
+    bar = bar + "─" * (bar_width - len(bar))
+    return f"{label} {bar} {tail}"
+
+
 class _Phase:
     """Counters of one train epoch / validation / test run."""
 
@@ -81,7 +112,7 @@ class _Phase:
 
 
 class ProgressBar(Callback):
-    """Progress of training, validation and test on global rank 0.
+    """Progress of training, validation, test and predict on global rank 0.
 
     `live=None` picks the rich bar when the output stream is a TTY; `stream` defaults to
     `sys.stdout` (both are mainly for tests).
@@ -92,6 +123,8 @@ class ProgressBar(Callback):
         refresh_rate_hz: float = 4.0,
         plain_every_n_steps: int | None = None,
         *,
+        every_n_batches: int | None = None,
+        leave: bool = False,
         live: bool | None = None,
         stream: IO[str] | None = None,
     ) -> None:
@@ -99,7 +132,12 @@ class ProgressBar(Callback):
             raise ValueError(f"ProgressBar(refresh_rate_hz={refresh_rate_hz}) must be > 0")
         if plain_every_n_steps is not None and plain_every_n_steps < 1:
             raise ValueError(f"ProgressBar(plain_every_n_steps={plain_every_n_steps}) must be >= 1")
+        if every_n_batches is not None and every_n_batches < 0:
+            raise ValueError(f"ProgressBar(every_n_batches={every_n_batches}) must be >= 0")
         self.refresh_interval_s = 1.0 / refresh_rate_hz
+        # Lightning's refresh_rate: redraw every N batches (0: no bar), not by the clock.
+        self.every_n_batches = every_n_batches
+        self.leave = leave  # keep each finished epoch's bar on screen (live mode)
         self.plain_every_n_steps = plain_every_n_steps
         self._live_requested = live
         self._stream = stream
@@ -116,7 +154,9 @@ class ProgressBar(Callback):
 
     # ---------------------------------------------------------------- lifecycle
     def setup(self, trainer: Trainer, module: Module, stage: str) -> None:
-        self._enabled = trainer.is_global_zero and trainer.enable_progress_bar
+        self._enabled = (
+            trainer.is_global_zero and trainer.enable_progress_bar and self.every_n_batches != 0
+        )
         stream = self._out()
         tty = bool(getattr(stream, "isatty", lambda: False)())
         self._live = self._enabled and (
@@ -138,19 +178,24 @@ class ProgressBar(Callback):
     def _start_live(self) -> Any:
         if self._progress is None:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import Progress, TextColumn
 
             console = Console(file=self._out(), force_terminal=True if self._stream else None)
+            # One text column we fit to the width ourselves (`live_line`): rich's own columns
+            # shrink the epoch and the counts first (`ep… 21.1 it/s`) at 80 columns.
             self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[info]}", markup=False),
                 console=console,
                 auto_refresh=False,
             )
             self._progress.start()
         return self._progress
+
+    def _new_task(self, phase: _Phase) -> Any:
+        """A live row for `phase`, showing `0/total` until its first batch."""
+        progress = self._start_live()
+        line = live_line(phase.label, 0, phase.total, [], "", progress.console.width)
+        return progress.add_task(phase.label, total=phase.total, info=line)
 
     def _stop(self) -> None:
         if self._progress is not None:
@@ -160,17 +205,24 @@ class ProgressBar(Callback):
     def _print(self, line: str) -> None:
         if self._progress is not None:
             self._progress.console.print(line, highlight=False, markup=False)
-        else:
-            print(line, file=self._out(), flush=True)
+        else:  # a log file: each line says when
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", file=self._out(), flush=True)
 
     # ---------------------------------------------------------------- training
+    def on_train_start(self, trainer: Trainer, module: Module) -> None:
+        loop = trainer.loop
+        if loop.batch_idx > 0 and not loop.epoch_done:
+            # Resumed mid-epoch: the epoch's start hook ran before the interruption (and is not
+            # called again, as in Lightning), but its progress and summary line are still due.
+            self.on_train_epoch_start(trainer, module)
+
     def on_train_epoch_start(self, trainer: Trainer, module: Module) -> None:
         if not self._enabled:
             return
         total = _total(trainer.num_training_batches)
         phase = self._train = _Phase(f"epoch {trainer.current_epoch}", total)
         if self._live:
-            phase.task = self._start_live().add_task(phase.label, total=total, info="")
+            phase.task = self._new_task(phase)
             self._next_train = 0.0
         else:
             # About 20 lines per epoch, and at least one every 50 batches.
@@ -186,7 +238,10 @@ class ProgressBar(Callback):
         if phase is None:
             return
         phase.count += 1
-        if self._live:
+        if self.every_n_batches:
+            if phase.count % self.every_n_batches and batch_idx + 1 != phase.total:
+                return
+        elif self._live:
             if time.monotonic() < self._next_train:
                 return
             self._next_train = time.monotonic() + self.refresh_interval_s
@@ -207,7 +262,7 @@ class ProgressBar(Callback):
             return
         self._train = None
         self._next_train = _NEVER
-        if phase.task is not None and self._progress is not None:
+        if phase.task is not None and self._progress is not None and not self.leave:
             self._progress.remove_task(phase.task)
             self._progress.refresh()  # without auto-refresh, the removed row would linger
         elapsed = time.monotonic() - phase.started
@@ -228,7 +283,9 @@ class ProgressBar(Callback):
             parts.append(format_metrics(metrics))
         info = " ".join(parts)
         if phase.task is not None and self._progress is not None:
-            self._progress.update(phase.task, completed=phase.position, info=info, refresh=True)
+            line = live_line(phase.label, phase.position, phase.total, parts[:2],
+                             parts[2] if len(parts) > 2 else "", self._progress.console.width)  # fmt: skip
+            self._progress.update(phase.task, completed=phase.position, info=line, refresh=True)
             return
         where = f"{indent}{phase.label} step {phase.position}"
         if phase.total:
@@ -247,7 +304,10 @@ class ProgressBar(Callback):
         if phase is None:
             return
         phase.count += 1
-        if time.monotonic() < self._next_eval:
+        if self.every_n_batches:
+            if phase.count % self.every_n_batches and batch_idx + 1 != phase.total:
+                return
+        elif time.monotonic() < self._next_eval:
             return
         self._eval_show(phase, batch_idx)
 
@@ -266,12 +326,24 @@ class ProgressBar(Callback):
     def on_test_epoch_end(self, trainer: Trainer, module: Module) -> None:
         self._eval_end(trainer, summary=True)
 
+    def on_predict_epoch_start(self, trainer: Trainer, module: Module) -> None:
+        self._eval_start(trainer, "predict", sum(trainer.num_predict_batches))
+
+    def on_predict_batch_end(
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self.on_validation_batch_end(trainer, module, outputs, batch, batch_idx)
+
+    def on_predict_epoch_end(self, trainer: Trainer, module: Module) -> None:
+        self._eval_end(trainer, summary=True, metrics=False)  # predictions log nothing
+
     def _eval_start(self, trainer: Trainer, label: str, total: int | float) -> None:
         if not self._enabled:
             return
         phase = self._eval = _Phase(label, _total(total))
         if self._live:
-            phase.task = self._start_live().add_task(label, total=phase.total, info="")
+            phase.task = self._new_task(phase)
             self._next_eval = 0.0
         else:
             self._next_eval = phase.started + _PLAIN_EVAL_INTERVAL_S
@@ -282,7 +354,7 @@ class ProgressBar(Callback):
         phase.position = batch_idx + 1
         self._show(phase, {}, indent="  ")
 
-    def _eval_end(self, trainer: Trainer, summary: bool) -> None:
+    def _eval_end(self, trainer: Trainer, summary: bool, metrics: bool = True) -> None:
         phase = self._eval
         if phase is None:
             return
@@ -294,6 +366,48 @@ class ProgressBar(Callback):
             self._progress.refresh()  # without auto-refresh, the removed row would linger
         if summary:
             elapsed = time.monotonic() - phase.started
-            metrics = format_metrics(trainer.progress_bar_metrics)
-            line = f"{phase.label} done in {_duration(elapsed)}: {phase.count} batches {metrics}"
+            shown = format_metrics(trainer.progress_bar_metrics) if metrics else ""
+            line = f"{phase.label} done in {_duration(elapsed)}: {phase.count} batches {shown}"
             self._print(line.rstrip())
+
+
+class TQDMProgressBar(ProgressBar):
+    """Lightning's `TQDMProgressBar`, drawn by `ProgressBar` (no tqdm needed).
+
+    `refresh_rate`: redraw every N batches (0 disables the bar); `leave`: keep each finished
+    epoch's bar. `process_position` (stacking bars of several trainers) is not supported.
+    """
+
+    def __init__(self, refresh_rate: int = 1, process_position: int = 0,
+                 leave: bool = False) -> None:  # fmt: skip
+        if process_position != 0:
+            raise UserError(
+                f"TQDMProgressBar(process_position={process_position}) is not supported: one "
+                "trainer draws one bar here. Leave process_position at 0."
+            )
+        super().__init__(every_n_batches=refresh_rate, leave=leave)
+
+    @property
+    def refresh_rate(self) -> int:
+        return self.every_n_batches or 0
+
+
+class RichProgressBar(ProgressBar):
+    """Lightning's `RichProgressBar`, drawn by `ProgressBar` (which uses rich on a TTY).
+
+    `refresh_rate`: redraw every N batches (0 disables the bar); `leave`: keep each finished
+    epoch's bar. A custom `theme` or `console_kwargs` is not supported: pass neither.
+    """
+
+    def __init__(self, refresh_rate: int = 1, leave: bool = False, theme: Any = None,
+                 console_kwargs: dict[str, Any] | None = None) -> None:  # fmt: skip
+        if theme is not None or console_kwargs:
+            raise UserError(
+                "RichProgressBar(theme=..., console_kwargs=...) is not supported: the bar has "
+                "one look here. Pass only refresh_rate and leave."
+            )
+        super().__init__(every_n_batches=refresh_rate, leave=leave)
+
+    @property
+    def refresh_rate(self) -> int:
+        return self.every_n_batches or 0

@@ -1,20 +1,16 @@
-"""`Timer`: stop training once a time budget is spent (what `Trainer(max_time=...)` adds).
+"""`Timer`: stop training after a time budget, and measure each stage (Lightning's).
 
-    from launcher.callbacks import Timer
+    timer = Timer(duration="00:12:00:00")             # DD:HH:MM:SS, a timedelta or a dict
+    Trainer(callbacks=[timer])
+    timer.time_elapsed("train"), timer.time_remaining()
 
-    Timer(duration="00:12:00:00")              # DD:HH:MM:SS
-    Timer(duration=timedelta(hours=12))        # or dict(hours=12); interval="epoch" checks
-    timer.time_elapsed("train")                # seconds, counting the time before a resume
-
-Lightning's semantics: the training time is measured from `on_train_start`, checked after
-every training batch (`interval="step"`) or epoch, and saved in the checkpoint, so a resumed
-run spends only what is left. Every rank stops at the same batch (rank 0's clock decides).
+Checked after every batch (`interval="step"`) or epoch (`"epoch"`); every rank agrees with
+rank 0. The training time used so far is in the checkpoint: a resumed run keeps counting.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,105 +22,111 @@ if TYPE_CHECKING:
     from launcher.train.module import Module
     from launcher.train.trainer import Trainer
 
-_STAGES = ("train", "validate", "test", "predict", "sanity_check")
-
-
-def parse_duration(duration: str | timedelta | dict[str, int]) -> timedelta:
-    """A string DD:HH:MM:SS, a timedelta or timedelta's keyword arguments -> timedelta."""
-    if isinstance(duration, timedelta):
-        return duration
-    if isinstance(duration, dict):
-        try:
-            return timedelta(**duration)
-        except TypeError as exc:
-            raise UserError(f"max_time/Timer duration {duration!r}: {exc}") from exc
-    if isinstance(duration, str):
-        match = re.fullmatch(r"(\d+):(\d\d):(\d\d):(\d\d)", duration.strip())
-        if match:
-            days, hours, minutes, seconds = (int(g) for g in match.groups())
-            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    raise UserError(
-        f"max_time/Timer duration {duration!r} is not valid: pass a string DD:HH:MM:SS "
-        "(\"00:12:00:00\" for 12 hours), a datetime.timedelta, or a dict such as {'hours': 12}"
-    )
+# Lightning's RunningStage values.
+STAGES = ("train", "sanity_check", "validate", "test", "predict")
 
 
 class Timer(Callback):
-    """Set `trainer.should_stop` once `duration` of training time is spent."""
+    """Stops `fit` once `duration` of training time has passed (`None`: only measures)."""
 
-    def __init__(self, duration: str | timedelta | dict[str, int] | None = None,
-                 interval: str = "step", verbose: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        duration: str | timedelta | dict[str, int] | None = None,
+        interval: str = "step",
+        verbose: bool = True,
+    ) -> None:
+        if isinstance(duration, str):
+            match = re.fullmatch(r"(\d+):(\d\d):(\d\d):(\d\d)", duration.strip())
+            if not match:
+                raise UserError(
+                    f"`Timer(duration={duration!r})` is not a valid duration. "
+                    "Expected a string in the format DD:HH:MM:SS."
+                )
+            d, h, m, s = (int(g) for g in match.groups())
+            duration = timedelta(days=d, hours=h, minutes=m, seconds=s)
+        elif isinstance(duration, dict):
+            duration = timedelta(**duration)
         if interval not in ("step", "epoch"):
-            raise UserError(f"Timer(interval={interval!r}) is not valid; use 'step' or 'epoch'")
-        self._duration = None if duration is None else parse_duration(duration).total_seconds()
+            raise UserError(
+                f"Unsupported parameter value `Timer(interval={interval})`. "
+                "Possible choices are: step, epoch"
+            )
+        self._duration = duration.total_seconds() if duration is not None else None
         self._interval = interval
         self._verbose = verbose
-        self._start: dict[str, float | None] = dict.fromkeys(_STAGES)
-        self._end: dict[str, float | None] = dict.fromkeys(_STAGES)
-        self._offset = 0.0  # training seconds spent before this run was resumed
+        self._start_time: dict[str, float | None] = dict.fromkeys(STAGES)
+        self._end_time: dict[str, float | None] = dict.fromkeys(STAGES)
+        self._offset = 0.0
 
     def start_time(self, stage: str = "train") -> float | None:
-        return self._start[stage]
+        """When `stage` started (`time.monotonic()` seconds), or None."""
+        return self._start_time[_stage(stage)]
 
     def end_time(self, stage: str = "train") -> float | None:
-        return self._end[stage]
+        return self._end_time[_stage(stage)]
 
     def time_elapsed(self, stage: str = "train") -> float:
         """Seconds spent in `stage` ("train" includes the time before a resume)."""
-        start, end = self._start[stage], self._end[stage]
+        start, end = self.start_time(stage), self.end_time(stage)
         offset = self._offset if stage == "train" else 0.0
         if start is None:
             return offset
         return (time.monotonic() if end is None else end) - start + offset
 
     def time_remaining(self, stage: str = "train") -> float | None:
-        return None if self._duration is None else self._duration - self.time_elapsed(stage)
+        if self._duration is None:
+            return None
+        return self._duration - self.time_elapsed(stage)
 
     def on_train_start(self, trainer: Trainer, module: Module) -> None:
-        self._start["train"], self._end["train"] = time.monotonic(), None
+        self._start_time["train"] = time.monotonic()
 
     def on_train_end(self, trainer: Trainer, module: Module) -> None:
-        self._end["train"] = time.monotonic()
+        self._end_time["train"] = time.monotonic()
 
     def on_validation_start(self, trainer: Trainer, module: Module) -> None:
-        self._start["validate"], self._end["validate"] = time.monotonic(), None
+        self._start_time["validate"] = time.monotonic()
 
     def on_validation_end(self, trainer: Trainer, module: Module) -> None:
-        self._end["validate"] = time.monotonic()
+        self._end_time["validate"] = time.monotonic()
 
     def on_test_start(self, trainer: Trainer, module: Module) -> None:
-        self._start["test"], self._end["test"] = time.monotonic(), None
+        self._start_time["test"] = time.monotonic()
 
     def on_test_end(self, trainer: Trainer, module: Module) -> None:
-        self._end["test"] = time.monotonic()
+        self._end_time["test"] = time.monotonic()
 
     def on_fit_start(self, trainer: Trainer, module: Module) -> None:
-        # After a resume the budget may already be spent: check before training at all.
+        # After a resume: a budget already spent stops the run before it trains.
         if self._duration is not None:
-            self._check(trainer)
+            self._check_time_remaining(trainer)
 
-    def on_train_batch_end(self, trainer: Trainer, module: Module, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_end(
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self._interval == "step" and self._duration is not None:
-            self._check(trainer)
+            self._check_time_remaining(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, module: Module) -> None:
         if self._interval == "epoch" and self._duration is not None:
-            self._check(trainer)
+            self._check_time_remaining(trainer)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"time_elapsed": {stage: self.time_elapsed(stage) for stage in _STAGES}}
+        return {"time_elapsed": {stage: self.time_elapsed(stage) for stage in STAGES}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._offset = float(state_dict.get("time_elapsed", {}).get("train", 0.0))
+        self._offset = state_dict.get("time_elapsed", {}).get("train", 0.0)
 
-    def _check(self, trainer: Trainer) -> None:
+    def _check_time_remaining(self, trainer: Trainer) -> None:
         assert self._duration is not None
-        spent = self.time_elapsed() >= self._duration
-        if trainer.world_size > 1:  # one clock decides, so every rank stops at the same batch
-            spent = bool(trainer.broadcast(spent))
-        trainer.should_stop = trainer.should_stop or spent
-        if spent and self._verbose and trainer.is_global_zero:
-            elapsed = timedelta(seconds=int(self.time_elapsed()))
-            print(f"Time limit reached. Elapsed time is {elapsed}. Signaling Trainer to stop.",
-                  file=sys.stderr)  # fmt: skip
+        should_stop = bool(trainer.broadcast(self.time_elapsed() >= self._duration))
+        trainer.should_stop = trainer.should_stop or should_stop
+        if should_stop and self._verbose and trainer.is_global_zero:
+            elapsed = timedelta(seconds=int(self.time_elapsed("train")))
+            print(f"Time limit reached. Elapsed time is {elapsed}. Signaling Trainer to stop.")
+
+
+def _stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise ValueError(f"{stage!r} is not a valid stage; use one of {', '.join(STAGES)}")
+    return stage
