@@ -22,7 +22,10 @@ class LoopState:
     end-of-epoch work: validation, schedulers, callbacks); a checkpoint saved then resumes
     at the next epoch. `seed` is the seed every rank agreed on (it fixes the data order);
     `resumes` counts how many times this run was resumed; `finished` is set once `fit` has
-    completed (a checkpoint that says so is not resumed).
+    completed (a checkpoint that says so is not resumed). `total_batch_idx` counts batches
+    across epochs (validation every N batches with `check_val_every_n_epoch=None` counts it);
+    `last_val_batch` is the `total_batch_idx` after which validation last ran (-1: never), so
+    a run resumed at a validation point does not validate there twice.
     """
 
     epoch: int = 0
@@ -36,6 +39,8 @@ class LoopState:
     seed: int = 0
     resumes: int = 0
     finished: bool = False
+    total_batch_idx: int = 0
+    last_val_batch: int = -1
     accumulate_grad_batches: int = 1  # a setting, not state: gives the saved micro-step
 
     def next_epoch(self) -> None:
@@ -55,6 +60,8 @@ class LoopState:
             "micro_step": batch_idx % self.accumulate_grad_batches,
             "finished": self.finished,
             "resumes": self.resumes,
+            "total_batch_idx": self.total_batch_idx,
+            "last_val_batch": self.last_val_batch,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -64,3 +71,6 @@ class LoopState:
         self.batch_idx, self.epoch_done = state["batch_idx"], False
         self.finished = bool(state["finished"])
         self.resumes = state.get("resumes", 0) + 1  # older checkpoints did not count them
+        # Older checkpoints: batches across epochs unknown, the current epoch's are a floor.
+        self.total_batch_idx = state.get("total_batch_idx", self.batch_idx)
+        self.last_val_batch = state.get("last_val_batch", -1)
