@@ -70,6 +70,7 @@ def run_eval(
     metrics = results.epoch_metrics()
     trainer.callback_metrics.update(results.with_plain_names(metrics))
     trainer.call_hook(f"on_{hook_stage}_epoch_end")
+    metrics.update(results.take_epoch_end_values())  # this epoch's too, as in Lightning
     trainer.call_hook(f"on_{hook_stage}_end")
     trainer.results = previous
     if overrides(model, f"on_{hook_stage}_model_train"):

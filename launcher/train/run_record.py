@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from launcher.train.trainer import Trainer
 
 
+# MLflow's final run statuses -> the words Lightning's Trainer passes to `Logger.finalize`.
+_LIGHTNING_STATUS = {"FINISHED": "success", "FAILED": "failed", "KILLED": "killed"}
+
+
 class RunRecord:
     """What the trainer's loggers are told about its run; `trainer.run_record` is one.
 
@@ -49,6 +53,7 @@ class RunRecord:
             lg.log_hyperparams(params)
             for path, folder in artifacts:
                 lg.log_artifact(path, folder)
+            lg.save()  # as Lightning's Trainer after the hyperparameters
 
         def send_tags() -> None:
             try:
@@ -69,10 +74,13 @@ class RunRecord:
             lg.set_tags({"launcher.state": state})
 
     def end(self, status: str) -> None:
-        """Final state tag, then `finalize(status)` on every logger ("FINISHED", "FAILED"...)."""
+        """Final state tag, then every logger's `finalize` with Lightning's word for `status`
+        ("FINISHED" -> "success", "FAILED" -> "failed"; "KILLED" -> "killed", which Lightning
+        calls "failed": our loggers record the interrupt)."""
         self.set_state(status.lower())
+        word = _LIGHTNING_STATUS.get(status, status)
         for lg in self.trainer.loggers:
-            lg.finalize(status)
+            lg.finalize(word)
 
     def upload_best(self) -> None:
         """Upload `ModelCheckpoint`'s best file when the launch asked for it (`log_checkpoints`)."""

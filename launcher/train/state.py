@@ -485,9 +485,15 @@ def _metric_states(module: torch.nn.Module) -> dict[str, Any]:
     out = {}
     for name, sub in module.named_modules():
         state = getattr(sub, "metric_state", None)
-        if isinstance(state, dict) and hasattr(sub, "reset"):
-            out[name] = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else
-                         [t.detach().cpu() for t in v] for k, v in state.items()}  # fmt: skip
+        # A MetricCollection's metric_state is its metrics' (dicts): they are saved themselves.
+        if (
+            not isinstance(state, dict)
+            or not hasattr(sub, "reset")
+            or any(isinstance(v, Mapping) for v in state.values())
+        ):
+            continue
+        out[name] = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else
+                     [t.detach().cpu() for t in v] for k, v in state.items()}  # fmt: skip
     return out
 
 

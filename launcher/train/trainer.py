@@ -173,6 +173,7 @@ class Trainer:
         self.signal_sync_every_n_steps = max(1, signal_sync_every_n_steps)
         self.launch_settings = dict(launch_settings or {})
         self._logger_arg = logger
+        self.default_logger = logger is True  # launcher's own MLflow run (resolve.build_loggers)
         self._user_callbacks: list[Callback] = (
             callbacks
             if isinstance(callbacks, list)
@@ -220,6 +221,7 @@ class Trainer:
         self.signals = PreemptionSignals()
         self.train_results = Results("train", self.dist.all_reduce)
         self.results: Results | None = None  # the current stage's: where Module.log records
+        self.current_hook: str | None = None  # the hook call_hook is running (None: a step)
         self._module: Module | None = None
         self._hooks: dict[str, list[Callable[..., Any]]] = {}
         self._step_wrapper: _StepWrapper | None = None
@@ -271,6 +273,19 @@ class Trainer:
         return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
 
     @property
+    def log_dir(self) -> str | None:
+        """Lightning's: the first logger's `log_dir` (CSV, TensorBoard) or `save_dir`, else
+        `default_root_dir`. Call it on every rank (rank 0's answer is broadcast)."""
+        from launcher.loggers import CSVLogger, TensorBoardLogger
+
+        dirpath: str | None = self.default_root_dir
+        if self.loggers:
+            first = self.loggers[0]
+            versioned = isinstance(first, (CSVLogger, TensorBoardLogger))
+            dirpath = first.log_dir if versioned else first.save_dir
+        return self.broadcast(dirpath)
+
+    @property
     def checkpoint_dir(self) -> str:
         return str(Path(self.run_dir or self.default_root_dir) / "checkpoints")
 
@@ -286,14 +301,17 @@ class Trainer:
         return self.dist.broadcast(obj, src)
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        """Send `metrics` to every logger (rank 0 only), at `step` (default: global step)."""
+        """Send `metrics` to every logger (rank 0 only), at `step`; as Lightning, without a
+        step: at the global step, with the `epoch` added. Ints (the epoch) stay ints."""
         if not self.loggers or not metrics:
             return
-        step = self.loop.global_step if step is None else step
-        values = {k: float(v) for k, v in metrics.items()}
+        if step is None:
+            step, metrics = self.loop.global_step, {"epoch": self.current_epoch, **metrics}
+        values = {k: v if type(v) is int else float(v) for k, v in metrics.items()}
         self.logged_metrics.update(values)
         for lg in self.loggers:
             lg.log_metrics(values, step)
+            lg.save()  # as Lightning's logger connector (CSVLogger writes its rows here)
 
     def save_checkpoint(self, filepath: str, weights_only: bool = False) -> None:
         """Write a full checkpoint to `filepath` (call on every rank; rank 0 writes)."""
@@ -308,8 +326,15 @@ class Trainer:
         Callbacks get `(trainer, model, *args)`, model hooks `(*args)`; the names are the
         `Callback` base's hooks.
         """
-        for fn in self._hooks.get(hook, ()):
-            fn(*args)
+        fns = self._hooks.get(hook)
+        if not fns:
+            return
+        previous, self.current_hook = self.current_hook, hook  # `Module.log` reads where it is
+        try:
+            for fn in fns:
+                fn(*args)
+        finally:
+            self.current_hook = previous
 
     # -- entry points ---------------------------------------------------------------------
     def fit(
@@ -342,6 +367,7 @@ class Trainer:
                 model.configure_optimizers()
             )
             self.train_results = Results("train", self.dist.all_reduce)
+            self.results = self.train_results  # on_train_start may log epoch values
             self.loop.finished = False
             if ckpt_path and trainer_state.restore(self, ckpt_path):
                 return  # the run had already finished
@@ -434,7 +460,9 @@ class Trainer:
             batch_idx += 1
             loop.batch_idx = batch_idx
             if last_micro and self.loggers and loop.global_step % self.log_every_n_steps == 0:
-                self.log_metrics(self._logger_step_metrics(step_metrics))
+                # Lightning's step: optimizer steps taken before this one
+                logged = self._logger_step_metrics(step_metrics)
+                self.log_metrics(logged and logged | {"epoch": loop.epoch}, loop.global_step - 1)
             self.call_hook("on_train_batch_end", output, batch, batch_idx - 1)
             if last_micro and self._after_optimizer_step():
                 return
@@ -497,17 +525,24 @@ class Trainer:
         return time.monotonic() - self._last_periodic_save >= seconds
 
     def _end_of_epoch(self) -> None:
-        epoch_metrics = self.train_results.epoch_metrics()
-        self.callback_metrics.update(self.train_results.with_plain_names(epoch_metrics))
-        epoch = self.loop.epoch
+        epoch, results = self.loop.epoch, self.train_results
+        # Lightning's order: validation (logged at once), then the training epoch's values,
+        # the epoch-end hooks (what they log counts for this epoch), schedulers, then logging.
         if self.val_loader is not None and (epoch + 1) % self.check_val_every_n_epoch == 0:
             self.module.on_validation_model_zero_grad()
-            epoch_metrics.update(self._run_eval("validate", self.val_loader, self.num_val_batches))
+            val_metrics = self._run_eval("validate", self.val_loader, self.num_val_batches)
+            self.log_metrics(self._logger_names_only(val_metrics) | {"epoch": epoch},
+                             step=self.loop.global_step - 1)  # fmt: skip
+        epoch_metrics = results.epoch_metrics()
+        self.callback_metrics.update(results.with_plain_names(epoch_metrics))
+        self.results = results
+        self.call_hook("on_train_epoch_end")
+        epoch_metrics.update(results.take_epoch_end_values())
         for config in self.lr_scheduler_configs:
             if config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
                 self._step_scheduler(config)
-        self.call_hook("on_train_epoch_end")
-        self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": epoch})
+        self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": epoch},
+                         step=self.loop.global_step - 1)  # fmt: skip
         self.loop.next_epoch()
         if 0 < self.max_steps <= self.loop.global_step:
             self.should_stop = True
@@ -600,6 +635,10 @@ class Trainer:
         self._hooks = collect_hooks(self, self.callbacks, model)
         self.transfer_batch = self._batch_transfer(model)
         prepare_data(self, model, datamodule, stage)
+        if stage == "fit":  # before setup: ModelCheckpoint's default dirpath follows the logger
+            self.loggers = (
+                build_loggers(self, model, self._logger_arg) if self.is_global_zero else []
+            )
         self.call_hook("setup", stage)
         if stage == "fit":
             model = self.precision.convert_module(model)
@@ -612,9 +651,6 @@ class Trainer:
                 str(Path(self.checkpoint_dir) / "resume"),
                 keep_last=self.keep_last_checkpoints,
                 async_save=self.async_checkpointing,
-            )
-            self.loggers = (
-                build_loggers(self, model, self._logger_arg) if self.is_global_zero else []
             )
 
     def _end(self, stage: str) -> None:

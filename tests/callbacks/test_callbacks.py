@@ -26,6 +26,7 @@ from launcher.callbacks import (
 )
 from launcher.callbacks.lr_monitor import optimizer_names
 from launcher.errors import UserError
+from launcher.loggers.base import Logger
 
 
 class StandInTrainer:
@@ -50,7 +51,8 @@ class StandInTrainer:
         self.num_test_batches = 4
         self.check_val_every_n_epoch = 1
         self.log_every_n_steps = 1
-        self.loggers = [object()]
+        self.loggers = [Logger()]
+        self.default_logger = True  # Trainer(logger=True): checkpoints stay in checkpoint_dir
         self.optimizers: list = []
         self.lr_scheduler_configs: list = []
         self.callbacks: list = []
