@@ -159,8 +159,7 @@ class ModelCheckpoint(Callback):
     def state_key(self) -> str:
         # Several checkpoint callbacks may coexist; their states must not collide. Lightning's
         # exact key, so the states of a Lightning checkpoint and ours line up.
-        return generate_state_key(
-            type(self).__qualname__,
+        return self._generate_state_key(
             monitor=self.monitor,
             mode=self.mode,
             every_n_train_steps=self.every_n_train_steps,

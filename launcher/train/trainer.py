@@ -307,7 +307,8 @@ class Trainer:
             return
         if step is None:
             step, metrics = self.loop.global_step, {"epoch": self.current_epoch, **metrics}
-        values = {k: v if type(v) is int else float(v) for k, v in metrics.items()}
+        values = {k: v if type(v) is int else float(v.detach() if isinstance(v, torch.Tensor) else v)
+                  for k, v in metrics.items()}  # fmt: skip
         self.logged_metrics.update(values)
         for lg in self.loggers:
             lg.log_metrics(values, step)
