@@ -64,7 +64,7 @@ def run_eval(
             batch = transfer(batch)
             results.batch = batch
             trainer.call_hook(batch_start, batch, batch_idx)
-            with trainer.precision.forward_context():
+            with trainer.precision_plugin.forward_context():
                 output = step_fn(batch, batch_idx)
             trainer.call_hook(f"on_{hook_stage}_batch_end", output, batch, batch_idx)
     metrics = results.epoch_metrics()

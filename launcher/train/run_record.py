@@ -97,7 +97,7 @@ def run_params(trainer: Trainer) -> dict[str, Any]:
     hparams = dict(trainer.module.hparams)
     settings = {
         "max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
-        "precision": trainer.precision.name, "accumulate_grad_batches":
+        "precision": trainer.precision, "accumulate_grad_batches":
         trainer.accumulate_grad_batches, "gradient_clip_val": trainer.gradient_clip_val,
         "seed": trainer.seed, "world_size": trainer.world_size, "device": trainer.device.type,
     }  # fmt: skip

@@ -199,7 +199,7 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
             lambda: {"fit_loop": loop.state_dict()},
             lambda state: loop.load_state_dict(state["fit_loop"]),
         ),  # fmt: skip
-        "launcher_precision": trainer.precision,
+        "launcher_precision": trainer.precision_plugin,
         "launcher_sampler": FunctionPart(
             lambda: {"seed": loop.seed, "world_size": trainer.world_size}, load_seed
         ),  # fmt: skip

@@ -188,7 +188,7 @@ class Trainer:
             )
         find_unused = strategy == "ddp_find_unused_parameters_true"
         self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused)
-        self.precision = build_precision(precision, self.device)
+        self.precision_plugin = build_precision(precision, self.device)
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         if seed is not None:
@@ -246,6 +246,14 @@ class Trainer:
         if self._module is None:
             raise RuntimeError("the Trainer has no model yet: call fit, validate or test")
         return self._module
+
+    @property
+    def precision(self) -> str:
+        """The precision in Lightning's words ("32-true", "bf16-mixed", "16-mixed"; "fp8").
+
+        The object that applies it (autocast, the fp16 GradScaler) is `precision_plugin`.
+        """
+        return self.precision_plugin.name
 
     @property
     def global_rank(self) -> int:
@@ -413,7 +421,8 @@ class Trainer:
             self._end_of_epoch()
 
     def _train_epoch(self) -> None:
-        model, ddp_model, precision, loop = self.module, self._ddp_model, self.precision, self.loop
+        model, ddp_model, loop = self.module, self._ddp_model, self.loop
+        precision = self.precision_plugin
         loader = self.train_loader
         assert loader is not None and ddp_model is not None  # set in fit before the loop
         # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
@@ -470,7 +479,7 @@ class Trainer:
         loop.epoch_done = True
 
     def _optimizer_step(self) -> None:
-        precision, clip, loop = self.precision, self.gradient_clip_val, self.loop
+        precision, clip, loop = self.precision_plugin, self.gradient_clip_val, self.loop
         stepped = True
         for optimizer in self.optimizers:
             precision.unscale(optimizer)  # hooks and clipping see true gradients (no-op off fp16)
@@ -642,7 +651,7 @@ class Trainer:
             )
         self.call_hook("setup", stage)
         if stage == "fit":
-            model = self.precision.convert_module(model)
+            model = self.precision_plugin.convert_module(model)
             self._step_wrapper = _StepWrapper(model)
             self._periodic = self.enable_checkpointing and bool(
                 self.checkpoint_every_n_steps or self.checkpoint_every_seconds
