@@ -57,7 +57,7 @@ from launcher.train.resolve import (
 from launcher.train.results import Results
 from launcher.train.run_record import RunRecord
 from launcher.train.sampler import make_resumable, start_epoch
-from launcher.train.seed import load_rng_state, rng_state
+from launcher.train.seed import global_seed, load_rng_state, rng_state
 
 if TYPE_CHECKING:
     from launcher.train.datamodule import DataModule
@@ -711,10 +711,13 @@ class Trainer:
 
     # -- small helpers -------------------------------------------------------------------------
     def _agree_on_seed(self) -> int:
+        """The data-order seed: `Trainer(seed=)`, else `seed_everything`'s (`PL_GLOBAL_SEED`),
+        else one drawn from torch's global generator, as Lightning's RandomSampler draws it
+        (so `torch.manual_seed(n)` alone also makes two runs equal). Rank 0's wins."""
         if self.seed is None:
-            self.seed = int(torch.randint(0, 2**31 - 1, (1,), generator=torch.Generator().manual_seed(
-                int(time.time_ns() % 2**31)
-            )).item())  # fmt: skip
+            self.seed = global_seed()
+            if self.seed is None:
+                self.seed = int(torch.empty((), dtype=torch.int64).random_(0, 2**31 - 1).item())
         self.loop.seed = int(self.broadcast(self.seed))
         return self.loop.seed
 
