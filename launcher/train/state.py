@@ -280,18 +280,19 @@ def agree_on_run_dir(trainer: Trainer, model: Module) -> str:
 
 # -- saving ----------------------------------------------------------------------------------
 def build_state(trainer: Trainer) -> dict[str, Any] | None:
-    """The full checkpoint dict on rank 0 (None elsewhere). Collective when distributed."""
+    """The full checkpoint dict on rank 0 (None elsewhere). Collective when distributed.
+
+    As in Lightning, every rank builds the dict and calls the `on_save_checkpoint` hooks
+    (a hook may hold a collective, or rank-local bookkeeping); only rank 0's is written.
+    """
     parts = checkpoint_parts(trainer)
-    # Collective parts first, on every rank; the rest only where the file is written.
-    saved = {name: part.state_dict() for name, part in parts.items()
-             if getattr(part, "collective", False)}  # fmt: skip
-    if not trainer.is_global_zero:
-        return None
     state: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION}
-    for name, part in parts.items():
-        state[name] = saved[name] if name in saved else part.state_dict()
+    for name, part in parts.items():  # collective parts run on every rank, in the same order
+        state[name] = part.state_dict()
     ours = set(state)
     trainer.call_hook("on_save_checkpoint", state)
+    if not trainer.is_global_zero:
+        return None
     added = sorted(set(state) - ours)
     if added:  # handed back to on_load_checkpoint, not to a part
         state[USER_KEYS] = added
