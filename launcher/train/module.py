@@ -135,7 +135,8 @@ def instantiate_from_checkpoint(
     params = inspect.signature(cls.__init__).parameters
     init_names = [n for n, p in params.items()
                   if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
-    name = checkpoint.get("hparams_name") if hparams_key == "hyper_parameters" else None
+    name_key = "hparams_name" if hparams_key == "hyper_parameters" else "datamodule_hparams_name"
+    name = checkpoint.get(name_key)
     kwargs = {name: saved} if name and name != "kwargs" and name in init_names else saved
     kwargs = {**kwargs, **overrides}
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):

@@ -49,10 +49,11 @@ USER_KEYS = "launcher_user_keys"  # keys the hooks' on_save_checkpoint added, ha
 LIGHTNING_VERSION_KEY, LIGHTNING_VERSION = "pytorch-lightning_version", "2.6.0"
 # Parts a checkpoint may lack: records for people and tools, or checks that older files skip.
 _OPTIONAL = frozenset({"hyper_parameters", "hparams_name", "launcher_launch",
-                       "datamodule_hyper_parameters"})  # fmt: skip
+                       "datamodule_hyper_parameters", "datamodule_hparams_name"})  # fmt: skip
 # What `save_checkpoint(weights_only=True)` keeps (Lightning's weights-only keys, less loops).
 _WEIGHTS_ONLY = (FORMAT_KEY, "state_dict", "hyper_parameters", "hparams_name", "epoch",
-                 "global_step", LIGHTNING_VERSION_KEY, "datamodule_hyper_parameters", USER_KEYS)  # fmt: skip
+                 "global_step", LIGHTNING_VERSION_KEY, "datamodule_hyper_parameters",
+                 "datamodule_hparams_name", USER_KEYS)  # fmt: skip
 # Format 1's key -> format 2's (the loop position moved under loops["fit_loop"]).
 _FORMAT_1_KEYS = {
     "model": "state_dict", "hparams": "hyper_parameters", "optimizers": "optimizer_states",
@@ -75,6 +76,7 @@ class FunctionPart:
     save: Callable[[], Any]
     load: Callable[[Any], None]
     collective: bool = False
+    optional: bool = False  # a checkpoint may lack it (written before the part existed)
 
     def state_dict(self) -> Any:
         return self.save()
@@ -212,9 +214,25 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
         ),
     }
     datamodule = getattr(trainer, "datamodule", None)  # DataModule.load_from_checkpoint reads it
-    if datamodule is not None and datamodule.hparams:
-        hparams = dict(datamodule.hparams)
+    if datamodule is not None:
+        parts.update(_datamodule_parts(datamodule, ignore))
+    return parts
+
+
+def _datamodule_parts(datamodule: Any, ignore: Callable[[Any], None]) -> dict[str, Stateful]:
+    """Lightning's datamodule keys: its hyperparameters and their name, and its own state
+    (under its class's qualified name; restored on resume) when it keeps any."""
+    from launcher.train.datamodule import DataModule
+
+    parts: dict[str, Stateful] = {}
+    if datamodule.hparams:
+        hparams, name = dict(datamodule.hparams), getattr(datamodule, "hparams_name", None)
         parts["datamodule_hyper_parameters"] = FunctionPart(lambda: _plain(hparams), ignore)
+        parts["datamodule_hparams_name"] = FunctionPart(lambda: name, ignore)
+    if getattr(type(datamodule), "state_dict", None) is not DataModule.state_dict:
+        parts[type(datamodule).__qualname__] = FunctionPart(
+            datamodule.state_dict, datamodule.load_state_dict, optional=True
+        )
     return parts
 
 
@@ -248,7 +266,8 @@ def load_parts(parts: Mapping[str, Stateful], states: dict[str, Any], source: st
     unknown = sorted(set(states) - set(parts))
     if unknown:
         raise UserError(f"checkpoint {source} has keys nothing consumed: {unknown}")
-    missing = sorted(set(parts) - set(states) - _OPTIONAL)
+    optional = {name for name, part in parts.items() if getattr(part, "optional", False)}
+    missing = sorted(set(parts) - set(states) - _OPTIONAL - optional)
     if missing:
         raise UserError(f"checkpoint {source} lacks {missing}; it was not written by this trainer")
     for name, part in parts.items():
