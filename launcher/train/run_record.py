@@ -53,7 +53,8 @@ class RunRecord:
             lg.log_hyperparams(params)
             for path, folder in artifacts:
                 lg.log_artifact(path, folder)
-            lg.save()  # as Lightning's Trainer after the hyperparameters
+            lg.log_graph(trainer.module)  # as Lightning's Trainer: loggers decide (TensorBoard)
+            lg.save()
 
         def send_tags() -> None:
             try:
@@ -94,7 +95,9 @@ class RunRecord:
 
 def run_params(trainer: Trainer) -> dict[str, Any]:
     """Hyperparameters + trainer settings + launch settings, flat and secret-masked."""
-    hparams = dict(trainer.module.hparams)
+    datamodule = trainer.datamodule  # Lightning logs the DataModule's hyperparameters too
+    hparams = {**(dict(datamodule.hparams) if datamodule is not None else {}),
+               **dict(trainer.module.hparams)}  # fmt: skip
     settings = {
         "max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
         "precision": trainer.precision, "accumulate_grad_batches":

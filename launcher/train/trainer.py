@@ -619,7 +619,13 @@ class Trainer:
             self.log_metrics(values)
             if self.is_global_zero and values and self.enable_progress_bar:
                 print(f"{stage}: " + "  ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
+            for lg in self.loggers:  # as Lightning after every stage (a later one logs on)
+                lg.finalize("success")
             return [values]
+        except BaseException:
+            for lg in self.loggers:
+                lg.finalize("failed")
+            raise
         finally:
             self._end(stage)
 

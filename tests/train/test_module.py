@@ -116,6 +116,30 @@ def test_hyperparameters_and_step_metrics_reach_the_logger(tmp_path):
     assert logger.status == "success"  # Lightning's word
 
 
+def test_test_after_fit_logs_on_and_finalizes_again_as_lightning(tmp_path):
+    class Tested(Classifier):
+        def test_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("test_loss", F.cross_entropy(self.net(x), y))
+
+        def test_dataloader(self):
+            return self.train_dataloader()
+
+    statuses: list[str] = []
+
+    class Recording(MemoryLogger):
+        def finalize(self, status):
+            statuses.append(status)
+
+    logger, model = Recording(), Tested()
+    trainer = Trainer(max_epochs=1, logger=logger, enable_progress_bar=False,
+                      default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model)
+    trainer.test(model)
+    assert statuses == ["success", "success"]
+    assert [(step, m["epoch"]) for step, m in logger.calls if "test_loss" in m] == [(5, 1)]
+
+
 def test_log_every_n_steps_thins_step_metrics(tmp_path):
     logger = MemoryLogger()
     Trainer(max_epochs=2, logger=logger, log_every_n_steps=3, enable_progress_bar=False,
