@@ -12,7 +12,9 @@ on the code it returns.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -45,7 +47,7 @@ def trainer_arguments(
         experiment_name=spec.experiment,
         run_name=spec.name,
         default_root_dir=kwargs.get("default_root_dir") or _output_dir(spec),
-        launch_settings={name: getattr(spec, name) for name in _LAUNCH_PARAMS},
+        launch_settings={name: getattr(spec, name) for name in (*_LAUNCH_PARAMS, "command")},
     )
     return kwargs
 
@@ -69,8 +71,10 @@ def run(spec: LaunchSpec) -> int:
     """Train `spec` in this process; returns the exit code."""
     from launcher.cli.recipe import load_recipe, resolve_overrides
     from launcher.train.seed import seed_everything
+    from launcher.train.summary import run_summary
     from launcher.train.trainer import Trainer
 
+    started = time.monotonic()
     recipe = load_recipe(spec.recipe, spec.module)
     overrides = resolve_overrides(recipe, spec.overrides)
     kwargs = trainer_arguments(spec, recipe.trainer_defaults, overrides.trainer)
@@ -82,6 +86,9 @@ def run(spec: LaunchSpec) -> int:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(spec))
     except RequeueRequested:
         return REQUEUE_EXIT_CODE  # checkpointed; the trainer already said so
+    if trainer.is_global_zero:
+        lines = run_summary(trainer, "FINISHED", time.monotonic() - started, spec.name)
+        print("\n".join(lines), flush=True)
     # Leave the group together: a rank that exits while a peer still talks to it can abort.
     trainer.barrier()
     trainer.dist.teardown()
@@ -92,6 +99,7 @@ def main(spec_path: str, debug: bool | None = None) -> int:
     """Run the worker for the spec at `spec_path`; user errors print one paragraph."""
     spec = LaunchSpec.read(spec_path)
     debug = spec.debug if debug is None else debug
+    kept = sys.stdout, sys.stderr
     route_output(spec)
     try:
         return run(spec)
@@ -100,10 +108,16 @@ def main(spec_path: str, debug: bool | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return USER_ERROR_EXIT_CODE
+    finally:
+        # In-process (one local worker in the `launch` process): the caller's streams again.
+        if isinstance(sys.stdout, _PrefixTee):
+            sys.stdout.log_file.close()
+            sys.stdout, sys.stderr = kept
 
 
 def route_output(spec: LaunchSpec) -> None:
-    """With several processes: rank 0 prints (prefixed) and keeps a copy, others only a file.
+    """Every rank keeps a log file (what `launch logs` reads); rank 0 also prints (prefixed
+    when there are several), the others only write their file.
 
     Files are `RUN_DIR/logs/rank<N>.log`, appended to across restarts and requeues.
     """
@@ -112,14 +126,13 @@ def route_output(spec: LaunchSpec) -> None:
     from launcher.cluster_env import ClusterEnvironment
 
     env = ClusterEnvironment.detect()
-    if env.world_size == 1:
-        return
     log_dir = Path(spec.run_dir) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(log_dir / f"rank{env.global_rank}.log", "a", buffering=1)  # noqa: SIM115
     if env.global_rank == 0:
-        sys.stdout = _PrefixTee(sys.stdout, log_file, "[rank 0] ")
-        sys.stderr = _PrefixTee(sys.stderr, log_file, "[rank 0] ")
+        prefix = "[rank 0] " if env.world_size > 1 else ""
+        sys.stdout = _PrefixTee(sys.stdout, log_file, prefix)
+        sys.stderr = _PrefixTee(sys.stderr, log_file, prefix)
         return
     # Other ranks stay quiet: their Python and C-level output goes to the file only.
     sys.stdout.flush()
@@ -127,6 +140,9 @@ def route_output(spec: LaunchSpec) -> None:
     os.dup2(log_file.fileno(), 1)
     os.dup2(log_file.fileno(), 2)
     sys.stdout = sys.stderr = log_file
+
+
+_TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
 class _PrefixTee:
@@ -143,7 +159,8 @@ class _PrefixTee:
             self._at_line_start = piece.endswith(("\n", "\r"))
         joined = "".join(out)
         self.console.write(joined)
-        self.log_file.write(joined)
+        # The file gets text, not the live bar's terminal controls (cursor moves, colours).
+        self.log_file.write(_TERMINAL_CONTROL.sub("", joined).replace("\r", "\n"))
         return len(text)
 
     def flush(self) -> None:

@@ -10,6 +10,9 @@ with a `UserError` that names the fix.
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +112,7 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
             f"use {FLAG_OWNED_TRAINER_ARGS[key]} instead"
         )
 
-    name = options.name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = options.name or default_run_name(recipe.name, overrides, options)
     experiment = options.experiment or recipe.name
     for flag, value in (("--name", name), ("--experiment", experiment)):
         if not value.strip() or "/" in value or value in (".", ".."):
@@ -141,7 +144,22 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
         cluster=config_to_dict(cluster),
         cluster_file=str(cluster_file) if cluster_file else None,
         debug=options.debug,
+        command=shlex.join(["launch", *sys.argv[1:]]),
     )
+
+
+def default_run_name(recipe: str, overrides: dict[str, str], options: LaunchOptions) -> str:
+    """A name that tells runs apart in MLflow's legends: the recipe, what was set, then when.
+
+    `default_run_name("digits", {"lr": "0.01", "data.batch_size": "64"}, opts)`
+    -> "digits-lr=0.01-batch_size=64-1201-074412" (the last part of each key; at most 4).
+    """
+    chosen = [(key.rsplit(".", 1)[-1], value) for key, value in overrides.items()]
+    for flag, value in (("seed", options.seed), ("precision", options.precision)):
+        if value is not None:
+            chosen.append((flag, str(value)))
+    pieces = [f"{key}={re.sub(r'[^A-Za-z0-9._+-]', '_', value)[:24]}" for key, value in chosen[:4]]
+    return "-".join([recipe, *pieces, time.strftime("%m%d-%H%M%S")])
 
 
 def _check_counts(options: LaunchOptions) -> None:
