@@ -31,8 +31,19 @@ class Callback:
 
     @property
     def state_key(self) -> str:
-        """Key of this callback's state in a checkpoint; unique per callback instance kind."""
+        """Key of this callback's state in a checkpoint; unique per callback instance kind.
+
+        A callback used twice with different settings returns
+        `self._generate_state_key(setting=...)`, as Lightning's do.
+        """
         return type(self).__qualname__
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        """Lightning's: the class's qualified name, then the repr of `kwargs`.
+
+        Callback()._generate_state_key(monitor="val_loss")  # "Callback{'monitor': 'val_loss'}"
+        """
+        return f"{type(self).__qualname__}{kwargs!r}"
 
     def setup(self, trainer: Trainer, module: Module, stage: str) -> None: ...
     def teardown(self, trainer: Trainer, module: Module, stage: str) -> None: ...

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from launcher.callbacks.base import Callback
 from launcher.callbacks.model_checkpoint import (
     _as_number,
-    generate_state_key,
     missing_metric_error,
     validation_skipped_this_epoch,
 )
@@ -76,7 +75,7 @@ class EarlyStopping(Callback):
 
     @property
     def state_key(self) -> str:
-        return generate_state_key(type(self).__qualname__, monitor=self.monitor, mode=self.mode)
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
 
     def on_train_epoch_end(self, trainer: Trainer, module: Module) -> None:
         if self._checks_on_train_epoch_end(trainer):

@@ -46,6 +46,24 @@ def generate_state_key(class_name: str, **settings: Any) -> str:
     return f"{class_name}{settings!r}"
 
 
+def resolve_ckpt_dir(trainer: Trainer) -> str:
+    """Where `ModelCheckpoint(dirpath=None)` saves: Lightning's `__resolve_ckpt_dir`.
+
+    With loggers given to the Trainer: `<first logger's save_dir or default_root_dir>/<name>/
+    <version, or version_N>/checkpoints`. Otherwise, and with `logger=True` (launcher's own
+    MLflow run, whose run directory plays `lightning_logs/version_N`'s part), the run
+    directory's `checkpoints`. Call on every rank (rank 0, which holds the loggers, decides).
+    """
+    path = trainer.checkpoint_dir
+    if trainer.loggers and not trainer.default_logger:
+        first = trainer.loggers[0]
+        save_dir = first.save_dir if first.save_dir is not None else trainer.default_root_dir
+        version = first.version
+        version = version if isinstance(version, str) else f"version_{version}"
+        path = os.path.join(save_dir, str(first.name), version, "checkpoints")
+    return str(trainer.broadcast(path))
+
+
 def missing_metric_error(owner: str, monitor: str, available: Any) -> UserError:
     """The error raised when `owner` monitors a metric nobody logged (shared with EarlyStopping)."""
     names = sorted(name for name in available if name not in ("epoch", "step"))
@@ -144,8 +162,7 @@ class ModelCheckpoint(Callback):
     def state_key(self) -> str:
         # Several checkpoint callbacks may coexist; their states must not collide. Lightning's
         # exact key, so the states of a Lightning checkpoint and ours line up.
-        return generate_state_key(
-            type(self).__qualname__,
+        return self._generate_state_key(
             monitor=self.monitor,
             mode=self.mode,
             every_n_train_steps=self.every_n_train_steps,
@@ -164,7 +181,7 @@ class ModelCheckpoint(Callback):
     # ---------------------------------------------------------------- hooks
     def setup(self, trainer: Trainer, module: Module, stage: str) -> None:
         if self.dirpath is None:
-            self.dirpath = os.fspath(trainer.checkpoint_dir)
+            self.dirpath = resolve_ckpt_dir(trainer)
         self._forget_other_directory()
 
     def on_train_batch_end(
@@ -322,6 +339,9 @@ class ModelCheckpoint(Callback):
                 trainer.save_checkpoint(path, weights_only=True)
             else:
                 trainer.save_checkpoint(path)
+            if trainer.is_global_zero:  # Lightning: loggers that upload checkpoints hear of it
+                for logger in trainer.loggers:
+                    logger.after_save_checkpoint(self)
         self._last_global_step_saved = trainer.global_step
         if trainer.is_global_zero:
             for path in plan["delete"]:

@@ -63,7 +63,7 @@ def layer_sizes(model: nn.Module, layers: list[tuple[str, nn.Module]],
     context: AbstractContextManager[Any] = nullcontext()
     if isinstance(model, Module):  # under a Trainer the forward runs in its precision
         try:
-            context = model.trainer.precision.forward_context()
+            context = model.trainer.precision_plugin.forward_context()
         except RuntimeError:  # no Trainer attached
             pass
     device = next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -35,17 +35,25 @@ class DataModule:
 
     def __init__(self) -> None:
         self._hparams = AttributeDict()
+        self._hparams_name: str | None = None
         self.trainer: Trainer | None = None  # set by the Trainer that uses it
 
     @property
     def hparams(self) -> AttributeDict:
         return self._hparams
 
+    @property
+    def hparams_name(self) -> str | None:
+        """Which `__init__` argument(s) `hparams` came from ("kwargs", one argument's name, or
+        None): Lightning's checkpoint key `datamodule_hparams_name`."""
+        return self._hparams_name
+
     def save_hyperparameters(self, *args: Any, ignore: list[str] | str | None = None) -> None:
         """Capture the calling `__init__`'s arguments (or one dict's contents) into `hparams`."""
         frame = inspect.currentframe()
         if frame is not None and frame.f_back is not None:
-            self._hparams.update(collect_hparams(self, frame.f_back, args, ignore)[0])
+            hparams, self._hparams_name = collect_hparams(self, frame.f_back, args, ignore)
+            self._hparams.update(hparams)
 
     @classmethod
     def load_from_checkpoint(
@@ -55,7 +63,8 @@ class DataModule:
         hparams_file: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> _D:
-        """A DataModule built from a checkpoint's `datamodule_hyper_parameters` (`kwargs` win).
+        """A DataModule built from a checkpoint's `datamodule_hyper_parameters` (`kwargs` win),
+        with the state its `state_dict` saved (under its class's qualified name), as Lightning.
 
         dm = DigitsData.load_from_checkpoint("last.ckpt", batch_size=128)
         """

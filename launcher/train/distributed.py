@@ -111,14 +111,15 @@ class Distributed:
         torch_dist.broadcast_object_list(box, src=src)
         return box[0]
 
-    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-        """Reduce `tensor` across ranks ("sum", "mean", "max", "min"); returns it."""
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum", group: Any = None) -> torch.Tensor:
+        """Reduce `tensor` across ranks ("sum", "mean", "max", "min"), or across the ranks of
+        process `group`; returns it."""
         if not self.is_distributed:
             return tensor
         moved = tensor.to(self.device) if self.device.type == "cuda" else tensor
-        torch_dist.all_reduce(moved, op=_OPS[op])
+        torch_dist.all_reduce(moved, op=_OPS[op], group=group)
         if op == "mean":
-            moved = moved / self.world_size
+            moved = moved / (self.world_size if group is None else torch_dist.get_world_size(group))
         return moved.to(tensor.device)
 
     def average_gradients(self, params: list[nn.Parameter]) -> None:

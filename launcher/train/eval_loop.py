@@ -83,18 +83,20 @@ def _run_eval(
     trainer.call_hook(f"on_{hook_stage}_start")
     trainer.call_hook(f"on_{hook_stage}_epoch_start")
     transfer, batch_start = trainer.transfer_batch, f"on_{hook_stage}_batch_start"
-    for batch_idx, batch in enumerate(loader):
-        if batch_idx >= limit:
-            break
-        batch = transfer(batch)
-        results.batch = batch
-        trainer.call_hook(batch_start, batch, batch_idx)
-        with trainer.precision.forward_context():
-            output = step_fn(batch, batch_idx)
-        trainer.call_hook(f"on_{hook_stage}_batch_end", output, batch, batch_idx)
+    with torch.no_grad():
+        for batch_idx, batch in enumerate(loader):
+            if batch_idx >= limit:
+                break
+            batch = transfer(batch)
+            results.batch = batch
+            trainer.call_hook(batch_start, batch, batch_idx)
+            with trainer.precision_plugin.forward_context():
+                output = step_fn(batch, batch_idx)
+            trainer.call_hook(f"on_{hook_stage}_batch_end", output, batch, batch_idx)
     metrics = results.epoch_metrics()
     trainer.callback_metrics.update(results.with_plain_names(metrics))
     trainer.call_hook(f"on_{hook_stage}_epoch_end")
+    metrics.update(results.take_epoch_end_values())  # this epoch's too, as in Lightning
     trainer.call_hook(f"on_{hook_stage}_end")
     trainer.results = previous
     if overrides(model, f"on_{hook_stage}_model_train"):

@@ -150,10 +150,10 @@ class ManualOptimization:
         trainer.call_hook("on_before_backward", loss)
         if trainer.world_size > 1 and self.sync_gradients:
             with _record_new_gradients(trainer.module) as produced:
-                trainer.precision.backward(loss, *args, **kwargs)
+                trainer.precision_plugin.backward(loss, *args, **kwargs)
             trainer.dist.average_gradients(produced)
         else:
-            trainer.precision.backward(loss, *args, **kwargs)
+            trainer.precision_plugin.backward(loss, *args, **kwargs)
         trainer.call_hook("on_after_backward")
 
     def optimizer_step(
@@ -169,7 +169,7 @@ class ManualOptimization:
         def before_step() -> None:
             trainer.call_hook("on_before_optimizer_step", optimizer)
 
-        result = trainer.precision.closure_step(optimizer, closure or _nothing, before_step,
+        result = trainer.precision_plugin.closure_step(optimizer, closure or _nothing, before_step,
                                                 **kwargs)  # fmt: skip
         if self.manual:  # Lightning counts each step of a wrapped optimizer as a global step
             trainer.loop.global_step += 1
@@ -226,7 +226,7 @@ class ManualOptimization:
         if gradient_clip_val <= 0:
             return
         raw = unwrap(optimizer)
-        trainer.precision.unscale(raw)  # clip true gradients, not fp16-scaled ones
+        trainer.precision_plugin.unscale(raw)  # clip true gradients, not fp16-scaled ones
         params = [p for group in raw.param_groups for p in group["params"]]
         if gradient_clip_algorithm == "value":
             nn.utils.clip_grad_value_(params, gradient_clip_val)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import numbers
 import os
 import warnings
 from argparse import Namespace
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -138,12 +139,37 @@ def instantiate_from_checkpoint(
     params = inspect.signature(cls.__init__).parameters
     init_names = [n for n, p in params.items()
                   if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
-    name = checkpoint.get("hparams_name") if hparams_key == "hyper_parameters" else None
+    name_key = "hparams_name" if hparams_key == "hyper_parameters" else "datamodule_hparams_name"
+    name = checkpoint.get(name_key)
     kwargs = {name: saved} if name and name != "kwargs" and name in init_names else saved
     kwargs = {**kwargs, **overrides}
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         kwargs = {k: v for k, v in kwargs.items() if k in init_names}
     return cls(**kwargs)
+
+
+def is_metric(value: Any) -> bool:
+    """A torchmetrics-style object (`update`/`compute`/`reset`), without importing torchmetrics."""
+    return all(callable(getattr(value, m, None)) for m in ("update", "compute", "reset"))
+
+
+def check_loggable(name: str, value: Any) -> None:
+    """Lightning's checks on a `self.log` value: a number, a one-element tensor or a metric."""
+    if isinstance(value, Mapping):
+        raise ValueError(
+            f"`self.log({name}, {value})` was called, but nested dictionaries cannot be logged"
+        )
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"`self.log({name}, {value})` was called, but the tensor must have a single "
+                f"element. You can try doing `self.log({name}, {value}.mean())`"
+            )
+    elif not isinstance(value, numbers.Number) and not is_metric(value):
+        raise ValueError(
+            f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values "
+            "cannot be logged"
+        )
 
 
 def _keep_available_device(storage: Any, location: str) -> Any:
@@ -260,15 +286,33 @@ class Module(nn.Module):
         name: str,
         value: Any,
         prog_bar: bool = False,
-        logger: bool = True,
+        logger: bool | None = None,
         on_step: bool | None = None,
         on_epoch: bool | None = None,
+        reduce_fx: str | Callable[..., Any] = "mean",
+        enable_graph: bool = False,
         sync_dist: bool = False,
-        reduce_fx: str = "mean",
+        sync_dist_group: Any | None = None,
+        add_dataloader_idx: bool = True,
         batch_size: int | None = None,
-        **_lightning_only: Any,
+        metric_attribute: str | None = None,
+        rank_zero_only: bool = False,
     ) -> None:
-        """Record a metric; see `launcher.train.results` for the step/epoch defaults."""
+        """Record a metric, with `LightningModule.log`'s options (same names, same order).
+
+        self.log("train_loss", loss, prog_bar=True)          # per step in training_step
+        self.log("val_acc", self.val_acc)                    # a torchmetrics Metric: per epoch
+
+        The step/epoch defaults depend on where it is called (`launcher.train.log_options`,
+        `launcher.train.results`). `enable_graph` keeps the value's autograd graph;
+        `sync_dist` reduces it over every rank (or `sync_dist_group`'s); `rank_zero_only`
+        says only rank 0 calls it (never synced); `metric_attribute` names the attribute
+        holding a logged `Metric`. Each stage has one dataloader here, so no
+        `/dataloader_idx_N` suffix is ever added.
+        """
+        from launcher.train.log_options import EPOCH_END, log_levels
+
+        check_loggable(name, value)
         trainer = self._trainer
         if trainer is not None and trainer.stage == "predict":
             raise UserError(
@@ -276,16 +320,88 @@ class Module(nn.Module):
                 "registered yet. This is most likely because you are trying to log in a "
                 "`predict` hook, but it doesn't support logging"
             )
-        if trainer is None or trainer.results is None:
+        if trainer is None:
+            warnings.warn(
+                "You are trying to `self.log()` but the `self.trainer` reference is not "
+                "registered on the model yet. This is most likely because the model hasn't "
+                "been passed to the `Trainer`",
+                stacklevel=2,
+            )
             return
-        trainer.results.log(
-            name, value, prog_bar, logger, on_step, on_epoch, sync_dist, reduce_fx, batch_size
+        results = trainer.results
+        hook = trainer.current_hook
+        if results is None:
+            raise UserError(
+                f"You can't `self.log({name!r}, ...)` here ({hook or 'outside the loops'}): "
+                "logging works in training_step, validation_step, test_step and the hooks "
+                "that run inside those loops; log straight to the logger with "
+                "`self.logger.log_metrics(...)` elsewhere."
+            )
+        on_step, on_epoch = log_levels(hook, name, on_step, on_epoch)
+        if add_dataloader_idx and "/dataloader_idx_" in name:
+            raise UserError(
+                f"You called `self.log` with the key `{name}` but it should not contain "
+                "information about `dataloader_idx` when `add_dataloader_idx=True`"
+            )
+        if metric_attribute is not None or is_metric(value):
+            self._check_metric_attribute(name, value, metric_attribute)
+        at_epoch_end = hook in EPOCH_END
+        results.log(
+            name, value, prog_bar, True if logger is None else logger, on_step, on_epoch,
+            sync_dist=sync_dist, reduce_fx=reduce_fx, batch_size=batch_size,
+            enable_graph=enable_graph, sync_dist_group=sync_dist_group,
+            rank_zero_only=rank_zero_only, at_epoch_end=at_epoch_end,
+        )  # fmt: skip
+        if at_epoch_end:  # the epoch's value is final: monitors after this hook see it
+            trainer.callback_metrics.update(results.with_plain_names(results.epoch_end_values))
+
+    def _check_metric_attribute(self, name: str, value: Any, attribute: str | None) -> None:
+        """A logged `Metric` must be an attribute of the model (its state is checkpointed)."""
+        if attribute is not None:
+            if getattr(self, attribute, None) is value:
+                return
+        else:
+            ids = self.__dict__.get("_metric_ids")
+            if ids is None or id(value) not in ids:  # first call, or a metric made since
+                ids = {id(m): n for n, m in self.named_modules() if is_metric(m)}
+                object.__setattr__(self, "_metric_ids", ids)  # a plain attribute: a cache
+            if id(value) in ids:
+                return
+        metrics = [n for n, m in self.named_modules() if is_metric(m)]
+        raise UserError(
+            f"Could not find the `{type(self).__name__}` attribute for the `torchmetrics.Metric` "
+            f"logged as {name!r}"
+            + (f" (metric_attribute={attribute!r} is not it)" if attribute is not None else "")
+            + ". Assign the metric to an attribute in `__init__` (`self.acc = Accuracy(...)`) and"
+            f" log that, or pass `metric_attribute=` one of {metrics}."
         )
 
-    def log_dict(self, metrics: dict[str, Any], **kwargs: Any) -> None:
-        """`self.log` for every item of `metrics`, with the same options."""
-        for name, value in metrics.items():
-            self.log(name, value, **kwargs)
+    def log_dict(
+        self,
+        dictionary: Mapping[str, Any],
+        prog_bar: bool = False,
+        logger: bool | None = None,
+        on_step: bool | None = None,
+        on_epoch: bool | None = None,
+        reduce_fx: str | Callable[..., Any] = "mean",
+        enable_graph: bool = False,
+        sync_dist: bool = False,
+        sync_dist_group: Any | None = None,
+        add_dataloader_idx: bool = True,
+        batch_size: int | None = None,
+        rank_zero_only: bool = False,
+    ) -> None:
+        """`self.log` for every item of `dictionary` (a dict or a torchmetrics
+        `MetricCollection`), with the same options."""
+        items = dictionary.items()
+        if is_metric(dictionary):  # a MetricCollection: its metrics, without the prefix copy
+            items = dictionary.items(keep_base=False, copy_state=False)  # type: ignore[call-arg]
+        for name, value in items:
+            self.log(
+                name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph,
+                sync_dist, sync_dist_group, add_dataloader_idx, batch_size,
+                rank_zero_only=rank_zero_only,
+            )  # fmt: skip
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """`print` on global rank 0 only."""

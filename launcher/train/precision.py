@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
@@ -236,6 +237,13 @@ def check_fp8_supported(device: torch.device) -> None:
 def build_precision(value: str | int | None, device: torch.device) -> Precision:
     """Create the precision policy for `value` (any accepted spelling) on `device`."""
     name = normalize_precision(value)
+    if name == "16-mixed" and device.type == "cpu":  # Lightning's fallback, and its warning
+        warnings.warn(
+            "You passed `Trainer(accelerator='cpu', precision='16-mixed')` but AMP with fp16 is "
+            "not supported on CPU. Using `precision='bf16-mixed'` instead.",
+            stacklevel=3,
+        )
+        name = "bf16-mixed"
     if name == "32-true":
         return Precision()
     if name == "fp8":

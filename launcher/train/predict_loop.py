@@ -206,7 +206,7 @@ class PredictLoop:
                     self.epoch_batch_indices[dataloader_idx].append(self.current_batch_indices)
             trainer.call_hook("on_predict_batch_start", batch, batch_idx, *extra)
             args = (batch, batch_idx, *extra) if step_takes_idx else (batch, *extra)
-            with trainer.precision.forward_context():
+            with trainer.precision_plugin.forward_context():
                 prediction = model.predict_step(*args)
             trainer.call_hook("on_predict_batch_end", prediction, batch, batch_idx, *extra)
             if keep:

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from launcher.train.trainer import Trainer
 
 
+# MLflow's final run statuses -> the words Lightning's Trainer passes to `Logger.finalize`.
+_LIGHTNING_STATUS = {"FINISHED": "success", "FAILED": "failed", "KILLED": "killed"}
+
+
 class RunRecord:
     """What the trainer's loggers are told about its run; `trainer.run_record` is one.
 
@@ -52,6 +56,8 @@ class RunRecord:
             lg.log_hyperparams(params)
             for path, folder in artifacts:
                 lg.log_artifact(path, folder)
+            lg.log_graph(trainer.module)  # as Lightning's Trainer: loggers decide (TensorBoard)
+            lg.save()
 
         def send_tags() -> None:
             try:
@@ -72,10 +78,13 @@ class RunRecord:
             lg.set_tags({"launcher.state": state})
 
     def end(self, status: str) -> None:
-        """Final state tag, then `finalize(status)` on every logger ("FINISHED", "FAILED"...)."""
+        """Final state tag, then every logger's `finalize` with Lightning's word for `status`
+        ("FINISHED" -> "success", "FAILED" -> "failed"; "KILLED" -> "killed", which Lightning
+        calls "failed": our loggers record the interrupt)."""
         self.set_state(status.lower())
+        word = _LIGHTNING_STATUS.get(status, status)
         for lg in self.trainer.loggers:
-            lg.finalize(status)
+            lg.finalize(word)
         self.started = False
 
     def upload_best(self) -> None:
@@ -95,7 +104,7 @@ def run_params(trainer: Trainer) -> dict[str, Any]:
     hparams = merged_hparams(trainer)
     settings = {
         "max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
-        "precision": trainer.precision.name, "accumulate_grad_batches":
+        "precision": trainer.precision, "accumulate_grad_batches":
         trainer.accumulate_grad_batches, "gradient_clip_val": trainer.gradient_clip_val,
         "seed": trainer.seed, "world_size": trainer.world_size, "device": trainer.device.type,
     }  # fmt: skip

@@ -15,11 +15,14 @@ trainer does not checkpoint their state (nor a user's own sampler's).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sized
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sampler, SequentialSampler
+
+from launcher.train.seed import seed_worker, seeds_workers
 
 
 class ResumableSampler(Sampler[int]):
@@ -95,7 +98,8 @@ def make_resumable(
         "pin_memory": loader.pin_memory,
         "drop_last": loader.drop_last,
         "timeout": loader.timeout,
-        "worker_init_fn": loader.worker_init_fn,
+        "worker_init_fn": loader.worker_init_fn
+        or (functools.partial(seed_worker, rank=rank) if seeds_workers() else None),
         "multiprocessing_context": loader.multiprocessing_context,
         "persistent_workers": loader.persistent_workers,
         # A private generator keeps the global RNG untouched when iterators are created

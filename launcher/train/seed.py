@@ -7,19 +7,73 @@ load_rng_state(state)      # on resume
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import warnings
 from typing import Any, cast
 
 import numpy as np
 import torch
 
+_MAX_SEED = np.iinfo(np.uint32).max
 
-def seed_everything(seed: int) -> int:
-    """Seed Python, NumPy and torch (CPU and every CUDA device)."""
+
+def seed_everything(seed: int | None = None, workers: bool = False, verbose: bool = True) -> int:
+    """Seed Python, NumPy and torch (CPU and every CUDA device), as Lightning's does.
+
+    seed_everything(42)                 # two runs now train identically (data order included)
+    seed_everything(42, workers=True)   # and dataloader workers seed random/NumPy too
+
+    Sets `PL_GLOBAL_SEED` (the Trainer's data-order seed when `Trainer(seed=)` is not given;
+    child processes inherit it) and `PL_SEED_WORKERS`. Without `seed`: `PL_GLOBAL_SEED`'s,
+    else 0 (with a warning).
+    """
+    if seed is None:
+        env_seed = os.environ.get("PL_GLOBAL_SEED")
+        if env_seed is None:
+            seed = 0
+            if verbose:
+                warnings.warn(f"No seed found, seed set to {seed}", stacklevel=2)
+        else:
+            try:
+                seed = int(env_seed)
+            except ValueError:
+                raise ValueError(
+                    f"Invalid seed specified via PL_GLOBAL_SEED: {env_seed!r}"
+                ) from None
+    seed = int(seed)
+    if not 0 <= seed <= _MAX_SEED:
+        raise ValueError(f"{seed} is not in bounds, numpy accepts from 0 to {_MAX_SEED}")
+    if verbose:
+        logging.getLogger("launcher").info("Seed set to %d", seed)
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)
+    os.environ["PL_SEED_WORKERS"] = str(int(workers))
     return seed
+
+
+def global_seed() -> int | None:
+    """The seed `seed_everything` set in this process or a parent (`PL_GLOBAL_SEED`), if any."""
+    value = os.environ.get("PL_GLOBAL_SEED")
+    return int(value) if value is not None else None
+
+
+def seed_worker(worker_id: int, rank: int = 0) -> None:
+    """A dataloader worker's `worker_init_fn` after `seed_everything(workers=True)`: seeds
+    Python and NumPy too (torch seeds only itself per worker), distinct per worker and rank."""
+    base_seed = torch.initial_seed() - worker_id
+    seeds = np.random.SeedSequence([base_seed, worker_id, rank]).generate_state(4, np.uint64)
+    torch.manual_seed(int(seeds[0]))
+    random.seed((int(seeds[1]) << 32) | int(seeds[2]))
+    np.random.seed(np.random.SeedSequence([base_seed, worker_id, rank]).generate_state(4))
+
+
+def seeds_workers() -> bool:
+    """Whether `seed_everything(workers=True)` asked for `seed_worker` on dataloaders."""
+    return os.environ.get("PL_SEED_WORKERS") == "1"
 
 
 def rng_state() -> dict[str, Any]:

@@ -49,10 +49,11 @@ USER_KEYS = "launcher_user_keys"  # keys the hooks' on_save_checkpoint added, ha
 LIGHTNING_VERSION_KEY, LIGHTNING_VERSION = "pytorch-lightning_version", "2.6.0"
 # Parts a checkpoint may lack: records for people and tools, or checks that older files skip.
 _OPTIONAL = frozenset({"hyper_parameters", "hparams_name", "launcher_launch",
-                       "datamodule_hyper_parameters"})  # fmt: skip
+                       "datamodule_hyper_parameters", "datamodule_hparams_name"})  # fmt: skip
 # What `save_checkpoint(weights_only=True)` keeps (Lightning's weights-only keys, less loops).
 _WEIGHTS_ONLY = (FORMAT_KEY, "state_dict", "hyper_parameters", "hparams_name", "epoch",
-                 "global_step", LIGHTNING_VERSION_KEY, "datamodule_hyper_parameters", USER_KEYS)  # fmt: skip
+                 "global_step", LIGHTNING_VERSION_KEY, "datamodule_hyper_parameters",
+                 "datamodule_hparams_name", USER_KEYS)  # fmt: skip
 # Format 1's key -> format 2's (the loop position moved under loops["fit_loop"]).
 _FORMAT_1_KEYS = {
     "model": "state_dict", "hparams": "hyper_parameters", "optimizers": "optimizer_states",
@@ -75,6 +76,7 @@ class FunctionPart:
     save: Callable[[], Any]
     load: Callable[[Any], None]
     collective: bool = False
+    optional: bool = False  # a checkpoint may lack it (written before the part existed)
 
     def state_dict(self) -> Any:
         return self.save()
@@ -199,7 +201,7 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
             lambda: {"fit_loop": loop.state_dict()},
             lambda state: loop.load_state_dict(state["fit_loop"]),
         ),  # fmt: skip
-        "launcher_precision": trainer.precision,
+        "launcher_precision": trainer.precision_plugin,
         "launcher_sampler": FunctionPart(
             lambda: {"seed": loop.seed, "world_size": trainer.world_size}, load_seed
         ),  # fmt: skip
@@ -212,9 +214,25 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
         ),
     }
     datamodule = getattr(trainer, "datamodule", None)  # DataModule.load_from_checkpoint reads it
-    if datamodule is not None and datamodule.hparams:
-        hparams = dict(datamodule.hparams)
+    if datamodule is not None:
+        parts.update(_datamodule_parts(datamodule, ignore))
+    return parts
+
+
+def _datamodule_parts(datamodule: Any, ignore: Callable[[Any], None]) -> dict[str, Stateful]:
+    """Lightning's datamodule keys: its hyperparameters and their name, and its own state
+    (under its class's qualified name; restored on resume) when it keeps any."""
+    from launcher.train.datamodule import DataModule
+
+    parts: dict[str, Stateful] = {}
+    if datamodule.hparams:
+        hparams, name = dict(datamodule.hparams), getattr(datamodule, "hparams_name", None)
         parts["datamodule_hyper_parameters"] = FunctionPart(lambda: _plain(hparams), ignore)
+        parts["datamodule_hparams_name"] = FunctionPart(lambda: name, ignore)
+    if getattr(type(datamodule), "state_dict", None) is not DataModule.state_dict:
+        parts[type(datamodule).__qualname__] = FunctionPart(
+            datamodule.state_dict, datamodule.load_state_dict, optional=True
+        )
     return parts
 
 
@@ -248,7 +266,8 @@ def load_parts(parts: Mapping[str, Stateful], states: dict[str, Any], source: st
     unknown = sorted(set(states) - set(parts))
     if unknown:
         raise UserError(f"checkpoint {source} has keys nothing consumed: {unknown}")
-    missing = sorted(set(parts) - set(states) - _OPTIONAL)
+    optional = {name for name, part in parts.items() if getattr(part, "optional", False)}
+    missing = sorted(set(parts) - set(states) - _OPTIONAL - optional)
     if missing:
         raise UserError(f"checkpoint {source} lacks {missing}; it was not written by this trainer")
     for name, part in parts.items():
@@ -280,18 +299,19 @@ def agree_on_run_dir(trainer: Trainer, model: Module) -> str:
 
 # -- saving ----------------------------------------------------------------------------------
 def build_state(trainer: Trainer) -> dict[str, Any] | None:
-    """The full checkpoint dict on rank 0 (None elsewhere). Collective when distributed."""
+    """The full checkpoint dict on rank 0 (None elsewhere). Collective when distributed.
+
+    As in Lightning, every rank builds the dict and calls the `on_save_checkpoint` hooks
+    (a hook may hold a collective, or rank-local bookkeeping); only rank 0's is written.
+    """
     parts = checkpoint_parts(trainer)
-    # Collective parts first, on every rank; the rest only where the file is written.
-    saved = {name: part.state_dict() for name, part in parts.items()
-             if getattr(part, "collective", False)}  # fmt: skip
-    if not trainer.is_global_zero:
-        return None
     state: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION}
-    for name, part in parts.items():
-        state[name] = saved[name] if name in saved else part.state_dict()
+    for name, part in parts.items():  # collective parts run on every rank, in the same order
+        state[name] = part.state_dict()
     ours = set(state)
     trainer.call_hook("on_save_checkpoint", state)
+    if not trainer.is_global_zero:
+        return None
     added = sorted(set(state) - ours)
     if added:  # handed back to on_load_checkpoint, not to a part
         state[USER_KEYS] = added
@@ -532,9 +552,15 @@ def _metric_states(module: torch.nn.Module) -> dict[str, Any]:
     out = {}
     for name, sub in module.named_modules():
         state = getattr(sub, "metric_state", None)
-        if isinstance(state, dict) and hasattr(sub, "reset"):
-            out[name] = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else
-                         [t.detach().cpu() for t in v] for k, v in state.items()}  # fmt: skip
+        # A MetricCollection's metric_state is its metrics' (dicts): they are saved themselves.
+        if (
+            not isinstance(state, dict)
+            or not hasattr(sub, "reset")
+            or any(isinstance(v, Mapping) for v in state.values())
+        ):
+            continue
+        out[name] = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else
+                     [t.detach().cpu() for t in v] for k, v in state.items()}  # fmt: skip
     return out
 
 

@@ -79,7 +79,7 @@ from launcher.train.resolve import (
 from launcher.train.results import Results
 from launcher.train.run_record import RunRecord
 from launcher.train.sampler import make_resumable, start_epoch
-from launcher.train.seed import load_rng_state, rng_state
+from launcher.train.seed import global_seed, load_rng_state, rng_state
 from launcher.train.val_schedule import ValSchedule, check_interval_setting
 
 if TYPE_CHECKING:
@@ -237,6 +237,7 @@ class Trainer:
         self.signal_sync_every_n_steps = max(1, signal_sync_every_n_steps)
         self.launch_settings = dict(launch_settings or {})
         self._logger_arg = logger
+        self.default_logger = logger is True  # launcher's own MLflow run (resolve.build_loggers)
         self._user_callbacks: list[Callback] = (
             list(callbacks)  # a copy: the default checkpoint below must not join the user's list
             if isinstance(callbacks, list)
@@ -258,7 +259,7 @@ class Trainer:
             )
         find_unused = strategy == "ddp_find_unused_parameters_true"
         self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused)
-        self.precision = build_precision(precision, self.device)
+        self.precision_plugin = build_precision(precision, self.device)
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         set_cudnn_benchmark(benchmark, deterministic)
@@ -296,6 +297,7 @@ class Trainer:
         self.signals = PreemptionSignals()
         self.train_results = Results("train", self.dist.all_reduce)
         self.results: Results | None = None  # the current stage's: where Module.log records
+        self.current_hook: str | None = None  # the hook call_hook is running (None: a step)
         self._module: Module | None = None
         self._hooks: dict[str, list[Callable[..., Any]]] = {}
         self._step_wrapper: _StepWrapper | None = None
@@ -334,6 +336,14 @@ class Trainer:
     def estimated_stepping_batches(self) -> int | float:
         """Optimizer steps `fit` will take (accumulation, limits, max_epochs/max_steps)."""
         return stepping.estimated_stepping_batches(self)
+
+    @property
+    def precision(self) -> str:
+        """The precision in Lightning's words ("32-true", "bf16-mixed", "16-mixed"; "fp8").
+
+        The object that applies it (autocast, the fp16 GradScaler) is `precision_plugin`.
+        """
+        return self.precision_plugin.name
 
     @property
     def global_rank(self) -> int:
@@ -407,6 +417,19 @@ class Trainer:
         raise AttributeError(unsupported_trainer_attribute(name))
 
     @property
+    def log_dir(self) -> str | None:
+        """Lightning's: the first logger's `log_dir` (CSV, TensorBoard) or `save_dir`, else
+        `default_root_dir`. Call it on every rank (rank 0's answer is broadcast)."""
+        from launcher.loggers import CSVLogger, TensorBoardLogger
+
+        dirpath: str | None = self.default_root_dir
+        if self.loggers:
+            first = self.loggers[0]
+            versioned = isinstance(first, (CSVLogger, TensorBoardLogger))
+            dirpath = first.log_dir if versioned else first.save_dir
+        return self.broadcast(dirpath)
+
+    @property
     def checkpoint_dir(self) -> str:
         return str(Path(self.run_dir or self.default_root_dir) / "checkpoints")
 
@@ -422,15 +445,19 @@ class Trainer:
         return self.dist.broadcast(obj, src)
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        """Send `metrics` to every logger (rank 0 only), at `step` (default: the batches that
-        stepped, which is the global step unless under manual optimization)."""
+        """Send `metrics` to every logger (rank 0 only), at `step`; as Lightning, without a
+        step: at the batches that stepped (the global step unless under manual optimization),
+        with the `epoch` added. Ints (the epoch) stay ints."""
         if not self.loggers or not metrics:
             return
-        step = self.loop.batches_stepped if step is None else step
-        values = {k: float(v) for k, v in metrics.items()}
+        if step is None:
+            step, metrics = self.loop.batches_stepped, {"epoch": self.current_epoch, **metrics}
+        values = {k: v if type(v) is int else float(v.detach() if isinstance(v, torch.Tensor) else v)
+                  for k, v in metrics.items()}  # fmt: skip
         self.logged_metrics.update(values)
         for lg in self.loggers:
             lg.log_metrics(values, step)
+            lg.save()  # as Lightning's logger connector (CSVLogger writes its rows here)
 
     def save_checkpoint(self, filepath: str, weights_only: bool = False) -> None:
         """Write a full checkpoint to `filepath` (call on every rank; rank 0 writes)."""
@@ -445,8 +472,15 @@ class Trainer:
         Callbacks get `(trainer, model, *args)`, model hooks `(*args)`; the names are the
         `Callback` base's hooks.
         """
-        for fn in self._hooks.get(hook, ()):
-            fn(*args)
+        fns = self._hooks.get(hook)
+        if not fns:
+            return
+        previous, self.current_hook = self.current_hook, hook  # `Module.log` reads where it is
+        try:
+            for fn in fns:
+                fn(*args)
+        finally:
+            self.current_hook = previous
 
     # -- entry points ---------------------------------------------------------------------
     def fit(
@@ -481,6 +515,7 @@ class Trainer:
             self.manual_optimization.setup()
             warn_ignored_scheduler_keys(self, model)
             self.train_results = Results("train", self.dist.all_reduce)
+            self.results = self.train_results  # on_train_start may log epoch values
             self.loop.finished = False
             if ckpt_path and trainer_state.restore(self, ckpt_path):
                 return  # the run had already finished
@@ -566,7 +601,8 @@ class Trainer:
             self._end_of_epoch()
 
     def _train_epoch(self) -> None:
-        model, ddp_model, precision, loop = self.module, self._ddp_model, self.precision, self.loop
+        model, ddp_model, loop = self.module, self._ddp_model, self.loop
+        precision = self.precision_plugin
         loader = self.train_loader
         assert loader is not None and ddp_model is not None  # set in fit before the loop
         # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
@@ -627,7 +663,8 @@ class Trainer:
             loop.batch_idx = batch_idx
             loop.total_batch_idx += 1
             if last_micro and self.loggers and loop.batches_stepped % self.log_every_n_steps == 0:
-                self.log_metrics(self._logger_step_metrics(step_metrics))
+                logged = self._logger_step_metrics(step_metrics)
+                self.log_metrics(logged and logged | {"epoch": loop.epoch}, self._log_step())
             self.call_hook("on_train_batch_end", output, batch, batch_idx - 1)
             if batch_idx < total and self._validation_due(last_micro, last_batch=False):
                 self._validate_in_fit(last_micro)
@@ -636,7 +673,7 @@ class Trainer:
         loop.epoch_done = True
 
     def _optimizer_step(self) -> None:
-        precision, clip, loop = self.precision, self.gradient_clip_val, self.loop
+        precision, clip, loop = self.precision_plugin, self.gradient_clip_val, self.loop
         stepped = True
         for optimizer in self.optimizers:
             precision.unscale(optimizer)  # hooks and clipping see true gradients (no-op off fp16)
@@ -696,18 +733,23 @@ class Trainer:
         return time.monotonic() - self._last_periodic_save >= seconds
 
     def _end_of_epoch(self) -> None:
-        epoch_metrics = self.train_results.epoch_metrics()
-        self.callback_metrics.update(self.train_results.with_plain_names(epoch_metrics))
-        loop, epoch = self.loop, self.loop.epoch
+        results, loop, epoch = self.train_results, self.loop, self.loop.epoch
         last_batch = loop.epoch_done or loop.batch_idx >= self.num_training_batches
         loop.epoch_done = True  # also after a stop mid-epoch: the epoch counts as done
+        # Lightning's order: validation (logged at once), then the training epoch's values,
+        # the epoch-end hooks (what they log counts for this epoch), schedulers, then logging.
         if self._validation_due(True, last_batch=last_batch):
-            epoch_metrics.update(self._validate_in_fit(True, log=False))
+            self._validate_in_fit(True)
+        epoch_metrics = results.epoch_metrics()
+        self.callback_metrics.update(results.with_plain_names(epoch_metrics))
+        self.results = results
+        self.call_hook("on_train_epoch_end")
+        epoch_metrics.update(results.take_epoch_end_values())
         for config in self.lr_scheduler_configs if self.module.automatic_optimization else ():
             if config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
                 self._step_scheduler(config)
-        self.call_hook("on_train_epoch_end")
-        self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": epoch})
+        self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": epoch},
+                         step=self._log_step())  # fmt: skip
         self.loop.next_epoch()
         if self.enable_checkpointing and not self._fit_done():
             trainer_state.save_resume_checkpoint(self)
@@ -769,8 +811,13 @@ class Trainer:
         if log:
             names = self._last_eval.logger_names
             logged = {k: v for k, v in metrics.items() if k.removesuffix("_epoch") in names}
-            self.log_metrics(logged | {"epoch": self.loop.epoch} if logged else {})
+            self.log_metrics(logged | {"epoch": self.loop.epoch} if logged else {},
+                             step=self._log_step())  # fmt: skip
         return metrics
+
+    def _log_step(self) -> int:
+        """Lightning's step for what the loop logs: the batches that stepped before this one."""
+        return max(0, self.loop.batches_stepped - 1)
 
     # -- dataloaders: set, and reloaded every n epochs -----------------------------------------
     def _set_train_loader(self, loader: Any) -> None:
@@ -852,7 +899,13 @@ class Trainer:
             if self.is_global_zero and values and self.enable_progress_bar:
                 print(f"{stage}: " + "  ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
             self.profiler.report(stage, self.run_dir, self.is_global_zero)
+            for lg in self.loggers:  # as Lightning after every stage (a later one logs on)
+                lg.finalize("success")
             return [values]
+        except BaseException:
+            for lg in self.loggers:
+                lg.finalize("failed")
+            raise
         finally:
             self._end(stage)
 
@@ -888,14 +941,18 @@ class Trainer:
         self._hooks = collect_hooks(self, self.callbacks, model)
         self.transfer_batch = self._batch_transfer(model)
         prepare_data(self, model, datamodule, stage)
+        if stage == "fit":  # before setup: ModelCheckpoint's default dirpath follows the logger
+            self.loggers = (
+                build_loggers(self, model, self._logger_arg) if self.is_global_zero else []
+            )
         self.call_hook("setup", stage)
         if overrides(model, "configure_model"):  # Lightning's place: after setup, before optimizers
             model.configure_model()
             model.to(self.device)
         if stage != "fit":  # *-true precisions: the parameters in their dtype here too
-            model = self.precision.convert_eval_module(model)
+            model = self.precision_plugin.convert_eval_module(model)
         if stage == "fit":
-            model = self.precision.convert_module(model)
+            model = self.precision_plugin.convert_module(model)
             self._step_wrapper = _StepWrapper(model)
             self._periodic = self.enable_checkpointing and bool(
                 self.checkpoint_every_n_steps or self.checkpoint_every_seconds
@@ -905,9 +962,6 @@ class Trainer:
                 str(Path(self.checkpoint_dir) / "resume"),
                 keep_last=self.keep_last_checkpoints,
                 async_save=self.async_checkpointing,
-            )
-            self.loggers = (
-                build_loggers(self, model, self._logger_arg) if self.is_global_zero else []
             )
 
     def _end(self, stage: str) -> None:
@@ -931,7 +985,7 @@ class Trainer:
         before, move, after = (owner(name) for name in (
             "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"
         ))  # fmt: skip
-        convert = self.precision.input_converter()  # *-true: float inputs in its dtype
+        convert = self.precision_plugin.input_converter()  # *-true: float inputs in its dtype
         if not (before or move or after or convert):
             return functools.partial(move_to_device, device=device)
 
@@ -972,10 +1026,13 @@ class Trainer:
 
     # -- small helpers -------------------------------------------------------------------------
     def _agree_on_seed(self) -> int:
+        """The data-order seed: `Trainer(seed=)`, else `seed_everything`'s (`PL_GLOBAL_SEED`),
+        else one drawn from torch's global generator, as Lightning's RandomSampler draws it
+        (so `torch.manual_seed(n)` alone also makes two runs equal). Rank 0's wins."""
         if self.seed is None:
-            self.seed = int(torch.randint(0, 2**31 - 1, (1,), generator=torch.Generator().manual_seed(
-                int(time.time_ns() % 2**31)
-            )).item())  # fmt: skip
+            self.seed = global_seed()
+            if self.seed is None:
+                self.seed = int(torch.empty((), dtype=torch.int64).random_(0, 2**31 - 1).item())
         self.loop.seed = int(self.broadcast(self.seed))
         return self.loop.seed
 

@@ -26,6 +26,7 @@ from launcher.callbacks import (
 )
 from launcher.callbacks.lr_monitor import optimizer_names
 from launcher.errors import UserError
+from launcher.loggers.base import Logger
 
 
 class StandInTrainer:
@@ -52,7 +53,8 @@ class StandInTrainer:
         self.val_check_interval = 1.0
         self.sanity_checking = False
         self.log_every_n_steps = 1
-        self.loggers = [object()]
+        self.loggers = [Logger()]
+        self.default_logger = True  # Trainer(logger=True): checkpoints stay in checkpoint_dir
         self.optimizers: list = []
         self.lr_scheduler_configs: list = []
         self.callbacks: list = []
@@ -632,6 +634,58 @@ def test_callbacks_are_plain_callbacks():
     for cb in (ModelCheckpoint(), EarlyStopping("x"), LearningRateMonitor(), ProgressBar()):
         assert isinstance(cb, Callback)
     assert ModelCheckpoint(monitor="a").state_key != ModelCheckpoint(monitor="b").state_key
+
+
+_LIGHTNING_KEYS = """
+import json
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+class Counter(Callback):
+    def __init__(self, every):
+        self.every = every
+
+    @property
+    def state_key(self):
+        return self._generate_state_key(every=self.every)
+
+print(json.dumps([
+    ModelCheckpoint(monitor="val_loss", mode="max", every_n_train_steps=5).state_key,
+    ModelCheckpoint().state_key,
+    EarlyStopping(monitor="val_acc", mode="max").state_key,
+    Counter(3).state_key,
+    Callback().state_key,
+]))
+"""
+
+
+@pytest.mark.slow
+def test_state_keys_are_lightnings(lightning_python):
+    import json
+    import subprocess
+
+    from launcher.callbacks import Callback as OurCallback
+
+    class Counter(OurCallback):
+        def __init__(self, every):
+            self.every = every
+
+        @property
+        def state_key(self):
+            return self._generate_state_key(every=self.every)
+
+    done = subprocess.run([lightning_python, "-c", _LIGHTNING_KEYS], capture_output=True,
+                          text=True, check=True, timeout=120)  # fmt: skip
+    lightning = json.loads(done.stdout.strip().splitlines()[-1])
+    ours = [
+        ModelCheckpoint(monitor="val_loss", mode="max", every_n_train_steps=5).state_key,
+        ModelCheckpoint().state_key,
+        EarlyStopping(monitor="val_acc", mode="max").state_key,
+        Counter(3).state_key,
+        OurCallback().state_key,
+    ]
+    ours[3] = ours[3].rpartition(".")[2]  # a class local to this test: its qualname is longer
+    assert ours == lightning
+    assert ours[3] == "Counter{'every': 3}"
 
 
 @pytest.mark.parametrize("width", [40, 60, 80, 120, 200])

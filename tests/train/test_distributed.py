@@ -151,3 +151,21 @@ def test_mid_epoch_validation_resumes_bitwise_with_two_processes(tmp_path: Path)
     ref_id = next(iter(expected["launcher_loggers"].values()))["run_id"]
     assert metric_steps(tmp_path, run_id, "val_loss") == list(range(5, 41, 5))
     assert metric_steps(tmp_path, ref_id, "val_loss") == list(range(5, 41, 5))
+
+
+SAVE_HOOKS = str(Path(__file__).resolve().parents[1] / "recipes" / "save_hooks.py")
+
+
+def test_on_save_checkpoint_runs_on_every_rank(tmp_path: Path) -> None:
+    # Lightning calls on_save_checkpoint on every rank (only rank 0 writes the file).
+    spec = make_spec(tmp_path, "hooks", recipe=SAVE_HOOKS, devices_per_node=2,
+                     accelerator="cpu", overrides={**BASE, "batch_size": "8"})  # fmt: skip
+    log = tmp_path / "hooks.log"
+    assert _run(spec, log) == 0, log.read_text()[-3000:]
+    run_dir = Path(spec.run_dir)
+    rank0 = (run_dir / "saves_rank0.txt").read_text().split()
+    rank1 = (run_dir / "saves_rank1.txt").read_text().split()
+    # 96 samples / (2 ranks x 8) = 6 steps an epoch; a resume checkpoint after epoch 0 and
+    # the finished run's last one (ARCHITECTURE.md, Checkpoint: user hooks run for those too).
+    assert rank0 == rank1 == ["6", "12"]
+    assert final_state(spec)["saves"] == 2

@@ -322,7 +322,9 @@ def test_fp16_manual_backward_scales_and_the_step_unscales(tmp_path: Path) -> No
     # Scaled by the GradScaler's scale (2**16 at first, halved on overflow) and unscaled again.
     assert ratios and all(r == pytest.approx(2.0 ** round(torch.tensor(r).log2().item()),
                                              rel=1e-3) and r > 1000 for r in ratios)  # fmt: skip
-    assert ratios[-1] == pytest.approx(trainer.precision.state_dict()["scaler"]["scale"], rel=1e-3)
+    assert ratios[-1] == pytest.approx(
+        trainer.precision_plugin.state_dict()["scaler"]["scale"], rel=1e-3
+    )
 
 
 def test_steps_without_batch_idx_under_automatic_optimization(tmp_path: Path) -> None:

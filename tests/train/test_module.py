@@ -108,11 +108,36 @@ def test_hyperparameters_and_step_metrics_reach_the_logger(tmp_path):
         "hidden": 6, "lr": 0.05, "activation": "relu"}  # fmt: skip
     assert logger.params["trainer.max_epochs"] == 2
     loss_steps = [step for step, metrics in logger.calls if "train_loss" in metrics]
-    assert loss_steps == list(range(1, 11))  # 5 batches x 2 epochs, strictly increasing
+    # Lightning's steps: optimizer steps taken before the logged one (0..9 for 5 batches x 2)
+    assert loss_steps == list(range(10))
     assert all(b > a for a, b in zip(loss_steps, loss_steps[1:], strict=False))
     losses = [m["train_loss"] for _, m in logger.calls if "train_loss" in m]
     assert len(set(losses)) == 10  # each step's own value, not a repeated one
-    assert logger.status == "FINISHED"
+    assert logger.status == "success"  # Lightning's word
+
+
+def test_test_after_fit_logs_on_and_finalizes_again_as_lightning(tmp_path):
+    class Tested(Classifier):
+        def test_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("test_loss", F.cross_entropy(self.net(x), y))
+
+        def test_dataloader(self):
+            return self.train_dataloader()
+
+    statuses: list[str] = []
+
+    class Recording(MemoryLogger):
+        def finalize(self, status):
+            statuses.append(status)
+
+    logger, model = Recording(), Tested()
+    trainer = Trainer(max_epochs=1, logger=logger, enable_progress_bar=False,
+                      default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model)
+    trainer.test(model)
+    assert statuses == ["success", "success"]
+    assert [(step, m["epoch"]) for step, m in logger.calls if "test_loss" in m] == [(5, 1)]
 
 
 def test_log_every_n_steps_thins_step_metrics(tmp_path):
@@ -120,7 +145,7 @@ def test_log_every_n_steps_thins_step_metrics(tmp_path):
     Trainer(max_epochs=2, logger=logger, log_every_n_steps=3, enable_progress_bar=False,
             default_root_dir=tmp_path).fit(Classifier())  # fmt: skip
     loss_steps = [step for step, metrics in logger.calls if "train_loss" in metrics]
-    assert loss_steps == [3, 6, 9]
+    assert loss_steps == [2, 5, 8]  # Lightning's: every 3rd step, counted from 0
 
 
 def test_a_failing_fit_finalizes_the_logger_as_failed(tmp_path):
@@ -134,7 +159,7 @@ def test_a_failing_fit_finalizes_the_logger_as_failed(tmp_path):
     with pytest.raises(ValueError, match="boom"):
         Trainer(max_epochs=1, logger=logger, enable_progress_bar=False,
                 default_root_dir=tmp_path).fit(Broken())  # fmt: skip
-    assert logger.status == "FAILED"
+    assert logger.status == "failed"  # Lightning's word
 
 
 def test_properties_outside_a_trainer():

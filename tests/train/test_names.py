@@ -25,7 +25,10 @@ def test_every_listed_precision_builds_a_policy() -> None:
     for name in PRECISIONS:
         canonical = normalize_precision(name)
         assert canonical in CANONICAL_PRECISIONS
-        if canonical != "fp8":  # fp8 needs a Hopper-class GPU
+        if canonical == "16-mixed":  # on a CPU: bf16, with Lightning's warning
+            with pytest.warns(UserWarning, match="Using `precision='bf16-mixed'` instead"):
+                assert build_precision(name, torch.device("cpu")).name == "bf16-mixed"
+        elif canonical != "fp8":  # fp8 needs a Hopper-class GPU
             assert build_precision(name, torch.device("cpu")).name == canonical
 
 

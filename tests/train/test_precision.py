@@ -2,7 +2,9 @@
 
     python -m pytest tests/test_precision.py -q
 
-CPU autocast supports float16 and bfloat16, so all of this runs without a GPU.
+CPU autocast supports float16 and bfloat16, so all of this runs without a GPU. As Lightning,
+`Trainer(precision="16-mixed")` on a CPU warns and trains in bf16-mixed; the fp16 tests give
+the Trainer the fp16 policy a GPU run gets (`fp16_trainer`), which CPU autocast can run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from launcher.train.precision import MixedPrecision, Precision, build_precision,
 
 QUIET = dict(logger=False, enable_progress_bar=False)
 CPU = torch.device("cpu")
+
+
+def fp16_trainer(**kwargs) -> Trainer:
+    """A Trainer with the fp16 policy (autocast + GradScaler) a GPU gets for "16-mixed"."""
+    trainer = Trainer(precision="32-true", **kwargs)
+    trainer.precision_plugin = MixedPrecision("16-mixed", CPU)
+    return trainer
 
 
 def data(n: int = 32) -> TensorDataset:
@@ -74,7 +83,7 @@ class StepWatcher(Callback):
         after = [p.detach().clone() for p in module.parameters()]
         self.rows.append({
             "changed": any(not torch.equal(a, b) for a, b in zip(after, self._before, strict=True)),
-            "scale": trainer.precision.scaler.get_scale(),
+            "scale": trainer.precision_plugin.scaler.get_scale(),
             "step": trainer.global_step,
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
         })  # fmt: skip
@@ -82,9 +91,8 @@ class StepWatcher(Callback):
 
 def test_fp16_skips_the_step_on_inf_and_checkpoints_the_scaler(tmp_path):
     watcher = StepWatcher()
-    trainer = Trainer(max_epochs=1, precision="16-mixed", callbacks=[watcher],
-                      default_root_dir=tmp_path, **QUIET)  # fmt: skip
-    assert isinstance(trainer.precision.scaler, torch.amp.GradScaler)
+    trainer = fp16_trainer(max_epochs=1, callbacks=[watcher], default_root_dir=tmp_path, **QUIET)
+    assert isinstance(trainer.precision_plugin.scaler, torch.amp.GradScaler)
     trainer.fit(Net(poison_step=2))
     rows = watcher.rows
     assert [r["changed"] for r in rows] == [True, True, False, True]  # step 2 was skipped
@@ -98,14 +106,14 @@ def test_fp16_skips_the_step_on_inf_and_checkpoints_the_scaler(tmp_path):
     trainer.save_checkpoint(str(path))
     scaler_state = torch.load(path, weights_only=True)["launcher_precision"]["scaler"]
     assert scaler_state["scale"] == rows[-1]["scale"]
-    assert scaler_state == trainer.precision.scaler.state_dict()
+    assert scaler_state == trainer.precision_plugin.scaler.state_dict()
 
 
 def test_fp16_scaler_state_round_trips():
-    source = build_precision("16-mixed", CPU)
+    source = MixedPrecision("16-mixed", CPU)
     source.scaler.scale(torch.ones(1))  # creates the scale lazily
     source.scaler.update(1024.0)
-    target = build_precision(16, CPU)
+    target = MixedPrecision("16-mixed", CPU)
     target.load_state_dict(source.state_dict())
     assert target.scaler.get_scale() == 1024.0
     with pytest.raises(KeyError):
@@ -114,7 +122,7 @@ def test_fp16_scaler_state_round_trips():
 
 @pytest.mark.parametrize("precision", ["32-true", 32, "bf16-mixed", "bf16"])
 def test_no_grad_scaler_outside_fp16(precision):
-    policy = Trainer(precision=precision, **QUIET).precision
+    policy = Trainer(precision=precision, **QUIET).precision_plugin
     assert getattr(policy, "scaler", None) is None
     assert policy.state_dict() == {}
 
@@ -134,10 +142,29 @@ def test_fp32_runs_without_autocast(tmp_path):
     assert model.matmul_dtypes == [torch.float32] * 4
 
 
-def test_fp16_autocast_on_cpu(tmp_path):
+def test_fp16_autocast(tmp_path):
     model = Net()
-    Trainer(max_epochs=1, precision=16, default_root_dir=tmp_path, **QUIET).fit(model)
+    fp16_trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET).fit(model)
     assert model.matmul_dtypes == [torch.float16] * 4
+
+
+@pytest.mark.parametrize("precision", [16, "16", "16-mixed"])
+def test_fp16_on_cpu_warns_and_uses_bf16_as_lightning(tmp_path, precision):
+    with pytest.warns(UserWarning, match=r"AMP with fp16 is not supported on CPU\. Using "
+                      r"`precision='bf16-mixed'` instead"):  # fmt: skip
+        trainer = Trainer(max_epochs=1, precision=precision, accelerator="cpu",
+                          default_root_dir=tmp_path, **QUIET)  # fmt: skip
+    assert trainer.precision == "bf16-mixed"  # Lightning's string
+    model = Net()
+    trainer.fit(model)
+    assert model.matmul_dtypes == [torch.bfloat16] * 4
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [(32, "32-true"), ("32", "32-true"), ("bf16", "bf16-mixed")]
+)
+def test_trainer_precision_is_lightnings_string(given, expected):
+    assert Trainer(precision=given, **QUIET).precision == expected
 
 
 @pytest.mark.parametrize("precision", ["fp8", 8, "8-mixed"])
@@ -186,8 +213,8 @@ def test_fp16_clips_the_unscaled_gradients(tmp_path):
     probe = GradProbe()
     model = Net(n=128, loss_factor=1.0)
     model.configure_optimizers = lambda: torch.optim.SGD(model.parameters(), lr=1.0)
-    Trainer(max_epochs=1, precision="16-mixed", gradient_clip_val=0.5, callbacks=[probe],
-            default_root_dir=tmp_path, **QUIET).fit(model)  # fmt: skip
+    fp16_trainer(max_epochs=1, gradient_clip_val=0.5, callbacks=[probe],
+                 default_root_dir=tmp_path, **QUIET).fit(model)  # fmt: skip
     taken = [(g, u) for g, u in zip(probe.grad_norms, probe.update_norms, strict=True) if u > 0]
     # The first steps may overflow while the scaler backs off; clipping must act on others.
     assert sum(g > 0.5 for g, _ in taken) >= 3
@@ -200,8 +227,9 @@ def test_on_before_optimizer_step_sees_unscaled_gradients(tmp_path):
     norms = {}
     for precision in ("32-true", "16-mixed"):
         probe = GradProbe()
-        Trainer(max_epochs=1, precision=precision, callbacks=[probe],
-                default_root_dir=tmp_path / precision, **QUIET).fit(Net())  # fmt: skip
+        make = fp16_trainer if precision == "16-mixed" else Trainer
+        make(max_epochs=1, callbacks=[probe], default_root_dir=tmp_path / precision,
+             **QUIET).fit(Net())  # fmt: skip
         norms[precision] = probe.grad_norms[0]
     assert norms["16-mixed"] == pytest.approx(norms["32-true"], rel=1e-2)
 

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from launcher import Module, Trainer
 from launcher.callbacks import Callback
+from launcher.errors import UserError
 from launcher.loggers.base import Logger
 from launcher.train.results import Results
 
@@ -109,7 +110,8 @@ def run(tmp_path_factory):
 def test_training_logs_per_step_by_default(run):
     _, logger, snaps = run
     assert [s["plain"] for s in snaps.after_batch] == pytest.approx(BATCH_MEANS * 2)
-    assert logger.series("plain") == [(i + 1, pytest.approx(m)) for i, m in
+    # At Lightning's steps: the optimizer steps taken before the logged one.
+    assert logger.series("plain") == [(i, pytest.approx(m)) for i, m in
                                       enumerate(BATCH_MEANS * 2)]  # fmt: skip
     assert not any(k in m for _, m in logger.calls for k in ("plain_epoch", "plain_step"))
 
@@ -129,18 +131,18 @@ def test_epoch_values_are_batch_size_weighted_means(run):
 def test_epoch_only_metrics_reach_the_logger_once_per_epoch(run):
     # Not re-sent with every later step's metrics (the last epoch value is stale by then).
     _, logger, _ = run
-    expected = [(3, pytest.approx(WEIGHTED_MEAN)), (6, pytest.approx(WEIGHTED_MEAN))]
+    expected = [(2, pytest.approx(WEIGHTED_MEAN)), (5, pytest.approx(WEIGHTED_MEAN))]
     assert logger.series("mean") == expected
     assert logger.series("both_epoch") == expected
-    assert logger.series("count") == [(3, 3.0), (6, 3.0)]
+    assert logger.series("count") == [(2, 3.0), (5, 3.0)]
 
 
 def test_on_step_and_on_epoch_fork_the_names(run):
     trainer, logger, snaps = run
     steps = logger.series("both_step")
-    assert steps == [(i + 1, pytest.approx(m)) for i, m in enumerate(BATCH_MEANS * 2)]
-    assert logger.series("both_epoch") == [(3, pytest.approx(WEIGHTED_MEAN)),
-                                           (6, pytest.approx(WEIGHTED_MEAN))]  # fmt: skip
+    assert steps == [(i, pytest.approx(m)) for i, m in enumerate(BATCH_MEANS * 2)]
+    assert logger.series("both_epoch") == [(2, pytest.approx(WEIGHTED_MEAN)),
+                                           (5, pytest.approx(WEIGHTED_MEAN))]  # fmt: skip
     assert not logger.series("both")
     assert snaps.after_batch[0]["both_step"] == pytest.approx(BATCH_MEANS[0])
 
@@ -169,8 +171,8 @@ def test_progress_bar_and_logger_flags(run):
 
 def test_validation_epoch_metrics_reach_the_logger(run):
     _, logger, _ = run
-    assert logger.series("val_value") == [(3, pytest.approx(WEIGHTED_MEAN)),
-                                          (6, pytest.approx(WEIGHTED_MEAN))]  # fmt: skip
+    assert logger.series("val_value") == [(2, pytest.approx(WEIGHTED_MEAN)),
+                                          (5, pytest.approx(WEIGHTED_MEAN))]  # fmt: skip
     assert not logger.series("val_plain_step_epoch")
 
 
@@ -199,7 +201,7 @@ def test_epoch_means_weight_by_the_size_of_the_current_batch():
 def test_sync_dist_uses_the_reduction():
     calls = []
 
-    def fake_all_reduce(tensor, op):  # two ranks that logged the same values
+    def fake_all_reduce(tensor, op, group=None):  # two ranks that logged the same values
         calls.append(op)
         return tensor * 2 if op == "sum" else tensor
 
@@ -222,3 +224,119 @@ def test_state_dict_resumes_the_running_mean():
     second.load_state_dict(first.state_dict())
     second.log("m", torch.tensor(5.0), on_epoch=True, batch_size=1)
     assert second.epoch_metrics()["m_epoch"].item() == pytest.approx((4 + 5) / 3)
+
+
+# -- LightningModule.log's options, and where logging is allowed ---------------------------
+class Options(Module):
+    """Logs with each of LightningModule.log's options, and from epoch hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.acc = torchmetrics.Accuracy(task="binary")
+        self.graphs: list[bool] = []
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        loss = (self.w * x.mean()).sum()
+        # Lightning's positional order: prog_bar, logger, on_step, on_epoch, reduce_fx.
+        self.log("biggest", x.max(), False, True, False, True, "max")
+        self.log("graph", loss, enable_graph=True)
+        self.graphs.append(self.trainer.callback_metrics.get("graph", loss).requires_grad)
+        self.log("mine", x.mean(), rank_zero_only=True, sync_dist=True, sync_dist_group=None)
+        self.acc((x > 20).long(), (x > 20).long())
+        self.log("acc", self.acc, on_step=False, on_epoch=True, metric_attribute="acc")
+        return loss
+
+    def on_train_start(self):
+        self.log("started", 1.0)  # Lightning: an epoch value
+
+    def on_train_epoch_end(self):
+        self.log("epoch_value", float(self.current_epoch + 1) * 10)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(VALUES), batch_size=4)
+
+
+def test_every_lightning_log_option_is_honoured(tmp_path):
+    logger, model = MemoryLogger(), Options()
+    trainer = Trainer(max_epochs=2, logger=logger, log_every_n_steps=1, enable_progress_bar=False,
+                      enable_checkpointing=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model)
+    assert logger.series("biggest") == [(2, 81.0), (5, 81.0)]  # 3 batches an epoch
+    assert model.graphs and all(model.graphs)  # enable_graph keeps the autograd graph
+    assert logger.series("acc") == [(2, 1.0), (5, 1.0)]
+    assert [s for s, _ in logger.series("mine")] == list(range(6))
+    assert logger.series("started") == [(2, 1.0)]
+    # Logged in on_train_epoch_end: that epoch's value, at that epoch's last step.
+    assert logger.series("epoch_value") == [(2, 10.0), (5, 20.0)]
+    assert float(trainer.callback_metrics["epoch_value"]) == 20.0
+
+
+@pytest.mark.parametrize(
+    ("hook", "kwargs", "match"),
+    [
+        ("on_train_epoch_end", {"on_step": True}, "on_step=True"),
+        ("on_train_epoch_end", {"on_epoch": False}, "on_epoch=False"),
+        ("on_fit_start", {}, "inside `on_fit_start`"),
+    ],
+)
+def test_logging_where_lightning_refuses_it_is_an_error(tmp_path, hook, kwargs, match):
+    class Refused(Options):
+        pass
+
+    setattr(Refused, hook, lambda self: self.log("x", 1.0, **kwargs))
+    trainer = Trainer(max_epochs=1, logger=False, enable_progress_bar=False,
+                      enable_checkpointing=False, default_root_dir=tmp_path)  # fmt: skip
+    with pytest.raises(UserError, match=match):
+        trainer.fit(Refused())
+
+
+def test_log_values_and_metric_attributes_are_checked_as_lightning_does(tmp_path):
+    class Checked(Options):
+        def training_step(self, batch, batch_idx):
+            with pytest.raises(ValueError, match="single element"):
+                self.log("vector", torch.ones(3))
+            with pytest.raises(ValueError, match="nested dictionaries"):
+                self.log("nested", {"a": 1.0})
+            with pytest.raises(ValueError, match="`str` values cannot be logged"):
+                self.log("text", "hello")
+            stray = torchmetrics.Accuracy(task="binary")
+            with pytest.raises(UserError, match="attribute for the `torchmetrics.Metric`"):
+                self.log("stray", stray)
+            with pytest.raises(UserError, match="metric_attribute='w'"):
+                self.log("acc", self.acc, metric_attribute="w")
+            with pytest.raises(UserError, match="dataloader_idx"):
+                self.log("x/dataloader_idx_0", 1.0)
+            self.checked = True
+            return super().training_step(batch, batch_idx)
+
+    model = Checked()
+    Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+            default_root_dir=tmp_path).fit(model)  # fmt: skip
+    assert model.checked
+
+
+def test_values_logged_in_on_validation_epoch_end_count_for_that_epoch(tmp_path):
+    class EvalEnd(Options):
+        def validation_step(self, batch, batch_idx):
+            self.log("val_mean", batch[0].mean())
+
+        def on_validation_epoch_end(self):
+            self.log("val_end", float(self.current_epoch))
+
+        def val_dataloader(self):
+            return DataLoader(TensorDataset(VALUES), batch_size=4)
+
+    logger = MemoryLogger()
+    trainer = Trainer(max_epochs=2, logger=logger, enable_progress_bar=False,
+                      num_sanity_val_steps=0, enable_checkpointing=False,
+                      default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(EvalEnd())
+    assert logger.series("val_end") == [(2, 0.0), (5, 1.0)]
+    assert [m for _, m in logger.calls if "val_end" in m][0].keys() >= {"val_mean", "epoch"}
+    again = Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    assert again.validate(EvalEnd())[0]["val_end"] == 0.0
