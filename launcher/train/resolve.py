@@ -322,6 +322,31 @@ def warn_unknown_hooks(callbacks: list[Any], model: Module) -> None:
                     )
 
 
+# Lightning Module methods a recipe may override to change the optimization itself; this
+# Trainer does not call them, so an override would silently do nothing: it is refused.
+_UNCALLED_OVERRIDES = {
+    "optimizer_step": "use on_before_optimizer_step, or manual optimization "
+    "(automatic_optimization = False) to step yourself",
+    "optimizer_zero_grad": "use on_before_zero_grad, or manual optimization",
+    "backward": "use on_before_backward/on_after_backward, or manual optimization "
+    "(self.manual_backward)",
+    "configure_gradient_clipping": "use Trainer(gradient_clip_val=..., "
+    "gradient_clip_algorithm=...), or self.clip_gradients under manual optimization",
+    "lr_scheduler_step": "schedulers step as configure_optimizers says (interval, frequency, "
+    "monitor); step a custom one yourself in on_train_batch_end / on_train_epoch_end",
+}
+
+
+def refuse_uncalled_overrides(model: Module) -> None:
+    """A `UserError` when the model overrides a Lightning method this Trainer never calls."""
+    for name, instead in _UNCALLED_OVERRIDES.items():
+        if any(name in vars(cls) for cls in type(model).__mro__ if cls not in (Module, object)):
+            raise UserError(
+                f"{type(model).__name__} overrides {name}(), which this Trainer does not call "
+                f"(it would be silently ignored); {instead}"
+            )
+
+
 def _unknown_hook_hint(name: str, known: set[str]) -> str:
     if name in REMOVED_HOOKS:
         return f"it was removed in Lightning 2.0; use {REMOVED_HOOKS[name]}"

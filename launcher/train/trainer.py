@@ -70,6 +70,7 @@ from launcher.train.resolve import (
     move_to_device,
     overrides,
     prepare_data,
+    refuse_uncalled_overrides,
     resolve_device,
     resolve_loaders,
     set_cudnn_benchmark,
@@ -938,6 +939,7 @@ class Trainer:
         self.callbacks = build_callbacks(self, model, self._user_callbacks)
         trainer_state.callback_states(self.callbacks)  # a repeated state_key fails, as in Lightning
         warn_unknown_hooks(self.callbacks, model)
+        refuse_uncalled_overrides(model)
         self._hooks = collect_hooks(self, self.callbacks, model)
         self.transfer_batch = self._batch_transfer(model)
         prepare_data(self, model, datamodule, stage)

@@ -528,3 +528,15 @@ def test_a_datamodules_batch_transfer_hooks_win_over_the_models(tmp_path):
         Model(), datamodule=Hooked()
     )
     assert seen == ["dm_before", "dm_after"]
+
+
+@pytest.mark.parametrize(
+    "name", ["optimizer_step", "optimizer_zero_grad", "backward", "configure_gradient_clipping",
+             "lr_scheduler_step"],
+)  # fmt: skip
+def test_an_override_this_trainer_never_calls_is_refused_not_ignored(tmp_path, name):
+    model_cls = type("Overriding", (Regressor,), {name: lambda self, *a, **k: None})
+    with pytest.raises(
+        UserError, match=f"overrides {name}\\(\\), which this Trainer does not call"
+    ):
+        Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET).fit(model_cls())
