@@ -7,8 +7,12 @@ checkpoints loadable. Loading uses `torch.load(weights_only=True)`: a checkpoint
 tensors, numbers, strings and containers, never code.
 
     manager = CheckpointManager("run/checkpoints/resume", keep_last=3, async_save=True)
+    manager.recover()                  # at start: stale temp files, a lost manifest
     manager.save(state, step=120)      # returns after copying state to CPU
     path, state = manager.load_latest()
+
+A file the manifest does not vouch for (no manifest, or an unreadable one) is verified by its
+zip records' CRC-32s, which `torch.save` writes, before it is loaded.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import hashlib
 import json
 import os
 import queue
+import sys
 import threading
 import time
 import warnings
 import weakref
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +36,7 @@ from typing import IO, Any, cast
 
 import torch
 
-from launcher.common.files import atomic_write_text, atomic_writer
+from launcher.common.files import atomic_write_text, atomic_writer, remove_stale_temp_files
 from launcher.common.threads import start_thread
 from launcher.errors import UserError
 from launcher.tracking.run_info import file_sha256
@@ -72,9 +78,18 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, A
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise UserError(
                 f"refusing to load {path}: it contains pickled code or objects "
-                f"({_first_line(exc)}). Checkpoints may hold only tensors and plain data."
+                f"({_refusal_reason(exc)}). Checkpoints may hold only tensors and plain data."
             ) from exc
         raise
+
+
+def _refusal_reason(exc: BaseException) -> str:
+    """What torch refused, without its advice to retry with `weights_only=False`."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported global" in line:
+            return line.rstrip(".")
+    return "an object that is not a tensor or plain data"
 
 
 def to_cpu(state: Any, into: Any = None) -> Any:
@@ -230,45 +245,88 @@ class CheckpointManager:
 
     # -- loading --------------------------------------------------------------------------
     def entries(self) -> list[dict[str, Any]]:
-        """Manifest entries, oldest first ([] when there is no manifest yet)."""
+        """Manifest entries, oldest first; without a readable manifest, the files on disk.
+
+        Entries found by scanning have no checksum: `load_latest` verifies their zip CRCs.
+        """
+        listed = self._read_manifest()
+        if listed is not None:
+            return listed
+        files = sorted(self.dirpath.glob("step-*.ckpt"))
+        return [{"file": p.name, "sha256": None, "step": int(p.stem[5:])} for p in files]
+
+    def _read_manifest(self) -> list[dict[str, Any]] | None:
+        """The manifest's entries; None when it is missing or unreadable."""
         try:
             with open(self.dirpath / MANIFEST) as f:
                 return list(json.load(f)["checkpoints"])
-        except FileNotFoundError:
-            return []
-        except (json.JSONDecodeError, KeyError, TypeError):
-            warnings.warn(f"{self.dirpath / MANIFEST} is unreadable; scanning files", stacklevel=2)
-            files = sorted(self.dirpath.glob("step-*.ckpt"))
-            return [{"file": p.name, "sha256": None, "step": int(p.stem[5:])} for p in files]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            return None
 
     def has_checkpoint(self) -> bool:
         return bool(self.entries())
 
+    def recover(self) -> None:
+        """Repair what a crash or a person left behind; call once, on one process, at start.
+
+        Removes temporary files of writers that died mid-write (a live writer's stay), and
+        rebuilds a missing or unreadable manifest from the checkpoint files that verify, so
+        a resume goes on from them instead of step 0. Says what it did in one line each.
+        """
+        if not self.dirpath.is_dir():
+            return
+        removed = remove_stale_temp_files(self.dirpath)
+        if removed:
+            mb = sum(size for _, size in removed) / 1e6
+            _say(f"removed {len(removed)} temporary file(s) of interrupted checkpoint writes "
+                 f"({mb:.1f} MB) from {self.dirpath}")  # fmt: skip
+        if self._read_manifest() is not None:
+            return
+        files = sorted(self.dirpath.glob("step-*.ckpt"))
+        if not files:
+            return
+        entries, bad = [], []
+        for path in files:
+            problem = _zip_problem(path)
+            if problem is not None:
+                bad.append(f"{path.name} ({problem})")
+                continue
+            entries.append({"file": path.name, "sha256": file_sha256(path),
+                            "size": path.stat().st_size, "step": int(path.stem[5:]),
+                            "time": path.stat().st_mtime})  # fmt: skip
+        self._write_manifest(entries)
+        skipped = f"; left out, unverified: {', '.join(bad)}" if bad else ""
+        _say(f"{self.dirpath / MANIFEST} was missing or unreadable: rebuilt it from "
+             f"{len(entries)} verified checkpoint file(s){skipped}")  # fmt: skip
+
     def load_latest(self) -> tuple[str, dict[str, Any]]:
-        """The newest checkpoint that verifies; warns about (and skips) corrupt ones."""
+        """The newest checkpoint that verifies; skips refused or corrupt ones with a warning."""
         entries = self.entries()
         problems = []
         for entry in reversed(entries):
             path = self.dirpath / entry["file"]
             try:
-                if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
-                    raise ValueError("checksum mismatch (truncated or modified)")
+                if entry.get("sha256"):
+                    if file_sha256(path) != entry["sha256"]:
+                        raise ValueError("checksum mismatch (truncated or modified)")
+                elif (problem := _zip_problem(path)) is not None:
+                    raise ValueError(problem)
                 state = safe_load(path)
-            except UserError:
-                raise
             except Exception as exc:  # noqa: BLE001 - try the previous one
-                problems.append(f"{path.name}: {_first_line(exc)}")
+                reason = str(exc).removeprefix(f"refusing to load {path}: ")
+                problems.append(f"{path.name}: {_first_line_of(reason)}")
+                continue
+            if problems:
                 warnings.warn(
-                    f"checkpoint {path} is unusable ({_first_line(exc)}); "
-                    "falling back to the previous one",
+                    f"skipped unusable checkpoint(s) {'; '.join(problems)}; "
+                    f"resuming from the previous good one, {path.name}",
                     stacklevel=2,
                 )
-                continue
             return str(path), state
         if not entries:
             raise UserError(f"no checkpoint in {self.dirpath} to resume from")
         raise UserError(
-            f"every checkpoint in {self.dirpath} is corrupt, nothing was deleted: "
+            f"every checkpoint in {self.dirpath} is unusable, nothing was deleted: "
             + "; ".join(problems)
             + ". Start over with --no-resume (and a new --name), or restore a backup."
         )
@@ -303,3 +361,22 @@ class _HashingWriter:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _first_line_of(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else "unreadable"
+
+
+def _zip_problem(path: Path) -> str | None:
+    """Why `path` is not an intact `torch.save` zip (CRC-32 of every record), or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        return f"not a complete checkpoint: {_first_line(exc)}"
+    return None if broken is None else f"CRC mismatch in {broken} (truncated or modified)"
+
+
+def _say(message: str) -> None:
+    print(f"[launcher] {message}", file=sys.stderr, flush=True)

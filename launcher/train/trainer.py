@@ -613,6 +613,9 @@ class Trainer:
                 keep_last=self.keep_last_checkpoints,
                 async_save=self.async_checkpointing,
             )
+            if self.is_global_zero:  # stale temp files, a lost manifest: before "last" is read
+                self.checkpoints.recover()
+            self.barrier()
             self.loggers = (
                 build_loggers(self, model, self._logger_arg) if self.is_global_zero else []
             )

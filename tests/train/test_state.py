@@ -139,9 +139,35 @@ def test_corrupt_newest_checkpoint_falls_back_with_warning(tmp_path: Path) -> No
             f.truncate(100)
     from launcher.errors import UserError
 
-    with pytest.warns(UserWarning), pytest.raises(UserError, match="every checkpoint .* corrupt"):
+    with pytest.raises(UserError, match="every checkpoint .* unusable"):
         manager.load_latest()
     assert all((Path(manager.dirpath) / e["file"]).exists() for e in entries)
+
+
+def test_a_deleted_manifest_resumes_from_the_files_in_the_same_mlflow_run(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    reference = _reference(tmp_path, KILL_OVERRIDES)
+    spec = make_spec(tmp_path / "out", "lost", overrides=KILL_OVERRIDES)
+    log = tmp_path / "lost.log"
+    proc = start_worker(spec, log)
+    assert made_progress(spec, proc) and made_progress(spec, proc), log.read_text()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == REQUEUE_EXIT_CODE, log.read_text()[-3000:]
+    resume_dir = Path(spec.run_dir) / "checkpoints" / "resume"
+    kept = [e["file"] for e in CheckpointManager(str(resume_dir)).entries()]
+    (resume_dir / "manifest.json").unlink()
+    assert run_worker(spec, log) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert f"rebuilt it from {len(kept)} verified checkpoint file(s)" in text
+    assert f"resumed from {resume_dir / kept[-1]}" in text
+    resumed = final_state(spec)
+    _compare(reference, resumed)
+    out = tmp_path / "out"
+    _steps_exactly_once(out, resumed)
+    client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+    runs = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
+    assert [r.info.run_id for r in runs] == [_run_id(resumed)]
 
 
 def test_resuming_a_finished_run_does_nothing(tmp_path: Path) -> None:
