@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from launcher.common.secrets import mask_secrets, mask_text
 from launcher.common.threads import start_thread
 from launcher.loggers.base import (
     Logger,
@@ -128,7 +129,7 @@ class MLflowLogger(Logger):
         self.system_metrics_interval = system_metrics_interval
         self.retry_interval = retry_interval
         self.sender_process = sender_process
-        self._tags = clean_tags(tags or {})
+        self._tags = clean_tags(mask_secrets(tags or {}))
         # The real id once the run exists; a given `run_id` is continued.
         self._ref = run_id or f"{PENDING_PREFIX}{uuid.uuid4().hex}"
         self._watermarks: dict[str, int] = {}  # metric key -> highest step accepted
@@ -216,7 +217,7 @@ class MLflowLogger(Logger):
             self.flush()
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        self._put(("tags", {"tags": clean_tags(tags)}))
+        self._put(("tags", {"tags": clean_tags(mask_secrets(tags))}))
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         self._put(("artifact", {"path": os.path.abspath(path), "artifact_path": artifact_path}))
@@ -268,7 +269,7 @@ class MLflowLogger(Logger):
             log.warning(
                 "MLflow unreachable at %s: the run's records are kept in %s; upload "
                 "them with `launch sync %s`",
-                self.tracking_uri,
+                mask_text(self.tracking_uri),
                 self.spool.path,
                 self.spool.directory,
             )
@@ -456,7 +457,7 @@ class MLflowLogger(Logger):
         self._next_retry = time.monotonic() + self.retry_interval
         self._warn_once(
             "offline",
-            f"MLflow unreachable at {self.tracking_uri} ({type(exc).__name__}); "
+            f"MLflow unreachable at {mask_text(self.tracking_uri)} ({type(exc).__name__}); "
             f"training goes on, records are spooled to {self.spool.path} and sent "
             f"when it is back",
         )
@@ -473,7 +474,9 @@ class MLflowLogger(Logger):
         self._adopt_run_id()
         if sent:
             log.info(
-                "MLflow reachable again at %s: sent %d spooled records", self.tracking_uri, sent
+                "MLflow reachable again at %s: sent %d spooled records",
+                mask_text(self.tracking_uri),
+                sent,
             )
 
     def _adopt_run_id(self) -> None:

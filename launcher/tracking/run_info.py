@@ -11,7 +11,6 @@ Used by the runtime (`launcher.train.run_record`: what loggers hear) and by
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import socket
 import subprocess
@@ -19,19 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SECRET_WORDS = frozenset("token secret password passwd apikey key credential credentials".split())
-MASK = "***"
+# The one secret rule lives in launcher.common.secrets; these names stay importable from here.
+from launcher.common.secrets import MASK, is_secret_key, mask_secrets
 
-
-def is_secret_key(key: str) -> bool:
-    """True when a word of `key` names a secret: `db.password`, `hfToken`, `api_key`."""
-    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", key)
-    return any(w.lower() in SECRET_WORDS for w in words)
-
-
-def mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
-    """Copy of `params` with values of secret-looking keys replaced by `***`."""
-    return {k: (MASK if is_secret_key(k) else v) for k, v in params.items()}
+__all__ = ["MASK", "file_sha256", "flatten", "git_info", "is_secret_key", "mask_secrets",
+           "run_tags"]  # fmt: skip
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
