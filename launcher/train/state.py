@@ -36,6 +36,7 @@ import torch
 from launcher.callbacks.model_checkpoint import ModelCheckpoint, generate_state_key
 from launcher.errors import UserError
 from launcher.train.checkpoint_store import CheckpointManager, atomic_torch_save, safe_load
+from launcher.train.input_checks import check_same_model
 from launcher.train.seed import load_rng_state, rng_state
 
 if TYPE_CHECKING:
@@ -450,6 +451,7 @@ def restore(trainer: Trainer, ckpt_path: str) -> bool:
     if loops is None:
         raise UserError(f"{path} holds weights only, nothing to resume training from; pass it "
                         "to validate/test(ckpt_path=...), or load it in the recipe")  # fmt: skip
+    check_same_model(trainer.module, state, path)  # before "already finished": same model?
     loop = loops["fit_loop"]
     if loop["finished"]:
         if trainer.is_global_zero:

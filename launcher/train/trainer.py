@@ -38,6 +38,7 @@ from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
+from launcher.train.input_checks import LossWatch, check_train_loader
 from launcher.train.loop import LoopState
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
@@ -119,6 +120,7 @@ class Trainer:
         enable_checkpointing: bool = True,
         default_root_dir: str | None = None,
         deterministic: bool = False,
+        detect_anomaly: bool = False,
         seed: int | None = None,
         checkpoint_every_n_steps: int | None = None,
         checkpoint_every_seconds: float | None = None,
@@ -161,6 +163,8 @@ class Trainer:
         self.enable_checkpointing = enable_checkpointing and not self.fast_dev_run
         self.default_root_dir = str(default_root_dir or Path.cwd() / "outputs")
         self.deterministic, self.seed = deterministic, seed
+        self.detect_anomaly = detect_anomaly  # Lightning's: autograd anomaly mode during fit
+        self.loss_watch = LossWatch(detect_anomaly)
         self.checkpoint_every_n_steps = checkpoint_every_n_steps
         self.checkpoint_every_seconds = checkpoint_every_seconds
         self.keep_last_checkpoints, self.async_checkpointing = (
@@ -337,6 +341,7 @@ class Trainer:
                 val_loader, seed, self.global_rank, self.world_size, shuffle=False
             )
             self.num_training_batches = limit_batches(self.train_loader, self.limit_train_batches)
+            check_train_loader(self)
             self.num_val_batches = limit_batches(self.val_loader, self.limit_val_batches)
             self.optimizers, self.lr_scheduler_configs = parse_optimizers(
                 model.configure_optimizers()
@@ -350,7 +355,8 @@ class Trainer:
             self._sanity_check()
             self.signals.install()
             self.call_hook("on_train_start")
-            self._fit_loop()
+            with torch.autograd.set_detect_anomaly(self.detect_anomaly):
+                self._fit_loop()
             self.call_hook("on_train_end")
             self.call_hook("on_fit_end")
             self.loop.finished = True
@@ -402,7 +408,8 @@ class Trainer:
             self.call_hook("on_train_epoch_start")
         model.train()
         total = self.num_training_batches
-        batch_idx = loop.batch_idx
+        batch_idx = first_batch = loop.batch_idx
+        watch, detect = self.loss_watch, self.detect_anomaly
         for batch in loader:
             if batch_idx >= total:
                 break
@@ -426,6 +433,8 @@ class Trainer:
                     precision.backward(loss)
                     if after_backward:
                         self.call_hook("on_after_backward")
+                else:
+                    watch.no_loss()
             if last_micro:
                 self._optimizer_step()
             step_metrics = results.step_metrics()
@@ -435,10 +444,14 @@ class Trainer:
             loop.batch_idx = batch_idx
             if last_micro and self.loggers and loop.global_step % self.log_every_n_steps == 0:
                 self.log_metrics(self._logger_step_metrics(step_metrics))
+                watch.check(loss, self)  # on the host already: the logging synced
+            elif detect:
+                watch.check(loss, self)
             self.call_hook("on_train_batch_end", output, batch, batch_idx - 1)
             if last_micro and self._after_optimizer_step():
                 return
         loop.epoch_done = True
+        watch.end_epoch(self, batch_idx - first_batch)
 
     def _optimizer_step(self) -> None:
         precision, clip, loop = self.precision, self.gradient_clip_val, self.loop
