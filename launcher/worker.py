@@ -66,7 +66,25 @@ def resume_path(spec: LaunchSpec) -> str | None:
 
 
 def run(spec: LaunchSpec) -> int:
-    """Train `spec` in this process; returns the exit code."""
+    """Train `spec` in this process; returns the exit code.
+
+    Global rank 0 holds the run directory's lock meanwhile: the same `--name` started again
+    while it runs is refused (`launcher.common.run_lock`).
+    """
+    from launcher.cluster_env import ClusterEnvironment
+    from launcher.common.run_lock import claim_run
+
+    lock = (
+        claim_run(spec.run_dir, spec.name) if ClusterEnvironment.detect().global_rank == 0 else None
+    )
+    try:
+        return _train(spec)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _train(spec: LaunchSpec) -> int:
     from launcher.cli.recipe import load_recipe, resolve_overrides
     from launcher.train.seed import seed_everything
     from launcher.train.trainer import Trainer

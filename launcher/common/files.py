@@ -141,3 +141,29 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def try_lock(path: str | os.PathLike[str], owner: str) -> int | None:
+    """Take an exclusive flock on `path` (created if needed) and write `owner` into it.
+
+    Returns the descriptor that holds the lock (it lasts until closed or the process dies),
+    or None when another open file holds it: `lock_owner(path)` then says whose it is.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, owner.encode(), 0)
+    return fd
+
+
+def lock_owner(path: str | os.PathLike[str]) -> str:
+    """What the holder of the lock at `path` wrote there ("" if nothing is readable)."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""

@@ -70,6 +70,7 @@ from launcher.loggers.sender import (
 )
 from launcher.loggers.spool import Spool, replay
 from launcher.loggers.system_metrics import SystemMetricsSampler
+from launcher.tracking.local_store import prepare_local_store
 from launcher.tracking.reader import is_connection_error, local_artifact_root, resolve_tracking_uri
 
 if TYPE_CHECKING:
@@ -357,6 +358,7 @@ class MLflowLogger(Logger):
             # MLflow's client code runs in a helper process unless told otherwise: its
             # interpreter time would otherwise be taken from training (see remote_sender).
             make = RemoteSender if self.sender_process else Sender
+            prepare_local_store(self.tracking_uri)  # a fresh sqlite store, made whole once
             self._sender = make(self.tracking_uri, warn=self._warn_once)
             if self.spool.has_pending():  # left by a crashed predecessor: goes first
                 self._offline = True

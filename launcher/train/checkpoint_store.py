@@ -129,6 +129,7 @@ class _Job:
     name: str
     step: int
     before_write: Callable[[], Callable[[], None]] | None
+    final: bool
 
 
 class CheckpointManager:
@@ -154,6 +155,7 @@ class CheckpointManager:
         step: int,
         blocking: bool | None = None,
         before_write: Callable[[], Callable[[], None]] | None = None,
+        final: bool = False,
     ) -> str:
         """Write `state` as `step-XXXXXXXX.ckpt`; async unless `blocking` or configured so.
 
@@ -164,17 +166,18 @@ class CheckpointManager:
         training waits. An async save waits for it before it serializes: nothing is gained by
         overlapping them in the background, and both at once (MLflow's helper process and the
         writer) took CPU from the training thread on 2 cores (bench/overhead.py: ~0.5%).
+        `final` marks the last checkpoint of a finished run in the manifest (`is_finished`).
         """
         self.wait()  # at most one save in flight
         name = f"step-{step:09d}.ckpt"
         if blocking or not self.async_save:
-            self._write(state, name, step, before_write)
+            self._write(state, name, step, before_write, final=final)
         else:
             # The training loop may change tensors right after save() returns: snapshot them,
             # into the previous snapshot's buffers (that write has finished: see wait()).
             snapshot = self._snapshot = to_cpu(state, self._snapshot)
             self._idle.clear()
-            self._jobs.put(_Job(snapshot, name, step, before_write))
+            self._jobs.put(_Job(snapshot, name, step, before_write, final))
             if self._writer is None:
                 self._writer = start_thread(self._serve, "checkpoint-writer")
                 _open_managers.add(self)
@@ -207,7 +210,7 @@ class CheckpointManager:
         while (job := self._jobs.get()) is not None:
             try:
                 # see save(): async saves don't overlap the upload with the write
-                self._write(job.state, job.name, job.step, job.before_write, overlap=False)
+                self._write(job.state, job.name, job.step, job.before_write, False, job.final)
             except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                 self._error = exc
             finally:
@@ -221,6 +224,7 @@ class CheckpointManager:
         step: int,
         before_write: Callable[[], Callable[[], None]] | None = None,
         overlap: bool = True,
+        final: bool = False,
     ) -> None:
         path = self.dirpath / name
         wait = before_write() if before_write is not None else None
@@ -232,7 +236,7 @@ class CheckpointManager:
         sha = atomic_torch_save(state, path, sync_dir=False, before_rename=wait)
         entries = [e for e in self.entries() if e["file"] != name]
         entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
-                        "step": step, "time": time.time()})  # fmt: skip
+                        "step": step, "time": time.time(), "final": final})  # fmt: skip
         stale, entries = entries[: -self.keep_last], entries[-self.keep_last :]
         self._write_manifest(entries)
         for entry in stale:  # only after the manifest no longer points at them
@@ -265,6 +269,11 @@ class CheckpointManager:
 
     def has_checkpoint(self) -> bool:
         return bool(self.entries())
+
+    def is_finished(self) -> bool:
+        """True when the newest checkpoint is a finished run's last one (read from the manifest)."""
+        entries = self.entries()
+        return bool(entries and entries[-1].get("final"))
 
     def recover(self) -> None:
         """Repair what a crash or a person left behind; call once, on one process, at start.

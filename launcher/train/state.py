@@ -327,8 +327,9 @@ def save_resume_checkpoint(trainer: Trainer, blocking: bool = False) -> str:
             return wait_all
 
         path = manager.save(
-            state, trainer.global_step, blocking=blocking or finished, before_write=flush_loggers
-        )
+            state, trainer.global_step, blocking=blocking or finished,
+            before_write=flush_loggers, final=finished,
+        )  # fmt: skip
     trainer.barrier()
     return path
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from launcher.common.secrets import MASK, is_secret_key, mask_text, mask_tree, mask_value
 from tests.resume_harness import launch_cli
 
@@ -52,6 +54,7 @@ TRAINER = dict(max_steps=3, log_every_n_steps=1, enable_progress_bar=False)
 """
 
 
+@pytest.mark.slow
 def test_a_secret_in_a_url_and_in_set_reaches_neither_the_store_nor_its_artifacts(
     tmp_path: Path,
 ) -> None:

@@ -33,6 +33,7 @@ class Empty(TinyModel):  # a dataset that came out empty (a wrong path, a filter
 """
 
 
+@pytest.mark.slow
 def test_an_empty_train_dataloader_is_a_user_error(tmp_path: Path) -> None:
     recipe = tmp_path / "empty_recipe.py"
     recipe.write_text(EMPTY)
@@ -47,6 +48,7 @@ def test_an_empty_train_dataloader_is_a_user_error(tmp_path: Path) -> None:
     assert trainer.global_step == 0
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_checkpoint_of_another_model_is_refused_before_anything(
     tmp_path: Path,
 ) -> None:
