@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.resume_harness import REPO, TINY, wait_for
+from tests.resume_harness import TINY, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -30,9 +30,13 @@ def _race(db: Path, racers: int, prepare: bool) -> list[subprocess.CompletedProc
     uri = f"sqlite:///{db}"
     start = time.time() + 12  # every racer has imported mlflow by then (2 shared cores)
     procs = [
-        subprocess.Popen([sys.executable, "-c", _RACER, uri, str(start), f"exp{i}",
-                          "1" if prepare else "0"], cwd=REPO, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, uri, str(start), f"exp{i}", "1" if prepare else "0"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
         for i in range(racers)
     ]
     done = []
