@@ -16,7 +16,14 @@ import sys
 import traceback
 from typing import Any
 
-from launcher.errors import REQUEUE_EXIT_CODE, USER_ERROR_EXIT_CODE, RequeueRequested, UserError
+from launcher.errors import (
+    FAILURE_EXIT_CODE,
+    REQUEUE_EXIT_CODE,
+    USER_ERROR_EXIT_CODE,
+    OutOfSpace,
+    RequeueRequested,
+    UserError,
+)
 from launcher.spec import LaunchSpec
 
 # LaunchSpec fields that become Trainer arguments when set.
@@ -118,6 +125,11 @@ def main(spec_path: str, debug: bool | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return USER_ERROR_EXIT_CODE
+    except OutOfSpace as exc:  # the machine, not the user's input: one paragraph, exit 1
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return FAILURE_EXIT_CODE
 
 
 def route_output(spec: LaunchSpec) -> None:

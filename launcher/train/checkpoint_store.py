@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import errno
 import hashlib
 import json
 import os
@@ -38,7 +39,7 @@ import torch
 
 from launcher.common.files import atomic_write_text, atomic_writer, remove_stale_temp_files
 from launcher.common.threads import start_thread
-from launcher.errors import UserError
+from launcher.errors import OutOfSpace, UserError
 from launcher.tracking.run_info import file_sha256
 
 __all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "safe_load", "to_cpu"]
@@ -59,15 +60,52 @@ def atomic_torch_save(
     `sync_dir=False` leaves the directory's fsync (which makes the rename durable) to the
     caller, when it writes more into the same directory and syncs it once at the end.
     `before_rename` runs once the bytes are on disk, just before the file takes its name.
+    A full disk raises `OutOfSpace` (the partial file is gone by then).
     """
     digest = hashlib.sha256()
-    with atomic_writer(path, "wb", durable=sync_dir, before_rename=before_rename) as f:
-        # torch.save needs only write() and flush(); its stub asks for a full IO[bytes].
-        torch.save(state, cast(IO[bytes], _HashingWriter(f, digest)))
-        if not sync_dir:  # durable=True would also sync the directory: the caller does
-            f.flush()
-            os.fsync(f.fileno())
+    try:
+        with atomic_writer(path, "wb", durable=sync_dir, before_rename=before_rename) as f:
+            # torch.save needs only write() and flush(); its stub asks for a full IO[bytes].
+            torch.save(state, cast(IO[bytes], _HashingWriter(f, digest)))
+            if not sync_dir:  # durable=True would also sync the directory: the caller does
+                f.flush()
+                os.fsync(f.fileno())
+    except Exception as exc:
+        if not _out_of_space(exc):
+            raise
+        raise OutOfSpace(str(path), _nbytes(state), _free_bytes(path)) from exc
     return digest.hexdigest()
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """True when `exc` or what caused it is ENOSPC/EDQUOT (torch wraps it in a RuntimeError)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
+def _nbytes(state: Any) -> int:
+    """Bytes of the tensors in `state` (what its file needs, give or take the pickle)."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_nbytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_nbytes(v) for v in state)
+    return 0
+
+
+def _free_bytes(path: str | os.PathLike[str]) -> int | None:
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -233,14 +271,32 @@ class CheckpointManager:
             wait = None
         # One directory fsync, after the manifest's rename, makes both renames durable; until
         # then a crash leaves the old manifest, which does not name this file.
-        sha = atomic_torch_save(state, path, sync_dir=False, before_rename=wait)
-        entries = [e for e in self.entries() if e["file"] != name]
-        entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
-                        "step": step, "time": time.time(), "final": final})  # fmt: skip
-        stale, entries = entries[: -self.keep_last], entries[-self.keep_last :]
-        self._write_manifest(entries)
+        try:
+            sha = atomic_torch_save(state, path, sync_dir=False, before_rename=wait)
+            entries = [e for e in self.entries() if e["file"] != name]
+            entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
+                            "step": step, "time": time.time(), "final": final})  # fmt: skip
+            stale, entries = entries[: -self.keep_last], entries[-self.keep_last :]
+            try:
+                self._write_manifest(entries)
+            except OSError as exc:  # the old manifest stands: the new file is not listed
+                if not _out_of_space(exc):
+                    raise
+                path.unlink(missing_ok=True)
+                raise OutOfSpace(str(self.dirpath / MANIFEST), 4096, _free_bytes(path)) from exc
+        except OutOfSpace as exc:
+            exc.kept = self._kept()
+            raise
         for entry in stale:  # only after the manifest no longer points at them
             (self.dirpath / entry["file"]).unlink(missing_ok=True)
+
+    def _kept(self) -> str:
+        """What a failed save leaves to resume from, for its error message."""
+        entries = self.entries()
+        if not entries:
+            return "no checkpoint yet (the run would start over)"
+        newest = entries[-1]
+        return f"the last good checkpoint, {self.dirpath / newest['file']} (step {newest['step']})"
 
     def _write_manifest(self, entries: list[dict[str, Any]]) -> None:
         # durable: syncs the directory too, which makes the checkpoint's rename durable as well
