@@ -45,7 +45,14 @@ from launcher.common.validate import from_dict
 from launcher.errors import UserError
 from launcher.spec import LaunchSpec
 
-__all__ = ["SLURM_STATES", "SlurmBackend", "SlurmConfig", "SlurmPlan", "check_cluster"]
+__all__ = [
+    "SLURM_STATES",
+    "SlurmBackend",
+    "SlurmConfig",
+    "SlurmPlan",
+    "capacity_problem",
+    "check_cluster",
+]
 
 _FOLLOW_POLL_S = 0.5
 _NOT_INSTALLED = (
@@ -273,6 +280,65 @@ def check_cluster(spec: LaunchSpec, slurm: SlurmConfig) -> None:
     if spec.nodes > total:
         raise UserError(f"--nodes {spec.nodes} is more than partition {name!r} has ({total} "
                         f"nodes); ask for at most {total}, or pick another partition: {listing}")  # fmt: skip
+    try:
+        nodes, _ = show("node")
+    except (OSError, subprocess.TimeoutExpired):
+        return  # the partition answered; sbatch will say the rest
+    directives = sbatch_directives(spec, slurm, Path("."))
+    problem = capacity_problem(name, nodes, spec.nodes, directives)
+    if problem:
+        raise UserError(f"{problem}; or pick another partition: {listing}")
+
+
+def capacity_problem(
+    partition: str,
+    nodes: list[dict[str, str]],
+    want_nodes: int,
+    directives: dict[str, str | int | bool],
+) -> str | None:
+    """Why no `want_nodes` nodes of `partition` can hold the job's per-node request, or None.
+
+    A request no node can meet pends forever (`Reason=PartitionConfig`), so it is refused at
+    submission, as Ray refuses it. `nodes` are `scontrol show node -o` records.
+    Example: `capacity_problem("low", [{"NodeName": "n1", "Partitions": "low", "CPUTot": "2"}],
+    1, {"ntasks-per-node": 3, "cpus-per-task": 1})` -> "... 3 CPUs per node ...".
+    """
+    members = [n for n in nodes if partition in n.get("Partitions", "").split(",")]
+    if not members:
+        return None  # nothing known about its nodes: let sbatch decide
+    cpus = int(directives.get("ntasks-per-node", 1)) * int(directives.get("cpus-per-task", 1))
+    gpus = int(directives.get("gpus-per-node", 0) or 0)
+    fit = [n for n in members if _int(n.get("CPUTot")) >= cpus and _gpus(n) >= gpus]
+    if len(fit) >= want_nodes:
+        return None
+    most_cpus = max(_int(n.get("CPUTot")) for n in members)
+    most_gpus = max(_gpus(n) for n in members)
+    if gpus and most_gpus == 0:
+        return (f"--gpus {gpus} per node, but partition {partition!r} has no GPUs (its nodes "
+                "declare no gpu GRES); train on CPU with --accelerator cpu, or use a GPU "
+                "partition")  # fmt: skip
+    tasks = directives.get("ntasks-per-node", 1)
+    need = [f"{cpus} CPUs ({tasks} tasks x {directives.get('cpus-per-task', 1)} cpus_per_task)"]
+    if gpus:
+        need.append(f"{gpus} GPUs")
+    return (f"{want_nodes} node(s) with {' and '.join(need)} each requested, but "
+            f"{len(fit)} node(s) of partition {partition!r} can hold that (its largest have "
+            f"{most_cpus} CPUs, {most_gpus} GPUs): ask for fewer --devices/--gpus per node or "
+            "a smaller slurm.cpus_per_task")  # fmt: skip
+
+
+def _int(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
+
+
+def _gpus(node: dict[str, str]) -> int:
+    """GPUs a node declares: `Gres=gpu:4`, `gpu:a100:4(S:0-1)`, `gpu:2,gpu:v100:2` -> 4."""
+    total = 0
+    for item in node.get("Gres", "").split(","):
+        parts = item.split("(")[0].split(":")
+        if parts[0] == "gpu" and len(parts) > 1 and parts[-1].isdigit():
+            total += int(parts[-1])
+    return total
 
 
 def _sbatch(plan: SlurmPlan) -> str:
@@ -293,7 +359,9 @@ def _sbatch(plan: SlurmPlan) -> str:
         ["sbatch", "--parsable", str(script_tmp)], capture_output=True, text=True, timeout=60
     )
     if result.returncode != 0:
-        raise UserError(f"sbatch refused the job: {result.stderr.strip()}")
+        # sbatch repeats some errors (GRES ones twice): each line once.
+        said = "\n".join(dict.fromkeys(line for line in result.stderr.strip().splitlines()))
+        raise UserError(f"sbatch refused the job: {said}")
     job_id = result.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"
     paths = JobPaths(plan.folder, job_id)
     # The runner waits (up to a minute) for the pickle under its job's name; a rename is atomic.

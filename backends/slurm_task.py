@@ -17,6 +17,7 @@ read SLURM variables.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -67,6 +68,7 @@ class SlurmTask:
 
     def __call__(self) -> int:
         early = _EarlySignals()  # replace submitit's USR2 handler before anything else
+        quiet_submitit()
         from launcher import worker
 
         code = worker.main(self.spec_path)
@@ -116,7 +118,8 @@ class SlurmTask:
         if result.returncode != 0:
             _say(f"scontrol requeue {env.job_id} failed: {result.stderr.strip()}")
             raise SystemExit(REQUEUE_EXIT_CODE)
-        _say(f"requeued job {env.job_id} ({reason}); it resumes from the checkpoint")
+        _say(f"requeued job {env.job_id} ({reason}); it resumes from the checkpoint. SLURM "
+             "now logs '*** ... CANCELLED ... DUE TO JOB REQUEUE': its normal requeue notice")  # fmt: skip
         raise SystemExit(0)
 
 
@@ -163,6 +166,19 @@ def _wait_for_markers(marker_dir: Path, ntasks: int, timeout_s: float) -> None:
     done = len(list(marker_dir.iterdir()))
     if done < ntasks:
         _say(f"only {done} of {ntasks} tasks reported their checkpoint; requeueing anyway")
+
+
+class _DropSignalBypass(logging.Filter):
+    """submitit logs "Bypassing signal SIGCONT" (twice) on every requeue: normal, not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Bypassing signal")
+
+
+def quiet_submitit() -> None:
+    """Drop submitit's normal-requeue lines from the SLURM log (kept under `--verbose`)."""
+    if os.environ.get("LAUNCHER_VERBOSE") != "1":
+        logging.getLogger("submitit").addFilter(_DropSignalBypass())
 
 
 def _say(message: str) -> None:

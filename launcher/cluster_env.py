@@ -99,7 +99,8 @@ class ClusterEnvironment:
             local_world_size=ctx.get_local_world_size(),
             main_address=env.get("MASTER_ADDR", "127.0.0.1"),
             main_port=int(env.get("MASTER_PORT", "29500")),
-            job_id=env.get("RAY_JOB_ID"),
+            # The submission id is what `ray://...` handles name (Ray's own job id is not).
+            job_id=env.get("LAUNCHER_RAY_SUBMISSION_ID") or env.get("RAY_JOB_ID"),
             restart_count=int(env.get("LAUNCHER_RAY_ATTEMPT", "0")),
         )
 

@@ -47,6 +47,7 @@ class LaunchSpec:
     cluster: dict[str, Any] = field(default_factory=dict)  # resolved cluster config
     cluster_file: str | None = None
     debug: bool = False
+    command: str = ""  # the launch command as typed: the MLflow run's note
 
     @property
     def world_size(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -52,7 +53,7 @@ def trainer_arguments(
         experiment_name=spec.experiment,
         run_name=spec.name,
         default_root_dir=kwargs.get("default_root_dir") or _output_dir(spec),
-        launch_settings={name: getattr(spec, name) for name in _LAUNCH_PARAMS},
+        launch_settings={name: getattr(spec, name) for name in (*_LAUNCH_PARAMS, "command")},
     )
     return kwargs
 
@@ -94,8 +95,10 @@ def run(spec: LaunchSpec) -> int:
 def _train(spec: LaunchSpec) -> int:
     from launcher.cli.recipe import load_recipe, resolve_overrides
     from launcher.train.seed import seed_everything
+    from launcher.train.summary import run_summary
     from launcher.train.trainer import Trainer
 
+    started = time.monotonic()
     recipe = load_recipe(spec.recipe, spec.module)
     overrides = resolve_overrides(recipe, spec.overrides)
     kwargs = trainer_arguments(spec, recipe.trainer_defaults, overrides.trainer)
@@ -107,6 +110,9 @@ def _train(spec: LaunchSpec) -> int:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(spec))
     except RequeueRequested:
         return REQUEUE_EXIT_CODE  # checkpointed; the trainer already said so
+    if trainer.is_global_zero:
+        lines = run_summary(trainer, "FINISHED", time.monotonic() - started, spec.name)
+        print("\n".join(lines), flush=True)
     # Leave the group together: a rank that exits while a peer still talks to it can abort.
     trainer.barrier()
     trainer.dist.teardown()

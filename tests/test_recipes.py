@@ -30,11 +30,16 @@ def test_digits_quickstart_reaches_95_percent_and_is_tracked_in_mlflow(tmp_path:
     assert max(m.value for m in val_acc) >= 0.95
     params = run.data.params
     assert params["lr"] and params["trainer.precision"] == "32-true"
-    assert params["launch.backend"] == "local" and "launch.seed" in params
+    assert params["launch.backend"] == "local" and params["trainer.seed"] == "0"
+    assert "launch.seed" not in params and "None" not in params.values()  # unset: not logged
+    assert "launch.command" not in params
     tags = run.data.tags
     assert tags["launcher.recipe"] == "digits" and len(tags["recipe.sha256"]) == 64
     # Sent from a helper thread, yet never after (so never over) the final state.
-    assert tags["launcher.state"] == "finished" and tags["git.commit"]
+    assert tags["launcher.state"] == "finished" and tags["mlflow.source.git.commit"]
+    assert tags["mlflow.source.name"] == str(REPO / "recipes" / "digits.py")
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
+    assert "--max-epochs 10 --name quickstart" in tags["mlflow.note.content"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"recipe", "config"} <= artifacts
     best = list((tmp_path / "out" / "digits" / "quickstart" / "checkpoints").glob("digits-best-*"))
@@ -43,8 +48,17 @@ def test_digits_quickstart_reaches_95_percent_and_is_tracked_in_mlflow(tmp_path:
 
 def test_cifar_resnet_runs_on_fake_data_in_bf16(tmp_path: Path) -> None:
     result = launch_cli(tmp_path, str(REPO / "recipes" / "cifar_resnet.py"), "--max-steps", "2",
-                     "--set", "data.fake_data=true", "--precision", "bf16-mixed")  # fmt: skip
+                     "--set", "data.fake_data=true", "--set", "data.batch_size=16",
+                     "--precision", "bf16-mixed")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("cifar_resnet").experiment_id])
+    # The DataModule's hyperparameters are params too: batch-size comparisons show.
+    assert run.data.params["batch_size"] == "16" and run.data.params["fake_data"] == "True"
+    # A default name says what differs, so legends tell runs apart.
+    assert run.info.run_name.startswith("cifar_resnet-fake_data=true-batch_size=16-precision=bf16")
 
 
 def test_mnist_without_files_says_where_to_put_them(tmp_path: Path) -> None:

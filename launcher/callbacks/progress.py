@@ -68,6 +68,36 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def live_line(
+    label: str, position: int, total: int | None, speed: list[str], metrics: str, width: int
+) -> str:
+    """The live bar's one line in `width` columns: what must stay, then what fits.
+
+    `live_line("epoch 2", 120, 300, ["35.1 it/s", "eta 0:00:05"], "train_loss=0.231", 80)`
+    -> `epoch 2 ━━━━━━━━━━━━━━━━───────────────────────── 120/300 35.1 it/s eta 0:00:05 train_loss=0.231`.
+    The epoch, the batch count, it/s and the ETA always stay; the bar goes first and the
+    metrics are cut at a whole `name=value` before that.
+    """
+    count = f"{position}/{total}" if total else str(position)
+    must = " ".join([label, count, *speed])
+    room = width - 1 - len(must)  # rich wraps a line that fills the last column
+    shown: list[str] = []
+    for metric in metrics.split():
+        if len(metric) + 1 > room - sum(len(m) + 1 for m in shown):
+            break
+        shown.append(metric)
+    tail = " ".join([count, *speed, *shown])
+    bar_room = width - 1 - len(label) - len(tail) - 2
+    if not total or bar_room < 10:
+        return " ".join([label, tail])
+    bar_width = min(40, bar_room)
+    done = bar_width * min(position, total) / total
+    full = int(done)
+    bar = "━" * full + ("╸" if done - full >= 0.5 else "")
+    bar = bar + "─" * (bar_width - len(bar))
+    return f"{label} {bar} {tail}"
+
+
 class _Phase:
     """Counters of one train epoch / validation / test run."""
 
@@ -138,14 +168,13 @@ class ProgressBar(Callback):
     def _start_live(self) -> Any:
         if self._progress is None:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import Progress, TextColumn
 
             console = Console(file=self._out(), force_terminal=True if self._stream else None)
+            # One text column we fit to the width ourselves (`live_line`): rich's own columns
+            # shrink the epoch and the counts first (`ep… 21.1 it/s`) at 80 columns.
             self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[info]}", markup=False),
                 console=console,
                 auto_refresh=False,
             )
@@ -160,10 +189,17 @@ class ProgressBar(Callback):
     def _print(self, line: str) -> None:
         if self._progress is not None:
             self._progress.console.print(line, highlight=False, markup=False)
-        else:
-            print(line, file=self._out(), flush=True)
+        else:  # a log file: each line says when
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", file=self._out(), flush=True)
 
     # ---------------------------------------------------------------- training
+    def on_train_start(self, trainer: Trainer, module: Module) -> None:
+        loop = trainer.loop
+        if loop.batch_idx > 0 and not loop.epoch_done:
+            # Resumed mid-epoch: the epoch's start hook ran before the interruption (and is not
+            # called again, as in Lightning), but its progress and summary line are still due.
+            self.on_train_epoch_start(trainer, module)
+
     def on_train_epoch_start(self, trainer: Trainer, module: Module) -> None:
         if not self._enabled:
             return
@@ -228,7 +264,9 @@ class ProgressBar(Callback):
             parts.append(format_metrics(metrics))
         info = " ".join(parts)
         if phase.task is not None and self._progress is not None:
-            self._progress.update(phase.task, completed=phase.position, info=info, refresh=True)
+            line = live_line(phase.label, phase.position, phase.total, parts[:2],
+                             parts[2] if len(parts) > 2 else "", self._progress.console.width)  # fmt: skip
+            self._progress.update(phase.task, completed=phase.position, info=line, refresh=True)
             return
         where = f"{indent}{phase.label} step {phase.position}"
         if phase.total:

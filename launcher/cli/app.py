@@ -12,6 +12,7 @@ This module imports nothing heavy: `launch --help` never imports torch, mlflow, 
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Annotated, Any
@@ -112,9 +113,23 @@ app = typer.Typer(
 )
 
 
+def _set_verbose(value: bool) -> None:
+    if value:  # read by every process of the run: workers inherit the environment
+        os.environ["LAUNCHER_VERBOSE"] = "1"
+
+
 @app.callback()
 def _root(
     debug: DebugOption = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            callback=_set_verbose,
+            is_eager=True,
+            help="Show the libraries' own log lines (MLflow, submitit, Ray), hidden by default.",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(

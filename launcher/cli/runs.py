@@ -12,6 +12,7 @@ The commands parse flags and print; the work is in `launcher.tracking.reader` an
 from __future__ import annotations
 
 import dataclasses
+import signal
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -265,23 +266,34 @@ def ui(
     debug: DebugOption = False,
 ) -> None:
     """Serve the MLflow UI on http://127.0.0.1:PORT until Ctrl-C."""
-    from launcher.tracking.reader import serve_ui
+    from launcher.tracking.reader import newest_experiment, serve_ui
     from launcher.tracking.server import stop_server, wait_for_server
 
     uri = _uri(tracking_uri, output_dir)
     if uri.startswith(("http://", "https://")):
         _console().print(f"{uri} is a tracking server and serves the UI itself: open {uri}")
         return
+    newest = newest_experiment(uri)
     proc = serve_ui(uri, port)
     url = f"http://127.0.0.1:{port}"
+    # SIGTERM (a closed terminal's supervisor, `kill`) must stop the server too, not orphan it.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         wait_for_server(url, proc)
         _console().print(f"MLflow UI for {uri}: {url}  (Ctrl-C to stop)")
+        if newest is not None:
+            experiment_id, name = newest
+            _console().print(f"runs of {name!r}: {url}/#/experiments/{experiment_id}/runs")
         proc.wait()
     except KeyboardInterrupt:
         pass
     finally:
         stop_server(proc)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def sync(

@@ -10,6 +10,8 @@ with a `UserError` that names the fix.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from launcher.cli.cluster_config import (
     find_cluster_config,
     load_cluster_config,
 )
+from launcher.common.secrets import is_secret_key, mask_text
 from launcher.errors import UserError
 from launcher.spec import SPEC_FILENAME, LaunchSpec
 from launcher.train.names import ACCELERATORS, PRECISIONS
@@ -116,7 +119,7 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
     name = options.name
     if name is None and options.resume == "auto":  # the default name is new each time
         name = newest_unfinished_run(experiment_dir, recipe.path)
-    name = name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name or default_run_name(recipe.name, overrides, options)
     for flag, value in (("--name", name), ("--experiment", experiment)):
         if not value.strip() or "/" in value or value in (".", ".."):
             raise UserError(f"{flag} {value!r}: use a plain name without '/'")
@@ -146,7 +149,24 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
         cluster=config_to_dict(cluster),
         cluster_file=str(cluster_file) if cluster_file else None,
         debug=options.debug,
+        command=shlex.join(["launch", *sys.argv[1:]]),
     )
+
+
+def default_run_name(recipe: str, overrides: dict[str, str], options: LaunchOptions) -> str:
+    """A name that tells runs apart in MLflow's legends: the recipe, what was set, then when.
+
+    `default_run_name("digits", {"lr": "0.01", "data.batch_size": "64"}, opts)`
+    -> "digits-lr=0.01-batch_size=64-1201-074412" (the last part of each key; at most 4).
+    """
+    # A secret never becomes part of a name (names reach MLflow, folders and logs).
+    chosen = [(key.rsplit(".", 1)[-1], mask_text(value)) for key, value in overrides.items()
+              if not is_secret_key(key)]  # fmt: skip
+    for flag, value in (("seed", options.seed), ("precision", options.precision)):
+        if value is not None:
+            chosen.append((flag, str(value)))
+    pieces = [f"{key}={re.sub(r'[^A-Za-z0-9._+-]', '_', value)[:24]}" for key, value in chosen[:4]]
+    return "-".join([recipe, *pieces, time.strftime("%m%d-%H%M%S")])
 
 
 def _check_counts(options: LaunchOptions) -> None:

@@ -15,7 +15,8 @@ The rule, by the words of a key (split at `.`, `_`, `-` and camelCase humps, any
   name for something else (`pad_token`, `eos_token`, `monitor_key`, `sort_key`...):
   `hf_token`, `api_key`, `ssh.key`, `key` are secrets; `max_tokens`, `keys` are not.
 - In any string value, a URL's userinfo (`scheme://USER:PASS@host`) becomes `***`, and so
-  does the value of a query parameter whose name is a secret (`?token=...`).
+  does the value of any `NAME=VALUE` whose name is a secret: a query parameter (`?token=...`),
+  a `--set model.api_key=...` inside a recorded command line.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ QUALIFIERS = frozenset(
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 # scheme://userinfo@ (userinfo: anything but / ? # @ and whitespace)
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s]+@")
-_QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;#\s]+)=(?P<value>[^&;#\s]*)")
+# NAME=VALUE not inside a longer name; the value stops at a separator or a quote.
+_ASSIGNMENT = re.compile(r"(?<![\w.\-])(?P<name>[A-Za-z_][\w.\-]*)=(?P<value>[^\s&;#'\"]+)")
+_QUOTED_ASSIGNMENT = re.compile(r"'(?P<name>[A-Za-z_][\w.\-]*)=(?P<value>[^']*)'")  # shlex-quoted
 
 
 def is_secret_key(key: str) -> bool:
@@ -56,12 +59,13 @@ def mask_text(text: str) -> str:
         return text
     text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
 
-    def query(m: re.Match[str]) -> str:
-        if is_secret_key(m["name"]) and m["value"]:
-            return f"{m['lead']}{m['name']}={MASK}"
-        return m[0]
+    def assignment(m: re.Match[str]) -> str:
+        return f"{m['name']}={MASK}" if is_secret_key(m["name"]) else m[0]
 
-    return _QUERY_PARAM.sub(query, text) if "?" in text else text
+    if "=" not in text:
+        return text
+    text = _QUOTED_ASSIGNMENT.sub(lambda m: f"'{assignment(m)}'", text)
+    return _ASSIGNMENT.sub(assignment, text)
 
 
 def mask_value(key: str, value: Any) -> Any:

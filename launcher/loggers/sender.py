@@ -85,6 +85,12 @@ def metric_records(run: str, rows: list[list[Any]]) -> list[dict[str, Any]]:
     ]
 
 
+# MLflow's UI opens an experiment by its kind: without it, a GenAI traces "Overview"; with
+# this, the runs table people compare training runs in.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+_TRAINING_KIND = (EXPERIMENT_KIND_TAG, "custom_model_development")
+
+
 class Sender:
     """Applies records to one MLflow store; shared by the live logger and `launch sync`."""
 
@@ -187,9 +193,13 @@ class Sender:
             if experiment.lifecycle_stage == "deleted":
                 self.warn("open", f"MLflow experiment {name!r} was deleted; restoring it")
                 self.client.restore_experiment(experiment.experiment_id)
+            if EXPERIMENT_KIND_TAG not in experiment.tags:  # made by mlflow itself, not by us
+                self.client.set_experiment_tag(experiment.experiment_id, *_TRAINING_KIND)
             return experiment.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=artifact_location)
+            return self.client.create_experiment(
+                name, artifact_location=artifact_location, tags=dict([_TRAINING_KIND])
+            )
         except MlflowException as exc:  # created by another process meanwhile
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from launcher.common.files import fsync_dir
-from launcher.tracking.reader import local_artifact_root
+from launcher.tracking.reader import configure_http_env, local_artifact_root
 
 
 def prepare_local_store(tracking_uri: str) -> None:
@@ -33,6 +33,7 @@ def prepare_local_store(tracking_uri: str) -> None:
         for stale in db.parent.glob(f".{db.name}.*.creating*"):  # a creator that was killed
             stale.unlink(missing_ok=True)
         tmp = db.with_name(f".{db.name}.{os.getpid()}.creating")
+        configure_http_env()  # MLflow's set-up lines stay quiet unless --verbose
         _create(tmp, local_artifact_root(tracking_uri) or "")
         os.replace(tmp, db)
         fsync_dir(db.parent)

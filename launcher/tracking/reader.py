@@ -14,6 +14,7 @@ imports it when it runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -37,6 +38,7 @@ _URI_HINT = (
     "use http://HOST:PORT for a tracking server, sqlite:////ABS/PATH/mlflow.db for a local "
     "database, or a directory path"
 )
+_SETUP_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
 _OTHER_SCHEMES = {"file", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
 # A dead server must not stall training or the CLI: fail fast, the logger's spool retries.
 _HTTP_ENV_DEFAULTS = {
@@ -95,9 +97,17 @@ def resolve_tracking_uri(tracking_uri: str | None, output_dir: str) -> str:
 
 
 def configure_http_env() -> None:
-    """Short MLflow HTTP timeouts/retries for this process, unless the user set their own."""
+    """Short MLflow HTTP timeouts/retries for this process, unless the user set their own.
+
+    Also keeps MLflow's store set-up lines ("Creating initial MLflow database tables...") out
+    of the console and SLURM logs: they cut through the live progress line and say nothing a
+    user acts on. `launch --verbose` (LAUNCHER_VERBOSE=1) shows them.
+    """
     for name, value in _HTTP_ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    if os.environ.get("LAUNCHER_VERBOSE") != "1":
+        for name in _SETUP_LOGGERS:  # children of "mlflow": MLflow's own set-up keeps these
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -268,6 +278,22 @@ def _get_run(
 def _all_runs(client: MlflowClient) -> list[Run]:
     experiments = [e.experiment_id for e in client.search_experiments()]
     return list(client.search_runs(experiments, max_results=5000)) if experiments else []
+
+
+def newest_experiment(tracking_uri: str) -> tuple[str, str] | None:
+    """`(experiment id, name)` of the experiment with the newest run, or None without runs.
+
+    `launch ui` prints its runs-table address: the page people open to compare runs.
+    """
+    with _client(tracking_uri) as client:
+        experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+        newest = client.search_runs(
+            list(experiments), order_by=["attributes.start_time DESC"], max_results=1
+        ) if experiments else []  # fmt: skip
+        if not newest:
+            return None
+        experiment_id = newest[0].info.experiment_id
+        return experiment_id, experiments[experiment_id]
 
 
 def runs_with_id_prefix(tracking_uri: str, prefix: str) -> list[tuple[str, str]]:

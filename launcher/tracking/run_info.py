@@ -10,7 +10,9 @@ Used by the runtime (`launcher.train.run_record`: what loggers hear) and by
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import os
 import shutil
 import socket
 import subprocess
@@ -20,6 +22,8 @@ from typing import Any
 
 # The one secret rule lives in launcher.common.secrets; these names stay importable from here.
 from launcher.common.secrets import MASK, is_secret_key, mask_secrets
+
+GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: its UI links the commit
 
 __all__ = ["MASK", "file_sha256", "flatten", "git_info", "is_secret_key", "mask_secrets",
            "run_tags"]  # fmt: skip
@@ -55,7 +59,11 @@ def git_info(path: str) -> dict[str, str]:
     if commit is None or commit == "(initial)":  # no commit yet
         return {}
     dirty = any(ln and not ln.startswith("#") for ln in lines)
-    return {"git.commit": commit, "git.dirty": str(dirty)}
+    info = {GIT_COMMIT_TAG: commit, "launcher.git_dirty": str(dirty)}
+    branch = next((ln.split()[2] for ln in lines if ln.startswith("# branch.head ")), None)
+    if branch and branch != "(detached)":
+        info["mlflow.source.git.branch"] = branch
+    return info
 
 
 def _git(folder: str, *args: str) -> str | None:
@@ -75,6 +83,13 @@ def _git(folder: str, *args: str) -> str | None:
         return out.read().decode(errors="replace")
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a passwd entry (containers)
+        return str(os.getuid())
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file, read in 4 MiB blocks (checkpoints can be gigabytes)."""
     digest = hashlib.sha256()
@@ -87,15 +102,19 @@ def file_sha256(path: str | Path) -> str:
 def run_tags(
     recipe_path: str | None, backend: str, job_id: str | None, restarts: int
 ) -> dict[str, str]:
-    """Tags every run carries: recipe, its hash, git state, backend, job, requeues, host."""
+    """Tags every run carries: recipe, its hash, git state, backend, job, requeues, host, and
+    MLflow's own `mlflow.source.*` / `mlflow.user`, which its UI shows in the runs table."""
     tags = {
         "launcher.backend": backend,
         "launcher.host": socket.gethostname(),
         "launcher.requeue_count": str(restarts),
+        "mlflow.source.type": "LOCAL" if backend == "local" else "JOB",
+        "mlflow.user": _user(),
     }
-    if job_id:
-        tags["launcher.job_id"] = job_id
+    if job_id and backend != "local":  # the handle people type: `launch status slurm://42`
+        tags["launcher.job_id"] = f"{backend}://{job_id}"
     if recipe_path and Path(recipe_path).is_file():
+        tags["mlflow.source.name"] = str(Path(recipe_path).resolve())
         tags["launcher.recipe"] = Path(recipe_path).stem
         tags["recipe.sha256"] = file_sha256(recipe_path)
         tags.update(git_info(recipe_path))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from launcher.common.files import atomic_write_text
 from launcher.common.secrets import mask_secrets, mask_tree
 from launcher.common.threads import start_thread
+from launcher.errors import UserError
 from launcher.tracking.run_info import flatten
 from launcher.tracking.run_info import run_tags as _run_tags
 
@@ -88,17 +89,36 @@ class RunRecord:
 
 
 def run_params(trainer: Trainer) -> dict[str, Any]:
-    """Hyperparameters + trainer settings + launch settings, flat and secret-masked."""
-    hparams = dict(trainer.module.hparams)
+    """Hyperparameters (the Module's and the DataModule's, merged as Lightning's loggers get
+    them) + trainer settings + launch settings, flat and secret-masked; unset (None) ones left
+    out, and the launch command (the run's note, not a parameter)."""
+    hparams = merged_hparams(trainer)
     settings = {
         "max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
         "precision": trainer.precision.name, "accumulate_grad_batches":
         trainer.accumulate_grad_batches, "gradient_clip_val": trainer.gradient_clip_val,
         "seed": trainer.seed, "world_size": trainer.world_size, "device": trainer.device.type,
     }  # fmt: skip
+    launch = {k: v for k, v in trainer.launch_settings.items() if k != "command"}
     params = {**flatten(hparams), **flatten(settings, "trainer."),
-              **flatten(trainer.launch_settings, "launch.")}  # fmt: skip
-    return mask_secrets(params)
+              **flatten(launch, "launch.")}  # fmt: skip
+    return mask_secrets({k: v for k, v in params.items() if v is not None})
+
+
+def merged_hparams(trainer: Trainer) -> dict[str, Any]:
+    """The Module's hparams and the DataModule's in one dict, as Lightning logs them; a key
+    in both with different values is an error (Lightning's rule), not one silently lost."""
+    hparams = dict(trainer.module.hparams)
+    datamodule = trainer.datamodule
+    data = dict(getattr(datamodule, "hparams", None) or {}) if datamodule is not None else {}
+    clashes = sorted(k for k in hparams.keys() & data.keys() if hparams[k] != data[k])
+    if clashes:
+        raise UserError(
+            f"the hyperparameters {clashes} are in both the Module's and the DataModule's "
+            "save_hyperparameters() with different values; rename one of them (Lightning "
+            "refuses this too: its loggers get both dicts merged)"
+        )
+    return {**hparams, **data}
 
 
 def run_artifacts(trainer: Trainer) -> list[tuple[str, str]]:
@@ -133,4 +153,7 @@ def run_tags(trainer: Trainer) -> dict[str, str]:
     tags = _run_tags(recipe, settings.get("backend", "local"), env.job_id, env.restart_count)
     tags["launcher.state"] = "running"
     tags["launcher.resumes"] = str(trainer.loop.resumes)
+    command = settings.get("command")
+    if command:  # MLflow shows its note on the run's page: how to run this again
+        tags["mlflow.note.content"] = f"`{command}`"
     return tags

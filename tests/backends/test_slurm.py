@@ -313,6 +313,7 @@ def test_preemption_checkpoints_requeues_and_resumes_bitwise(runs, uninterrupted
     run, steps = mlflow_run(runs, "preempted")
     assert steps == list(range(1, 41))  # one continuous, duplicate-free step axis
     assert run.data.tags["launcher.requeue_count"] == "1"
+    assert run.data.tags["launcher.job_id"] == job.handle  # the handle people type
 
 
 @pytest.mark.slurm
@@ -375,4 +376,74 @@ def test_bad_partition_and_too_many_nodes_are_user_errors(runs):
     assert result.exit_code == 2 and "--nodes 3 is more than partition 'low' has (2" in (
         result.stderr
     )
+    # Per node: 3 tasks on 2-CPU nodes would pend forever (Reason=PartitionConfig); GPUs on
+    # a cluster without GRES would print sbatch's raw error twice.
+    result = launch(RECIPE, "--cluster", "local_slurm", "--devices", "3", "--output-dir", str(runs))
+    assert result.exit_code == 2, result.output
+    assert "3 CPUs (3 tasks x 1 cpus_per_task)" in result.stderr
+    assert "largest have 2 CPUs" in result.stderr
+    result = launch(RECIPE, "--cluster", "local_slurm", "--gpus", "1", "--output-dir", str(runs))
+    assert result.exit_code == 2, result.output
+    assert "has no GPUs" in result.stderr and "--accelerator cpu" in result.stderr
+    assert result.stderr.count("error") == 1
     assert sorted(runs.rglob("*")) == before  # refused: no run dir, no sbatch folder, no pickle
+
+
+@pytest.mark.parametrize(
+    ("nodes", "want", "directives", "problem"),
+    [
+        ([{"Partitions": "low", "CPUTot": "2"}] * 2, 2, {"ntasks-per-node": 2}, None),
+        ([{"Partitions": "low", "CPUTot": "2"}], 1, {"ntasks-per-node": 3}, "3 CPUs (3 tasks"),
+        ([{"Partitions": "low", "CPUTot": "8"}], 1,
+         {"ntasks-per-node": 2, "cpus-per-task": 4, "gpus-per-node": 2}, "has no GPUs"),
+        ([{"Partitions": "low,high", "CPUTot": "8", "Gres": "gpu:a100:4(S:0-1)"}], 1,
+         {"ntasks-per-node": 4, "gpus-per-node": 4}, None),
+        ([{"Partitions": "gpu", "CPUTot": "64", "Gres": "gpu:8"},
+          {"Partitions": "gpu", "CPUTot": "64", "Gres": "gpu:4"}], 2,
+         {"ntasks-per-node": 8, "gpus-per-node": 8}, "1 node(s) of partition"),
+        ([{"Partitions": "other", "CPUTot": "1"}], 1, {"ntasks-per-node": 9}, None),
+    ],
+)  # fmt: skip
+def test_capacity_problem_reads_cpus_and_gpus_per_node(nodes, want, directives, problem):
+    from backends.slurm import capacity_problem
+
+    found = capacity_problem("low" if nodes[0]["Partitions"] != "gpu" else "gpu", nodes, want,
+                             directives)  # fmt: skip
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found, found
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_submitit_signal_bypass_lines_are_dropped_unless_verbose(monkeypatch, verbose):
+    """submitit logs "Bypassing signal SIGCONT" twice on every normal requeue; the SLURM log
+    keeps its other lines."""
+    import logging
+
+    from backends.slurm_task import quiet_submitit
+
+    if verbose:
+        monkeypatch.setenv("LAUNCHER_VERBOSE", "1")
+    else:
+        monkeypatch.delenv("LAUNCHER_VERBOSE", raising=False)
+    logger = logging.getLogger("submitit")
+    kept_filters = list(logger.filters)
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        quiet_submitit()
+        logger.warning("Bypassing signal SIGCONT")
+        logger.warning("Job completed successfully")
+    finally:
+        logger.removeHandler(handler)
+        logger.filters[:] = kept_filters
+    assert seen == (["Bypassing signal SIGCONT"] if verbose else []) + [
+        "Job completed successfully"
+    ]

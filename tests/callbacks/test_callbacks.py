@@ -462,6 +462,14 @@ def test_lr_monitor_interval_epoch_and_no_logger(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- ProgressBar
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "  # every plain (log file) line says when
+
+
+def unstamped(line: str) -> str:
+    assert re.match(STAMP, line), line
+    return line[20:]
+
+
 class CountingTrainer(StandInTrainer):
     """Counts reads of `progress_bar_metrics`: batches that don't print must not touch them."""
 
@@ -503,10 +511,13 @@ def test_plain_lines_every_n_steps(tmp_path):
     drive_epoch(bar, trainer, 300, n_val=5, epoch=2)
     lines = out.getvalue().splitlines()
     assert len(lines) == 21  # 20 progress lines (every 15 batches) + 1 summary
-    pattern = r"epoch 2 step 120/300 \(40%\) [\d.]+ it/s eta \d+:\d\d:\d\d train_loss=0.2312"
+    pattern = (
+        STAMP + r"epoch 2 step 120/300 \(40%\) [\d.]+ it/s eta \d+:\d\d:\d\d train_loss=0.2312"
+    )
     assert re.fullmatch(pattern, lines[7]), lines[7]
     assert re.fullmatch(
-        r"epoch 2 done in \d+:\d\d:\d\d: 300 batches [\d.]+ it/s train_loss=0.2312", lines[-1]
+        STAMP + r"epoch 2 done in \d+:\d\d:\d\d: 300 batches [\d.]+ it/s train_loss=0.2312",
+        lines[-1],
     )
     # Only printing batches read the metrics (20 lines + the summary).
     assert trainer.reads == 21
@@ -526,7 +537,7 @@ def test_plain_interval_option_unknown_total_and_cap(tmp_path):
     bar.setup(trainer, None, "fit")
     drive_epoch(bar, trainer, 100)
     lines = out.getvalue().splitlines()
-    assert [line.split(" it/s")[0].rsplit(" ", 1)[0] for line in lines[:2]] == [
+    assert [unstamped(line).split(" it/s")[0].rsplit(" ", 1)[0] for line in lines[:2]] == [
         "epoch 0 step 40",
         "epoch 0 step 80",
     ]
@@ -572,7 +583,7 @@ def test_plain_lines_are_capped_per_second(tmp_path, monkeypatch, step_s, progre
     drive_timed(bar, trainer, 300, step_s, clock)
     lines = out.getvalue().splitlines()
     assert len(lines) == progress_lines + 1  # + the epoch summary
-    assert lines[0].startswith("epoch 0 step 15/300 ")
+    assert unstamped(lines[0]).startswith("epoch 0 step 15/300 ")
     # The clock is read on batches due by count (20) and for printed lines, not per batch (300).
     assert clock.reads <= 2 * 20 + 3
 
@@ -596,7 +607,9 @@ def test_validate_stage_prints_a_summary(tmp_path):
     for i in range(4):
         bar.on_validation_batch_end(trainer, None, None, None, i)
     bar.on_validation_epoch_end(trainer, None)
-    assert re.fullmatch(r"validate done in 0:00:00: 4 batches train_loss=0.2312\n", out.getvalue())
+    assert re.fullmatch(
+        STAMP + r"validate done in 0:00:00: 4 batches train_loss=0.2312\n", out.getvalue()
+    )
 
 
 def test_live_bar_is_throttled(tmp_path):
@@ -617,3 +630,38 @@ def test_callbacks_are_plain_callbacks():
     for cb in (ModelCheckpoint(), EarlyStopping("x"), LearningRateMonitor(), ProgressBar()):
         assert isinstance(cb, Callback)
     assert ModelCheckpoint(monitor="a").state_key != ModelCheckpoint(monitor="b").state_key
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120, 200])
+def test_live_line_keeps_epoch_count_speed_and_eta_at_any_width(width):
+    metrics = "train_loss=0.2312 train_acc=0.9311 val_loss=0.3078 val_acc=0.9331"
+    line = progress.live_line("epoch 12", 120, 3000, ["35.1 it/s", "eta 0:01:25"], metrics, width)
+    assert "epoch 12" in line and "120/3000 35.1 it/s eta 0:01:25" in line
+    assert len(line) < width or width < len("epoch 12 120/3000 35.1 it/s eta 0:01:25") + 1
+    shown = line.split("eta 0:01:25")[1].split()
+    assert shown == metrics.split()[: len(shown)]  # whole name=value pairs, in order
+    if width >= 120:
+        assert "─" in line and "val_acc=0.9331" in line  # room for the bar and every metric
+    if width == 80:
+        assert "─" not in line and "train_loss=0.2312" in line  # the bar goes first
+
+
+def test_an_epoch_resumed_mid_way_still_shows_progress_and_its_summary(tmp_path):
+    """After a mid-epoch resume, on_train_epoch_start is not called again (Lightning's order),
+    yet the epoch's remaining progress and its summary line must still be printed."""
+    from launcher import Trainer
+    from tests.resume_harness import SaveAt
+    from tests.train.test_trainer import Regressor
+
+    quiet = dict(logger=False, default_root_dir=str(tmp_path), enable_model_summary=False)
+    mid = tmp_path / "mid.ckpt"
+    Trainer(max_epochs=1, callbacks=[SaveAt(3, mid)], enable_progress_bar=False,
+            **quiet).fit(Regressor())  # fmt: skip
+    out = io.StringIO()
+    bar = ProgressBar(refresh_rate_hz=UNCAPPED, plain_every_n_steps=1, live=False, stream=out)
+    Trainer(max_epochs=1, callbacks=[bar], **quiet).fit(Regressor(), ckpt_path=str(mid))
+    lines = [unstamped(line) for line in out.getvalue().splitlines()]
+    train_lines = [line for line in lines if line.startswith("epoch 0")]
+    assert train_lines[0].startswith("epoch 0 step 4/8 (50%)"), lines
+    assert train_lines[-1].startswith("epoch 0 done in "), lines
+    assert " 5 batches " in train_lines[-1]  # the batches this process ran

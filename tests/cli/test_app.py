@@ -339,3 +339,12 @@ def test_resume_resubmits_the_same_spec(workspace: Path) -> None:
     assert JobRegistry().get("r1").handle == "fake://2"  # the newest job of the run
     by_dir = launch("resume", first.run_dir, "--dry-run")
     assert by_dir.output.strip() == f"python -m launcher.worker {first.spec_path}"
+
+
+def test_verbose_reaches_the_run_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`launch --verbose ...` is how a person sees the libraries' own lines again: every
+    process of the run reads LAUNCHER_VERBOSE (workers inherit the environment)."""
+    monkeypatch.delenv("LAUNCHER_VERBOSE", raising=False)
+    result = CliRunner().invoke(app, ["--verbose", "jobs", "--json"])
+    assert result.exit_code == 0, result.output
+    assert os.environ.get("LAUNCHER_VERBOSE") == "1"

@@ -28,6 +28,9 @@ def test_url_userinfo_and_secret_query_parameters_are_masked() -> None:
     assert mask_text("https://TOKEN@github.com/o/r") == f"https://{MASK}@github.com/o/r"
     assert mask_text("see http://h/a?token=abc&page=2") == f"see http://h/a?token={MASK}&page=2"
     assert mask_text("http://127.0.0.1:5000") == "http://127.0.0.1:5000"  # nothing to hide
+    assert mask_text("launch r.py --set model.api_key=sk-1 --set lr=0.1 'x.pwd=a b'") == (
+        f"launch r.py --set model.api_key={MASK} --set lr=0.1 'x.pwd={MASK}'"
+    )
     assert mask_value("db.password", 1234) == MASK and mask_value("lr", 0.1) == 0.1
     tree = {"overrides": {"model.api_key": "k", "model.url": "mysql://a:b@h/d", "n": 3},
             "credentials": {"user": "u", "pass": "p"}, "list": ["x://u:p@h"]}  # fmt: skip

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -152,6 +155,51 @@ def test_serve_ui_answers_on_localhost(store):
         serve_ui("http://127.0.0.1:5000")
 
 
+def _visible_text(dom: str) -> str:
+    dom = re.sub(r"<(style|script)\b.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in found.read_text().split()] if found.exists() else []
+
+
+@pytest.mark.slow
+def test_launch_ui_opens_the_runs_table_in_a_browser_and_stops_on_sigterm(store, chromium):
+    """The page a person lands on lists both runs (MLflow's runs table, not the GenAI
+    traces overview an untagged experiment opens on), and SIGTERM to `launch ui` stops
+    its server instead of orphaning it on the port."""
+    uri, ids = store
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from launcher.cli import main; main()", "ui", "--port",
+         str(port), "--tracking-uri", uri],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "runs of" in line:
+                break
+        runs_url = lines[-1].split(": ", 1)[1].strip()
+        assert runs_url.startswith(f"http://127.0.0.1:{port}/#/experiments/"), lines
+        servers = _children(proc.pid)
+        assert servers, "launch ui started no server process"
+        page = _visible_text(chromium(runs_url))
+        assert "Training runs" in page and "2 matching runs" in page, page[:2000]
+        assert " a " in page and " b " in page, page[:2000]  # the two runs' names, in rows
+        assert "Detect Issues" not in page, page[:2000]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert all(not Path(f"/proc/{pid}").exists() for pid in servers), "server left running"
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "port still served"
+
+
 @pytest.fixture
 def cli() -> tuple[typer.Typer, CliRunner]:
     app = typer.Typer()
@@ -292,3 +340,26 @@ def test_compare_takes_job_handles_and_lists_candidates_when_ambiguous(tmp_path,
     ambiguous = runner.invoke(app, ["compare", first, "sweep-5", "--tracking-uri", uri])
     assert ambiguous.exit_code == 2 and "is ambiguous" in ambiguous.output
     assert all(run_id in ambiguous.output for run_id in shared)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_mlflow_store_setup_lines_are_quiet_unless_verbose(tmp_path, verbose):
+    """A first run in a fresh store must not print MLflow's "Creating initial MLflow database
+    tables..." lines through the progress display; `launch --verbose` shows them."""
+    script = (
+        "from launcher.loggers.mlflow import MLflowLogger\n"
+        f"lg = MLflowLogger('e', save_dir={str(tmp_path)!r}, log_system_metrics=False)\n"
+        "lg.log_metrics({'x': 1.0}, step=0)\n"
+        "lg.finalize('FINISHED')\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("LAUNCHER_VERBOSE", "MLFLOW_TRACKING_URI")
+    }
+    if verbose:
+        env["LAUNCHER_VERBOSE"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "mlflow.db").exists()
+    assert ("Creating initial MLflow database tables" in done.stderr) is verbose, done.stderr
