@@ -117,7 +117,7 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
     output_dir = options.output_dir or cluster.output_dir or DEFAULT_OUTPUT_DIR
     experiment_dir = Path(os.path.expandvars(output_dir)).expanduser().resolve() / experiment
     name = options.name
-    if name is None and options.resume == "auto":  # the default name is new each time
+    if name is None and options.resume == "auto" and not options.no_resume:  # else a new name
         name = newest_unfinished_run(experiment_dir, recipe.path)
     name = name or default_run_name(recipe.name, overrides, options)
     for flag, value in (("--name", name), ("--experiment", experiment)):
