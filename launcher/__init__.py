@@ -26,9 +26,20 @@ _LAZY = {
     "LightningDataModule": "launcher.train.datamodule",
     "Trainer": "launcher.train.trainer",
     "seed_everything": "launcher.train.seed",
+    "Callback": "launcher.callbacks.base",
 }
 
 __all__ = list(_LAZY)
+
+# Names recipes import from `lightning` / `lightning.pytorch` that we do not have, and why.
+NOT_SUPPORTED = {
+    "Fabric": "launcher runs Lightning-style recipes (Module + Trainer); for a hand-written "
+    "loop use torch.distributed directly, launched with `launch --devices N`",
+    "LightningCLI": "the `launch` command is the CLI: `launch recipe.py --set trainer.max_epochs=3`",
+    "LightningWork": "Lightning apps are not supported: run recipes with `launch`",
+    "LightningFlow": "Lightning apps are not supported: run recipes with `launch`",
+    "LightningApp": "Lightning apps are not supported: run recipes with `launch`",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -36,4 +47,8 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(_LAZY[name])
         attr = name.replace("Lightning", "")
         return getattr(module, attr)
+    if name in NOT_SUPPORTED:
+        from launcher.errors import not_supported
+
+        raise not_supported("launcher", name, NOT_SUPPORTED[name])
     raise AttributeError(f"module 'launcher' has no attribute {name!r}")

@@ -53,3 +53,16 @@ class OutOfSpace(Exception):
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+class NotSupportedError(UserError, ImportError):
+    """A Lightning name we do not have: `from launcher.callbacks import ModelPruning`.
+
+    An ImportError (not an AttributeError) so that `from ... import` keeps our message, which
+    says why and what to use instead.
+    """
+
+
+def not_supported(module: str, name: str, why: str) -> NotSupportedError:
+    """The error for Lightning's `name` missing from `module`, naming the alternative."""
+    return NotSupportedError(f"{module}.{name} (Lightning's {name}) is not supported: {why}")

@@ -12,10 +12,11 @@ on the code it returns.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.errors import (
     FAILURE_EXIT_CODE,
@@ -26,6 +27,10 @@ from launcher.errors import (
     UserError,
 )
 from launcher.spec import LaunchSpec
+
+if TYPE_CHECKING:
+    from launcher.loggers.system_metrics import NodeMetricsWriter
+    from launcher.train.trainer import Trainer
 
 # LaunchSpec fields that become Trainer arguments when set.
 _SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "seed", "tracking_uri")
@@ -106,10 +111,14 @@ def _train(spec: LaunchSpec) -> int:
     model = recipe.module_cls(**overrides.model)
     datamodule = recipe.datamodule_cls(**overrides.data) if recipe.datamodule_cls else None
     trainer = Trainer(**kwargs)
+    node_metrics = _node_metrics(spec, trainer)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(spec))
     except RequeueRequested:
         return REQUEUE_EXIT_CODE  # checkpointed; the trainer already said so
+    finally:
+        if node_metrics is not None:
+            node_metrics.close()
     if trainer.is_global_zero:
         lines = run_summary(trainer, "FINISHED", time.monotonic() - started, spec.name)
         print("\n".join(lines), flush=True)
@@ -119,10 +128,25 @@ def _train(spec: LaunchSpec) -> int:
     return 0
 
 
+def _node_metrics(spec: LaunchSpec, trainer: Trainer) -> NodeMetricsWriter | None:
+    """On nodes other than rank 0's, their first process samples the node for MLflow (rank 0's
+    logger reads the samples from the run dir: launcher/loggers/system_metrics.py)."""
+    env = trainer.env
+    if env.local_rank != 0 or env.node_rank == 0:
+        return None
+    from launcher.loggers.system_metrics import NodeMetricsWriter
+
+    try:
+        return NodeMetricsWriter(spec.run_dir, env.node_rank)
+    except ImportError:  # psutil missing: rank 0 says so once
+        return None
+
+
 def main(spec_path: str, debug: bool | None = None) -> int:
     """Run the worker for the spec at `spec_path`; user errors print one paragraph."""
     spec = LaunchSpec.read(spec_path)
     debug = spec.debug if debug is None else debug
+    kept = sys.stdout, sys.stderr
     route_output(spec)
     try:
         return run(spec)
@@ -136,10 +160,16 @@ def main(spec_path: str, debug: bool | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return FAILURE_EXIT_CODE
+    finally:
+        # In-process (one local worker in the `launch` process): the caller's streams again.
+        if isinstance(sys.stdout, _PrefixTee):
+            sys.stdout.log_file.close()
+            sys.stdout, sys.stderr = kept
 
 
 def route_output(spec: LaunchSpec) -> None:
-    """With several processes: rank 0 prints (prefixed) and keeps a copy, others only a file.
+    """Every rank keeps a log file (what `launch logs` reads); rank 0 also prints (prefixed
+    when there are several), the others only write their file.
 
     Files are `RUN_DIR/logs/rank<N>.log`, appended to across restarts and requeues.
     """
@@ -148,14 +178,13 @@ def route_output(spec: LaunchSpec) -> None:
     from launcher.cluster_env import ClusterEnvironment
 
     env = ClusterEnvironment.detect()
-    if env.world_size == 1:
-        return
     log_dir = Path(spec.run_dir) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(log_dir / f"rank{env.global_rank}.log", "a", buffering=1)  # noqa: SIM115
     if env.global_rank == 0:
-        sys.stdout = _PrefixTee(sys.stdout, log_file, "[rank 0] ")
-        sys.stderr = _PrefixTee(sys.stderr, log_file, "[rank 0] ")
+        prefix = "[rank 0] " if env.world_size > 1 else ""
+        sys.stdout = _PrefixTee(sys.stdout, log_file, prefix)
+        sys.stderr = _PrefixTee(sys.stderr, log_file, prefix)
         return
     # Other ranks stay quiet: their Python and C-level output goes to the file only.
     sys.stdout.flush()
@@ -163,6 +192,9 @@ def route_output(spec: LaunchSpec) -> None:
     os.dup2(log_file.fileno(), 1)
     os.dup2(log_file.fileno(), 2)
     sys.stdout = sys.stderr = log_file
+
+
+_TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
 class _PrefixTee:
@@ -179,7 +211,8 @@ class _PrefixTee:
             self._at_line_start = piece.endswith(("\n", "\r"))
         joined = "".join(out)
         self.console.write(joined)
-        self.log_file.write(joined)
+        # The file gets text, not the live bar's terminal controls (cursor moves, colours).
+        self.log_file.write(_TERMINAL_CONTROL.sub("", joined).replace("\r", "\n"))
         return len(text)
 
     def flush(self) -> None:

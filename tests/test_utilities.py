@@ -72,3 +72,37 @@ def test_attribute_dict_is_the_hparams_type():
     hp = AttributeDict(lr=0.1)
     hp.batch_size = 32
     assert hp.lr == 0.1 and hp["batch_size"] == 32
+
+
+def test_grad_norm_names_and_values_as_lightning():
+    import torch
+
+    from launcher.utilities import grad_norm
+
+    net = torch.nn.Linear(2, 1)
+    assert grad_norm(net, 2) == {}  # no gradients yet
+    net(torch.ones(3, 2)).sum().backward()
+    norms = grad_norm(net, norm_type=2)
+    assert list(norms) == ["grad_2.0_norm/weight", "grad_2.0_norm/bias", "grad_2.0_norm_total"]
+    # d(sum)/dw = 3 per weight, d/db = 3: norms sqrt(18), 3, total sqrt(27)
+    torch.testing.assert_close(norms["grad_2.0_norm_total"], torch.tensor(27.0).sqrt())
+    with pytest.raises(ValueError, match="positive number"):
+        grad_norm(net, 0)
+
+
+def test_move_data_to_device_is_picklable_and_deprecation(rank):
+    import torch
+
+    from launcher.utilities import is_picklable, move_data_to_device, rank_zero_deprecation
+
+    batch = {"x": [torch.ones(1)], "n": 1}
+    assert move_data_to_device(batch, "cpu")["x"][0].device.type == "cpu"
+    assert is_picklable(batch) and not is_picklable(lambda: None)
+    rank_zero_only.rank = 0
+    with pytest.warns(DeprecationWarning, match="old"):
+        rank_zero_deprecation("old")
+
+
+def test_lightning_utilities_we_lack_name_the_alternative():
+    with pytest.raises(ImportError, match="CombinedLoader.*ConcatDataset"):
+        from launcher.utilities import CombinedLoader  # noqa: F401

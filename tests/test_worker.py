@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.resume_harness import launch_cli  # noqa: E402
@@ -71,3 +72,18 @@ def test_a_preemption_checkpoint_exits_with_the_requeue_code(tmp_path: Path) -> 
                      overrides={"trainer.logger": "false"})  # fmt: skip
     assert worker.main(spec.spec_path) == REQUEUE_EXIT_CODE
     assert newest_step(spec) == 4  # the step the signal arrived in, checkpointed
+
+
+def test_a_single_process_run_keeps_a_log_that_launch_logs_prints(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))
+    result = launch_cli(tmp_path, TINY, "--max-steps", "4", "--name", "one",
+                        "--set", "trainer.enable_progress_bar=true")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = (tmp_path / "out" / "tiny" / "one" / "logs" / "rank0.log").read_text()
+    assert "run one FINISHED in" in log and "\x1b[" not in log
+    shown = subprocess.run([sys.executable, "-m", "launcher.cli.app", "logs", "one"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "run one FINISHED in" in shown.stdout and "epoch 0" in shown.stdout

@@ -27,6 +27,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from launcher.callbacks.base import Callback
+from launcher.errors import UserError
 
 if TYPE_CHECKING:
     from launcher.train.module import Module
@@ -111,7 +112,7 @@ class _Phase:
 
 
 class ProgressBar(Callback):
-    """Progress of training, validation and test on global rank 0.
+    """Progress of training, validation, test and predict on global rank 0.
 
     `live=None` picks the rich bar when the output stream is a TTY; `stream` defaults to
     `sys.stdout` (both are mainly for tests).
@@ -122,6 +123,8 @@ class ProgressBar(Callback):
         refresh_rate_hz: float = 4.0,
         plain_every_n_steps: int | None = None,
         *,
+        every_n_batches: int | None = None,
+        leave: bool = False,
         live: bool | None = None,
         stream: IO[str] | None = None,
     ) -> None:
@@ -129,7 +132,12 @@ class ProgressBar(Callback):
             raise ValueError(f"ProgressBar(refresh_rate_hz={refresh_rate_hz}) must be > 0")
         if plain_every_n_steps is not None and plain_every_n_steps < 1:
             raise ValueError(f"ProgressBar(plain_every_n_steps={plain_every_n_steps}) must be >= 1")
+        if every_n_batches is not None and every_n_batches < 0:
+            raise ValueError(f"ProgressBar(every_n_batches={every_n_batches}) must be >= 0")
         self.refresh_interval_s = 1.0 / refresh_rate_hz
+        # Lightning's refresh_rate: redraw every N batches (0: no bar), not by the clock.
+        self.every_n_batches = every_n_batches
+        self.leave = leave  # keep each finished epoch's bar on screen (live mode)
         self.plain_every_n_steps = plain_every_n_steps
         self._live_requested = live
         self._stream = stream
@@ -146,7 +154,9 @@ class ProgressBar(Callback):
 
     # ---------------------------------------------------------------- lifecycle
     def setup(self, trainer: Trainer, module: Module, stage: str) -> None:
-        self._enabled = trainer.is_global_zero and trainer.enable_progress_bar
+        self._enabled = (
+            trainer.is_global_zero and trainer.enable_progress_bar and self.every_n_batches != 0
+        )
         stream = self._out()
         tty = bool(getattr(stream, "isatty", lambda: False)())
         self._live = self._enabled and (
@@ -181,6 +191,12 @@ class ProgressBar(Callback):
             self._progress.start()
         return self._progress
 
+    def _new_task(self, phase: _Phase) -> Any:
+        """A live row for `phase`, showing `0/total` until its first batch."""
+        progress = self._start_live()
+        line = live_line(phase.label, 0, phase.total, [], "", progress.console.width)
+        return progress.add_task(phase.label, total=phase.total, info=line)
+
     def _stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
@@ -206,7 +222,7 @@ class ProgressBar(Callback):
         total = _total(trainer.num_training_batches)
         phase = self._train = _Phase(f"epoch {trainer.current_epoch}", total)
         if self._live:
-            phase.task = self._start_live().add_task(phase.label, total=total, info="")
+            phase.task = self._new_task(phase)
             self._next_train = 0.0
         else:
             # About 20 lines per epoch, and at least one every 50 batches.
@@ -222,7 +238,10 @@ class ProgressBar(Callback):
         if phase is None:
             return
         phase.count += 1
-        if self._live:
+        if self.every_n_batches:
+            if phase.count % self.every_n_batches and batch_idx + 1 != phase.total:
+                return
+        elif self._live:
             if time.monotonic() < self._next_train:
                 return
             self._next_train = time.monotonic() + self.refresh_interval_s
@@ -243,7 +262,7 @@ class ProgressBar(Callback):
             return
         self._train = None
         self._next_train = _NEVER
-        if phase.task is not None and self._progress is not None:
+        if phase.task is not None and self._progress is not None and not self.leave:
             self._progress.remove_task(phase.task)
             self._progress.refresh()  # without auto-refresh, the removed row would linger
         elapsed = time.monotonic() - phase.started
@@ -285,7 +304,10 @@ class ProgressBar(Callback):
         if phase is None:
             return
         phase.count += 1
-        if time.monotonic() < self._next_eval:
+        if self.every_n_batches:
+            if phase.count % self.every_n_batches and batch_idx + 1 != phase.total:
+                return
+        elif time.monotonic() < self._next_eval:
             return
         self._eval_show(phase, batch_idx)
 
@@ -304,12 +326,24 @@ class ProgressBar(Callback):
     def on_test_epoch_end(self, trainer: Trainer, module: Module) -> None:
         self._eval_end(trainer, summary=True)
 
+    def on_predict_epoch_start(self, trainer: Trainer, module: Module) -> None:
+        self._eval_start(trainer, "predict", sum(trainer.num_predict_batches))
+
+    def on_predict_batch_end(
+        self, trainer: Trainer, module: Module, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self.on_validation_batch_end(trainer, module, outputs, batch, batch_idx)
+
+    def on_predict_epoch_end(self, trainer: Trainer, module: Module) -> None:
+        self._eval_end(trainer, summary=True, metrics=False)  # predictions log nothing
+
     def _eval_start(self, trainer: Trainer, label: str, total: int | float) -> None:
         if not self._enabled:
             return
         phase = self._eval = _Phase(label, _total(total))
         if self._live:
-            phase.task = self._start_live().add_task(label, total=phase.total, info="")
+            phase.task = self._new_task(phase)
             self._next_eval = 0.0
         else:
             self._next_eval = phase.started + _PLAIN_EVAL_INTERVAL_S
@@ -320,7 +354,7 @@ class ProgressBar(Callback):
         phase.position = batch_idx + 1
         self._show(phase, {}, indent="  ")
 
-    def _eval_end(self, trainer: Trainer, summary: bool) -> None:
+    def _eval_end(self, trainer: Trainer, summary: bool, metrics: bool = True) -> None:
         phase = self._eval
         if phase is None:
             return
@@ -332,6 +366,48 @@ class ProgressBar(Callback):
             self._progress.refresh()  # without auto-refresh, the removed row would linger
         if summary:
             elapsed = time.monotonic() - phase.started
-            metrics = format_metrics(trainer.progress_bar_metrics)
-            line = f"{phase.label} done in {_duration(elapsed)}: {phase.count} batches {metrics}"
+            shown = format_metrics(trainer.progress_bar_metrics) if metrics else ""
+            line = f"{phase.label} done in {_duration(elapsed)}: {phase.count} batches {shown}"
             self._print(line.rstrip())
+
+
+class TQDMProgressBar(ProgressBar):
+    """Lightning's `TQDMProgressBar`, drawn by `ProgressBar` (no tqdm needed).
+
+    `refresh_rate`: redraw every N batches (0 disables the bar); `leave`: keep each finished
+    epoch's bar. `process_position` (stacking bars of several trainers) is not supported.
+    """
+
+    def __init__(self, refresh_rate: int = 1, process_position: int = 0,
+                 leave: bool = False) -> None:  # fmt: skip
+        if process_position != 0:
+            raise UserError(
+                f"TQDMProgressBar(process_position={process_position}) is not supported: one "
+                "trainer draws one bar here. Leave process_position at 0."
+            )
+        super().__init__(every_n_batches=refresh_rate, leave=leave)
+
+    @property
+    def refresh_rate(self) -> int:
+        return self.every_n_batches or 0
+
+
+class RichProgressBar(ProgressBar):
+    """Lightning's `RichProgressBar`, drawn by `ProgressBar` (which uses rich on a TTY).
+
+    `refresh_rate`: redraw every N batches (0 disables the bar); `leave`: keep each finished
+    epoch's bar. A custom `theme` or `console_kwargs` is not supported: pass neither.
+    """
+
+    def __init__(self, refresh_rate: int = 1, leave: bool = False, theme: Any = None,
+                 console_kwargs: dict[str, Any] | None = None) -> None:  # fmt: skip
+        if theme is not None or console_kwargs:
+            raise UserError(
+                "RichProgressBar(theme=..., console_kwargs=...) is not supported: the bar has "
+                "one look here. Pass only refresh_rate and leave."
+            )
+        super().__init__(every_n_batches=refresh_rate, leave=leave)
+
+    @property
+    def refresh_rate(self) -> int:
+        return self.every_n_batches or 0

@@ -22,7 +22,7 @@ Imports `launcher.tracking`, `launcher.common` and `launcher.errors`; `launcher.
 type hints (the trainer calls loggers, not the other way round). Imported by the runtime, the
 CLI (`launch sync`) and recipes. Importing this package imports neither mlflow nor torch: the
 names below resolve on first use. A Lightning logger we do not have (`CometLogger`...) raises
-an AttributeError naming the alternative.
+an ImportError (`launcher.errors.NotSupportedError`) naming the alternative.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _NOT_SUPPORTED:
-        raise AttributeError(
-            f"launcher.loggers.{name} is not supported; use MLFlowLogger, CSVLogger, "
-            "TensorBoardLogger, WandbLogger, or any object with the Logger methods "
-            "(launcher.loggers.Logger)"
-        )
+        from launcher.errors import not_supported
+
+        raise not_supported("launcher.loggers", name, "use MLFlowLogger, CSVLogger, "
+                            "TensorBoardLogger, WandbLogger, or any object with the Logger "
+                            "methods (launcher.loggers.Logger)")  # fmt: skip
     raise AttributeError(f"module 'launcher.loggers' has no attribute {name!r}")

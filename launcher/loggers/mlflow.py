@@ -69,7 +69,7 @@ from launcher.loggers.sender import (
     metric_records,
 )
 from launcher.loggers.spool import Spool, replay
-from launcher.loggers.system_metrics import SystemMetricsSampler
+from launcher.loggers.system_metrics import NodeMetricsReader, SystemMetricsSampler
 from launcher.tracking.local_store import prepare_local_store
 from launcher.tracking.reader import is_connection_error, local_artifact_root, resolve_tracking_uri
 
@@ -80,6 +80,7 @@ log = logging.getLogger("launcher.loggers.mlflow")
 
 _TICK_S = 1.0  # how often queued metrics are sent; flush() does not wait for it
 _READY_TIMEOUT_S = 60.0
+_FIRST_SAMPLE_S = 2.0
 _STATE_KEYS = {"run_id", "run_ref", "experiment_id", "experiment", "watermarks"}
 
 
@@ -126,6 +127,7 @@ class MLflowLogger(Logger):
         self.experiment_name = experiment_name
         self.run_name = run_name
         self.spool = Spool(spool_dir or save_dir)
+        self.spool_dir = spool_dir  # the run dir: other nodes leave their system metrics there
         self.log_system_metrics = log_system_metrics
         self.system_metrics_interval = system_metrics_interval
         self.retry_interval = retry_interval
@@ -367,14 +369,19 @@ class MLflowLogger(Logger):
         finally:
             self._ready.set()
         sampler = self._system_sampler()
-        next_sample = time.monotonic() + self.system_metrics_interval
+        nodes = NodeMetricsReader(self.spool_dir) if sampler and self.spool_dir else None
+        # A first sample soon (short runs had none), then every interval.
+        next_sample = time.monotonic() + min(_FIRST_SAMPLE_S, self.system_metrics_interval)
         while True:
             self._wake.wait(_TICK_S)
             self._wake.clear()
             now = time.monotonic()
-            if sampler is not None and now >= next_sample:
+            if sampler is not None and (now >= next_sample or self._stop):
                 next_sample = now + self.system_metrics_interval
                 self._queue.append(("metrics", self._last_step, sampler.sample(), time.time()))
+                for stamp, values in nodes.new_samples() if nodes else ():
+                    self._queue.append(("metrics", self._last_step, values, stamp))
+                sampler = None if self._stop else sampler
             if self._offline and (now >= self._next_retry or self._stop):
                 self._try_replay()
             self._drain()

@@ -121,6 +121,23 @@ class Distributed:
             moved = moved / self.world_size
         return moved.to(tensor.device)
 
+    def all_gather(
+        self, tensor: torch.Tensor, group: Any = None, sync_grads: bool = False
+    ) -> torch.Tensor:
+        """Every rank's `tensor` stacked along a new first dimension (world size); one
+        process gets `tensor` back unchanged, as Lightning's single-device strategy does."""
+        if not self.is_distributed:
+            return tensor
+        tensor = tensor.contiguous()
+        if sync_grads:
+            from torch.distributed.nn.functional import all_gather
+
+            return torch.stack(all_gather(tensor, group=group or torch_dist.group.WORLD))
+        size = torch_dist.get_world_size(group)
+        gathered = [torch.empty_like(tensor) for _ in range(size)]
+        torch_dist.all_gather(gathered, tensor, group=group)
+        return torch.stack(gathered)
+
     def all_gather_object(self, obj: Any) -> list[Any]:
         """Every rank's `obj` (any picklable value), indexed by global rank."""
         if not self.is_distributed:

@@ -34,6 +34,9 @@ from torch import nn
 from launcher.errors import UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from launcher.loggers.base import Logger
     from launcher.train.trainer import Trainer
 
 _T = TypeVar("_T")
@@ -150,6 +153,22 @@ def _keep_available_device(storage: Any, location: str) -> Any:
     return None
 
 
+def _map_tensors(
+    data: Any, device: torch.device, fn: Callable[[torch.Tensor], torch.Tensor]
+) -> Any:
+    """`fn` applied to every tensor (numbers become tensors on `device`) of a nested batch."""
+    if isinstance(data, torch.Tensor):
+        return fn(data.to(device))
+    if isinstance(data, (int, float, bool)):
+        return fn(torch.tensor(data, device=device))
+    if isinstance(data, Mapping):
+        return type(data)({k: _map_tensors(v, device, fn) for k, v in data.items()})  # type: ignore[call-arg]
+    if isinstance(data, (list, tuple)):
+        items = [_map_tensors(v, device, fn) for v in data]
+        return type(data)(*items) if hasattr(data, "_fields") else type(data)(items)
+    return data
+
+
 class Module(nn.Module):
     """Base class of recipe models. Override the hooks you need; the Trainer calls them."""
 
@@ -250,6 +269,12 @@ class Module(nn.Module):
     ) -> None:
         """Record a metric; see `launcher.train.results` for the step/epoch defaults."""
         trainer = self._trainer
+        if trainer is not None and trainer.stage == "predict":
+            raise UserError(
+                "You are trying to `self.log()` but the loop's result collection is not "
+                "registered yet. This is most likely because you are trying to log in a "
+                "`predict` hook, but it doesn't support logging"
+            )
         if trainer is None or trainer.results is None:
             return
         trainer.results.log(
@@ -300,12 +325,70 @@ class Module(nn.Module):
     def global_step(self) -> int:
         return self._trainer.global_step if self._trainer else 0
 
+    @property
+    def logger(self) -> Logger | None:
+        """The trainer's first logger (None without a trainer or loggers), as Lightning's."""
+        return self._trainer.logger if self._trainer else None
+
+    @property
+    def loggers(self) -> list[Logger]:
+        """The trainer's loggers (`[]` without a trainer)."""
+        return self._trainer.loggers if self._trainer else []
+
+    # -- model utilities ----------------------------------------------------------------
+    _example_input_array: Any = None
+
+    @property
+    def example_input_array(self) -> Any:
+        """A sample input for `forward` (a tensor, a tuple of positional args or a dict of
+        keyword args); `ModelSummary` runs it to show each layer's in/out sizes."""
+        return self._example_input_array
+
+    @example_input_array.setter
+    def example_input_array(self, example: Any) -> None:
+        object.__setattr__(self, "_example_input_array", example)
+
+    def freeze(self) -> None:
+        """Stop training every parameter (`requires_grad=False`) and switch to eval mode."""
+        for param in self.parameters():
+            param.requires_grad = False
+        self.eval()
+
+    def unfreeze(self) -> None:
+        """Train every parameter again (`requires_grad=True`) and switch to train mode."""
+        for param in self.parameters():
+            param.requires_grad = True
+        self.train()
+
+    def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
+        """Every rank's `data` (a tensor, number, or a list/tuple/dict of them), stacked.
+
+        With N processes each tensor comes back with a leading dimension of size N (one row
+        per global rank); with one process it comes back as it was. `sync_grads=True` lets
+        gradients flow back through the gather.
+
+            gathered = self.all_gather(preds)      # shape (world_size, *preds.shape)
+        """
+        gather = self.trainer.dist.all_gather
+        return _map_tensors(data, self.device, lambda t: gather(t, group, sync_grads))
+
     # -- hooks the recipe overrides ---------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define training_step")
 
     def configure_optimizers(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define configure_optimizers")
+
+    def configure_model(self) -> None:
+        """Create layers here instead of in `__init__` to build them on the training device
+        (called at the start of fit/validate/test/predict, after `setup`, before
+        `configure_optimizers`; it may run more than once, so skip layers that exist)."""
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        """One batch of `Trainer.predict`: `(batch, batch_idx, dataloader_idx=0)`; by default
+        `self(batch)`, as Lightning's."""
+        batch = kwargs.get("batch", args[0])
+        return self(batch)
 
     def configure_callbacks(self) -> list[Any]:
         """Callbacks this model always wants (checkpointing, early stopping...)."""

@@ -16,9 +16,16 @@ PRECISION_ALIASES = {
     "32": "32-true", "32-true": "32-true", "16": "16-mixed", "16-mixed": "16-mixed",
     "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed", "8": "fp8", "fp8": "fp8",
     "fp32": "32-true", "fp16": "16-mixed", "8-mixed": "fp8",
+    "bf16-true": "bf16-true", "16-true": "16-true", "64-true": "64-true", "64": "64-true",
 }  # fmt: skip
 PRECISIONS = tuple(PRECISION_ALIASES)
-CANONICAL_PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "fp8")
+CANONICAL_PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "fp8", "bf16-true", "16-true",
+                        "64-true")  # fmt: skip
+# Lightning's precision values we do not have, and why.
+UNSUPPORTED_PRECISIONS = {
+    "transformer-engine": "NVIDIA Transformer Engine is not integrated; use fp8 (torchao)",
+    "transformer-engine-float16": "NVIDIA Transformer Engine is not integrated; use fp8 (torchao)",
+}
 
 # What `--accelerator` offers; the Trainer also takes torch's "cuda" for "gpu".
 ACCELERATORS = ("auto", "cpu", "gpu")
@@ -28,6 +35,8 @@ _ACCELERATOR_ALIASES = {**{name: name for name in ACCELERATORS}, "cuda": "gpu"}
 def normalize_precision(value: str | int | None) -> str:
     """Map any accepted spelling (32, 16, "bf16", 8, "fp16"...) onto a canonical name."""
     key = "32" if value is None else str(value).lower()
+    if key in UNSUPPORTED_PRECISIONS:
+        raise UserError(f"precision {value!r} is not supported: {UNSUPPORTED_PRECISIONS[key]}")
     if key not in PRECISION_ALIASES:
         raise UserError(
             f"unknown precision {value!r}; use one of: {', '.join(CANONICAL_PRECISIONS)} "

@@ -13,6 +13,8 @@ Only fp16 uses a `GradScaler`: bf16 has fp32's exponent range and needs no loss 
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import torch
@@ -27,6 +29,7 @@ __all__ = [
     "Float8Precision",
     "MixedPrecision",
     "Precision",
+    "TruePrecision",
     "build_precision",
     "check_fp8_supported",
     "normalize_precision",
@@ -41,6 +44,14 @@ class Precision:
     def convert_module(self, module: ModuleT) -> ModuleT:
         """The model to train (fp8 swaps its Linear layers in place)."""
         return module
+
+    def convert_eval_module(self, module: ModuleT) -> ModuleT:
+        """The model to validate/test/predict (the `*-true` precisions cast its parameters)."""
+        return module
+
+    def input_converter(self) -> Callable[[Any], Any] | None:
+        """batch -> batch cast to this precision, or None when batches stay as they are."""
+        return None
 
     def forward_context(self) -> contextlib.AbstractContextManager:
         return _NO_OP  # shared: entered every step
@@ -107,6 +118,48 @@ class MixedPrecision(Precision):
             raise KeyError(f"precision {self.name} cannot use checkpoint keys {sorted(state)}")
 
 
+class TruePrecision(Precision):
+    """Lightning's `bf16-true`, `16-true` and `64-true`: the parameters themselves in that
+    dtype, floating-point inputs cast to it, and it is the default dtype inside the forward
+    (tensors the model creates there match). No autocast, no loss scaling."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dtype = _TRUE_DTYPES[name]
+
+    def convert_module(self, module: ModuleT) -> ModuleT:
+        return module.to(dtype=self.dtype)
+
+    def convert_eval_module(self, module: ModuleT) -> ModuleT:
+        return module.to(dtype=self.dtype)
+
+    def input_converter(self) -> Callable[[Any], Any]:
+        return functools.partial(cast_floats, dtype=self.dtype)
+
+    @contextlib.contextmanager
+    def forward_context(self) -> Iterator[None]:
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(default)
+
+
+_TRUE_DTYPES = {"bf16-true": torch.bfloat16, "16-true": torch.float16, "64-true": torch.float64}
+
+
+def cast_floats(batch: Any, dtype: torch.dtype) -> Any:
+    """Every floating-point tensor of a (nested) batch cast to `dtype`; others unchanged."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(dtype) if torch.is_floating_point(batch) else batch
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+        return type(batch)(cast_floats(b, dtype) for b in batch)
+    if isinstance(batch, dict):
+        return {k: cast_floats(v, dtype) for k, v in batch.items()}
+    return batch
+
+
 class Float8Precision(MixedPrecision):
     """fp8 matmuls through torchao's float8 training, with bf16 autocast around them."""
 
@@ -157,4 +210,6 @@ def build_precision(value: str | int | None, device: torch.device) -> Precision:
         return Precision()
     if name == "fp8":
         return Float8Precision(device)
+    if name in _TRUE_DTYPES:
+        return TruePrecision(name)
     return MixedPrecision(name, device)

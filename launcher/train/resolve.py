@@ -74,7 +74,8 @@ def resolve_loaders(
     """(train loader, eval loader) from explicit loaders, the datamodule, or the model."""
     # The recipe's own methods: typed as Any, since neither base class declares them.
     source: Any = datamodule if datamodule is not None else model
-    eval_method = "val_dataloader" if stage in ("fit", "validate") else "test_dataloader"
+    eval_method = {"fit": "val_dataloader", "validate": "val_dataloader",
+                   "test": "test_dataloader", "predict": "predict_dataloader"}[stage]  # fmt: skip
     if stage == "fit" and train is None:
         if not hasattr(source, "train_dataloader"):
             where = type(source).__name__
@@ -87,6 +88,23 @@ def resolve_loaders(
     elif val is None and hasattr(model, eval_method) and source is not model:
         val = getattr(model, eval_method)()
     return train, val
+
+
+def split_datamodule(
+    stage: str, dataloaders: Any, datamodule: DataModule | None, val_dataloaders: Any = None
+) -> tuple[Any, DataModule | None]:
+    """(dataloaders, datamodule): a DataModule given where the dataloaders go is taken as the
+    datamodule, as Lightning does (`fit(model, dm)`, `predict(model, dm)`)."""
+    from launcher.train.datamodule import DataModule
+
+    if isinstance(dataloaders, DataModule):
+        dataloaders, datamodule = None, dataloaders
+    if datamodule is not None and (dataloaders is not None or val_dataloaders is not None):
+        if stage == "fit":
+            raise UserError("You cannot pass `train_dataloader` or `val_dataloaders` to "
+                            "`trainer.fit(datamodule=...)`")  # fmt: skip
+        raise UserError(f"You cannot pass both `trainer.{stage}(dataloaders=..., datamodule=...)`")
+    return dataloaders, datamodule
 
 
 def prepare_data(
@@ -179,11 +197,10 @@ def build_callbacks(
     callbacks = [c for c in callbacks if type(c) not in kinds] + list(configured or [])
     if trainer.fast_dev_run or not trainer.enable_checkpointing:
         callbacks = [c for c in callbacks if type(c).__name__ != "ModelCheckpoint"]
-    if trainer.enable_progress_bar and not any(
-        type(c).__name__ == "ProgressBar" for c in callbacks
-    ):
-        from launcher.callbacks.progress import ProgressBar
+    from launcher.callbacks.progress import ProgressBar
 
+    # TQDMProgressBar / RichProgressBar are ProgressBars too: one bar, the user's.
+    if trainer.enable_progress_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(ProgressBar())
     from launcher.callbacks.model_checkpoint import ModelCheckpoint
     from launcher.callbacks.model_summary import ModelSummary
@@ -214,8 +231,8 @@ def collect_hooks(
         late: list[Callable[..., Any]] = []
         for cb in callbacks:
             fn = getattr(cb, name, None)
-            base = getattr(Callback, name, None)
-            if fn is None or getattr(type(cb), name, None) is base:
+            # The base's no-op, bound; a hook set on the instance (LambdaCallback) counts.
+            if fn is None or getattr(fn, "__func__", None) is getattr(Callback, name, None):
                 continue
             bound = functools.partial(fn, trainer, model)
             monitoring = isinstance(cb, (ModelCheckpoint, EarlyStopping))

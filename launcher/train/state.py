@@ -349,7 +349,8 @@ def compat_settings(trainer: Trainer) -> dict[str, Any]:
     """Settings a resumed run must share with the run that wrote the checkpoint."""
     return {
         "world_size": trainer.world_size,
-        "accumulate_grad_batches": trainer.accumulate_grad_batches,
+        # The Trainer's argument: a GradientAccumulationScheduler changes the live value.
+        "accumulate_grad_batches": trainer.accumulate_grad_batches_arg,
     }
 
 
@@ -359,12 +360,15 @@ def find_checkpoint(trainer: Trainer, ckpt_path: str) -> tuple[str, dict[str, An
 
     "last" is this run's newest resume checkpoint, else the newest `last*.ckpt` of a
     ModelCheckpoint; with neither it warns and returns None (Lightning: "set and forget").
+    In validate/test/predict "last" is only a ModelCheckpoint's `last*.ckpt`, as in Lightning.
     "best" is ModelCheckpoint's `best_model_path`. A path that does not exist is an error.
     """
     stage = trainer.stage
     if ckpt_path == "last":
         manager = trainer.checkpoints
-        if manager is not None and manager.has_checkpoint():
+        # Our resume checkpoints continue a fit; evaluating "last" is ModelCheckpoint's, as
+        # in Lightning.
+        if stage == "fit" and manager is not None and manager.has_checkpoint():
             return manager.load_latest()
         callbacks = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
         files = [Path(p) for cb in callbacks for p in cb.find_last_checkpoints()]
@@ -378,13 +382,7 @@ def find_checkpoint(trainer: Trainer, ckpt_path: str) -> tuple[str, dict[str, An
         path = max(files, key=lambda p: p.stat().st_mtime)
         return str(path), safe_load(path)
     if ckpt_path == "best":
-        callback = trainer.checkpoint_callback
-        if callback is None or not callback.best_model_path:
-            raise UserError(
-                f'.{stage}(ckpt_path="best") is set but no ModelCheckpoint saved a best model '
-                "yet; add ModelCheckpoint(monitor=...) and fit first, or pass a checkpoint path."
-            )
-        ckpt_path = callback.best_model_path
+        ckpt_path = best_model_path(trainer)
     path = Path(ckpt_path)
     if path.is_dir():
         resume_dir = path / "checkpoints" / "resume" if (path / "checkpoints").is_dir() else path
@@ -392,6 +390,53 @@ def find_checkpoint(trainer: Trainer, ckpt_path: str) -> tuple[str, dict[str, An
     if not path.is_file():
         raise UserError(f"checkpoint {ckpt_path} does not exist; pass a .ckpt file or a run dir")
     return str(path), safe_load(path)
+
+
+def best_model_path(trainer: Trainer) -> str:
+    """`ckpt_path="best"`: the first ModelCheckpoint's best file, with Lightning's errors."""
+    stage = trainer.stage
+    callbacks = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+    if len(callbacks) > 1:
+        warnings.warn(
+            f'`.{stage}(ckpt_path="best")` is called with Trainer configured with multiple '
+            "`ModelCheckpoint` callbacks. It will use the best checkpoint path from first "
+            "checkpoint callback.",
+            stacklevel=4,
+        )
+    if not callbacks:
+        raise UserError(f'`.{stage}(ckpt_path="best")` is set but `ModelCheckpoint` is not '
+                        "configured.")  # fmt: skip
+    if not callbacks[0].best_model_path:
+        if trainer.fast_dev_run:
+            raise UserError(
+                f'You cannot execute `.{stage}(ckpt_path="best")` with `fast_dev_run=True`. '
+                f"Please pass an exact checkpoint path to `.{stage}(ckpt_path=...)`"
+            )
+        raise UserError(f'`.{stage}(ckpt_path="best")` is set but `ModelCheckpoint` is not '
+                        "configured to save the best model.")  # fmt: skip
+    return callbacks[0].best_model_path
+
+
+def select_ckpt_path(
+    trainer: Trainer, ckpt_path: str | None, model_provided: bool, stacklevel: int = 4
+) -> str | None:
+    """What validate/test/predict load, as Lightning's `_parse_ckpt_path` decides.
+
+    A model given and no `ckpt_path`: its own weights (None). No model given (the fitted one
+    is used) and no `ckpt_path`: "best", with Lightning's warning.
+    """
+    if ckpt_path is not None or model_provided:
+        return ckpt_path
+    stage = trainer.stage
+    if trainer.is_global_zero:
+        warnings.warn(
+            f"`.{stage}(ckpt_path=None)` was called without a model. The best model of the previous "
+            f"`fit` call will be used. You can pass `.{stage}(ckpt_path='best')` to use the best "
+            f"model or `.{stage}(ckpt_path='last')` to use the last model. If you pass a value, "
+            "this warning will be silenced.",
+            stacklevel=stacklevel,
+        )
+    return "best"
 
 
 def upgrade(state: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -460,6 +505,8 @@ def restore(trainer: Trainer, ckpt_path: str) -> bool:
                   "nothing to do. Use --no-resume to train again.", flush=True)  # fmt: skip
         return True
     trainer.call_hook("on_load_checkpoint", state)
+    # Again: a hook may have added parts (SWA's scheduler) that the checkpoint holds state for.
+    parts = checkpoint_parts(trainer, source=path)
     # What the hooks added when saving was theirs to read back; the rest belongs to a part.
     for key in [FORMAT_KEY, USER_KEYS, *state.get(USER_KEYS, ())]:
         state.pop(key, None)

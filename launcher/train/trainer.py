@@ -1,8 +1,9 @@
-"""`Trainer`: runs a `Module`'s fit / validate / test loops.
+"""`Trainer`: runs a `Module`'s fit / validate / test / predict loops.
 
     trainer = Trainer(max_epochs=5, precision="bf16-mixed", accumulate_grad_batches=4)
     trainer.fit(model, datamodule=dm)            # resumes with ckpt_path="last"
     trainer.test(model, datamodule=dm)
+    predictions = trainer.predict(datamodule=dm)  # the fitted model, its best checkpoint
 
 The fit loop (`_fit_loop` / `_train_epoch`) reads top to bottom: forward under the
 precision's autocast, `no_sync` on non-final micro-steps, backward, unscale, clip, step,
@@ -10,14 +11,16 @@ schedulers, logging, checkpoints. Everything else is a small object it calls:
 `ClusterEnvironment`, `Distributed`, `Precision`, `CheckpointManager`, `Results`, callbacks and
 loggers. Where the rest lives (all in `launcher/train/`): the loop position in `loop.py`
 (`trainer.loop`), the checkpoint as a dict of parts in `state.py`, the validation/test epoch in
-`eval_loop.py`, what loggers are told about the run in `run_record.py` (`trainer.run_record`),
-what is resolved before the loops (device, loaders, callbacks, loggers, hooks) in `resolve.py`.
+`eval_loop.py`, prediction in `predict_loop.py` (`trainer.predict_loop`), what loggers are
+told about the run in `run_record.py` (`trainer.run_record`), what is resolved before the
+loops (device, loaders, callbacks, loggers, hooks) in `resolve.py`.
 On SIGTERM/SIGUSR2 `fit` checkpoints and raises `RequeueRequested`; the worker exits with 3.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,19 +32,23 @@ from torch.utils.data import DataLoader
 
 # Runtime imports (not only for type checking): `--set trainer.*` reads the __init__'s hints.
 from launcher.callbacks.base import Callback
+from launcher.callbacks.early_stopping import EarlyStopping
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
+from launcher.callbacks.progress import ProgressBar
 from launcher.cluster_env import ClusterEnvironment
 from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, UserError
 from launcher.loggers.base import Logger
-from launcher.train import eval_loop
+from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
 from launcher.train.input_checks import LossWatch, check_train_loader
+from launcher.train.lightning_args import check_trainer_kwargs, unsupported_trainer_attribute
 from launcher.train.loop import LoopState
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
+from launcher.train.predict_loop import PredictLoop, as_loader_list, prepare_predict_loader
 from launcher.train.preemption import PreemptionSignals
 from launcher.train.resolve import (
     build_callbacks,
@@ -53,6 +60,7 @@ from launcher.train.resolve import (
     prepare_data,
     resolve_device,
     resolve_loaders,
+    split_datamodule,
     warn_unknown_hooks,
 )
 from launcher.train.results import Results
@@ -112,6 +120,7 @@ class Trainer:
         limit_train_batches: int | float | None = None,
         limit_val_batches: int | float | None = None,
         limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
         check_val_every_n_epoch: int = 1,
         num_sanity_val_steps: int | None = None,
         enable_model_summary: bool | None = None,
@@ -133,7 +142,9 @@ class Trainer:
         process_group_timeout: float = 120.0,
         signal_sync_every_n_steps: int = 8,
         launch_settings: dict[str, Any] | None = None,
+        **lightning_only: Any,
     ) -> None:
+        check_trainer_kwargs(lightning_only, inspect.signature(Trainer).parameters)
         if accumulate_grad_batches < 1:
             raise UserError("accumulate_grad_batches must be >= 1")
         if num_nodes < 1:
@@ -145,12 +156,14 @@ class Trainer:
         self.max_steps = -1 if self.fast_dev_run or max_steps is None else max_steps
         self.accelerator, self.devices, self.num_nodes = accelerator, devices, num_nodes
         self.strategy = strategy
-        self.accumulate_grad_batches = accumulate_grad_batches
+        self.accumulate_grad_batches = accumulate_grad_batches  # callbacks may change it per epoch
+        self.accumulate_grad_batches_arg = accumulate_grad_batches
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.limit_train_batches = self.fast_dev_run or limit_train_batches
         self.limit_val_batches = self.fast_dev_run or limit_val_batches
         self.limit_test_batches = self.fast_dev_run or limit_test_batches
+        self.limit_predict_batches = self.fast_dev_run or limit_predict_batches
         self.check_val_every_n_epoch = check_val_every_n_epoch
         # Lightning's defaults: 2 sanity batches (-1 all, 0 none), none under fast_dev_run.
         sanity = 2 if num_sanity_val_steps is None else num_sanity_val_steps
@@ -178,10 +191,14 @@ class Trainer:
         self.launch_settings = dict(launch_settings or {})
         self._logger_arg = logger
         self._user_callbacks: list[Callback] = (
-            callbacks
+            list(callbacks)  # a copy: the default checkpoint below must not join the user's list
             if isinstance(callbacks, list)
             else ([callbacks] if callbacks is not None else [])
         )
+        if self.enable_checkpointing and not any(
+            isinstance(c, ModelCheckpoint) for c in self._user_callbacks
+        ):  # Lightning's default: the last epoch's weights, epoch=N-step=M.ckpt
+            self._user_callbacks.append(ModelCheckpoint())
 
         self.env = ClusterEnvironment.detect()
         self.device = resolve_device(accelerator, devices, num_nodes, self.env)
@@ -203,6 +220,7 @@ class Trainer:
         self.should_stop = False
         self.stage = "fit"
         self.sanity_checking = False  # True while the sanity check's validation runs
+        self.is_last_batch = False  # True during the last batch of a training epoch
         self.datamodule: DataModule | None = None
         # batch -> batch on the device, through the model's transfer hooks if it has any
         self.transfer_batch: Callable[[Any], Any] = functools.partial(
@@ -217,6 +235,8 @@ class Trainer:
         self.num_training_batches: int | float = 0
         self.num_val_batches: int | float = 0
         self.num_test_batches: int | float = 0
+        self.num_predict_batches: list[int | float] = []
+        self.predict_loop = PredictLoop(self)
         self.train_loader: DataLoader | None = None
         self.val_loader: DataLoader | None = None
         self.checkpoints: CheckpointManager | None = None
@@ -250,6 +270,16 @@ class Trainer:
         return self._module
 
     @property
+    def lightning_module(self) -> Module:
+        """Lightning's name for `module`."""
+        return self.module
+
+    @property
+    def estimated_stepping_batches(self) -> int | float:
+        """Optimizer steps `fit` will take (accumulation, limits, max_epochs/max_steps)."""
+        return stepping.estimated_stepping_batches(self)
+
+    @property
     def global_rank(self) -> int:
         return self.env.global_rank
 
@@ -273,6 +303,52 @@ class Trainer:
     def checkpoint_callback(self) -> ModelCheckpoint | None:
         """The first `ModelCheckpoint` callback, or None."""
         return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+    # Lightning's other read-only names for the same facts.
+    @property
+    def model(self) -> Module:
+        return self.module
+
+    @property
+    def node_rank(self) -> int:
+        return self.env.node_rank
+
+    @property
+    def num_devices(self) -> int:
+        """Processes (devices) per node."""
+        return self.env.local_world_size
+
+    @property
+    def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        return [c for c in self.callbacks if isinstance(c, ModelCheckpoint)]
+
+    @property
+    def early_stopping_callbacks(self) -> list[EarlyStopping]:
+        return [c for c in self.callbacks if isinstance(c, EarlyStopping)]
+
+    @property
+    def early_stopping_callback(self) -> EarlyStopping | None:
+        return next(iter(self.early_stopping_callbacks), None)
+
+    @property
+    def progress_bar_callback(self) -> ProgressBar | None:
+        return next((c for c in self.callbacks if isinstance(c, ProgressBar)), None)
+
+    @property
+    def train_dataloader(self) -> DataLoader | None:
+        return self.train_loader
+
+    @property
+    def val_dataloaders(self) -> DataLoader | None:
+        return self.val_loader
+
+    @property
+    def received_sigterm(self) -> bool:
+        return self.signals.received is not None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the Trainer lacks: Lightning's get a reason, not a bare miss.
+        raise AttributeError(unsupported_trainer_attribute(name))
 
     @property
     def checkpoint_dir(self) -> str:
@@ -328,6 +404,9 @@ class Trainer:
 
         Raises `RequeueRequested` after checkpointing on SIGTERM/SIGUSR2.
         """
+        train_dataloaders, datamodule = split_datamodule(
+            "fit", train_dataloaders, datamodule, val_dataloaders
+        )
         self._start("fit", model, datamodule)
         try:
             train_loader, val_loader = resolve_loaders(
@@ -370,16 +449,53 @@ class Trainer:
         finally:
             self._end("fit")
 
-    def validate(self, model: Module, dataloaders: Any = None,
+    def validate(self, model: Module | None = None, dataloaders: Any = None,
                  datamodule: DataModule | None = None,
                  ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
-        """Run one validation epoch; returns `[{metric: value}]` like Lightning."""
+        """Run one validation epoch; returns `[{metric: value}]` like Lightning.
+
+        Without `model`, the fitted one with `ckpt_path` ("best" by default, "last", a file).
+        """
         return self._evaluate("validate", model, dataloaders, datamodule, ckpt_path)
 
-    def test(self, model: Module, dataloaders: Any = None, datamodule: DataModule | None = None,
+    def test(self, model: Module | None = None, dataloaders: Any = None,
+             datamodule: DataModule | None = None,
              ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
-        """Run one test epoch; returns `[{metric: value}]` like Lightning."""
+        """Run one test epoch; returns `[{metric: value}]` like Lightning (`validate`'s args)."""
         return self._evaluate("test", model, dataloaders, datamodule, ckpt_path)
+
+    def predict(self, model: Module | None = None, dataloaders: Any = None,
+                datamodule: DataModule | None = None, return_predictions: bool | None = None,
+                ckpt_path: str | None = None) -> list[Any] | None:  # fmt: skip
+        """`predict_step` over `predict_dataloader()` (or `dataloaders`); the predictions.
+
+        preds = trainer.predict(model, dm)   # [step output, ...]; [[...], [...]] for 2 loaders
+
+        Under DDP each rank predicts and returns its own shard. `return_predictions=False`
+        keeps nothing (use a `BasePredictionWriter`); `model` and `ckpt_path` as in `validate`.
+        """
+        dataloaders, datamodule = split_datamodule("predict", dataloaders, datamodule)
+        model, model_provided = self._model_for("predict", model)
+        self._start("predict", model, datamodule)
+        try:
+            source = dataloaders
+            if source is None:
+                source = resolve_loaders(self, model, datamodule, None, None, "predict")[1]
+            if source is None:
+                raise UserError("predict: no dataloader; define predict_dataloader() or pass "
+                                "dataloaders to trainer.predict")  # fmt: skip
+            loaders = [prepare_predict_loader(dl, self.global_rank, self.world_size)
+                       for dl in as_loader_list(source)]  # fmt: skip
+            ckpt_path = trainer_state.select_ckpt_path(self, ckpt_path, model_provided, 3)
+            if ckpt_path:
+                trainer_state.load_weights(self, ckpt_path)
+            keep = True if return_predictions is None else return_predictions
+            return self.predict_loop.run(loaders, keep)
+        except BaseException as exc:
+            self.call_hook("on_exception", exc)
+            raise
+        finally:
+            self._end("predict")
 
     # -- the fit loop ---------------------------------------------------------------------
     def _fit_loop(self) -> None:
@@ -401,11 +517,12 @@ class Trainer:
         before_backward = self._hooks.get("on_before_backward")
         after_backward = self._hooks.get("on_after_backward")
         transfer = self.transfer_batch
-        accumulate = self.accumulate_grad_batches
         results = self.results = self.train_results
         start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx)
         if loop.batch_idx == 0:
             self.call_hook("on_train_epoch_start")
+        # Read after the epoch-start hook: GradientAccumulationScheduler changes it per epoch.
+        accumulate = loop.accumulate_grad_batches = self.accumulate_grad_batches
         model.train()
         total = self.num_training_batches
         batch_idx = first_batch = loop.batch_idx
@@ -415,6 +532,7 @@ class Trainer:
                 break
             batch = transfer(batch)
             results.batch = batch  # sized only if an epoch mean needs it
+            self.is_last_batch = batch_idx + 1 == total
             if batch_start:
                 self.call_hook("on_train_batch_start", batch, batch_idx)
             last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
@@ -555,7 +673,8 @@ class Trainer:
     def _fit_done(self) -> bool:
         if self.should_stop or (0 < self.max_steps <= self.loop.global_step):
             return True
-        return self.max_epochs is not None and self.loop.epoch >= self.max_epochs
+        # max_epochs=-1: no epoch limit (Lightning's infinite training, until max_steps)
+        return self.max_epochs not in (None, -1) and self.loop.epoch >= self.max_epochs
 
     def _step_scheduler(self, config: SchedulerConfig) -> None:
         if config.monitor:
@@ -566,10 +685,12 @@ class Trainer:
             config.scheduler.step()
 
     # -- validation and test ----------------------------------------------------------------
-    def _evaluate(self, stage: str, model: Module, dataloaders: Any,
+    def _evaluate(self, stage: str, model: Module | None, dataloaders: Any,
                   datamodule: DataModule | None,
                   ckpt_path: str | None) -> list[dict[str, float]]:  # fmt: skip
         """`validate` / `test`: set up, optionally load weights, run one epoch, log, report."""
+        dataloaders, datamodule = split_datamodule(stage, dataloaders, datamodule)
+        model, model_provided = self._model_for(stage, model)
         self._start(stage, model, datamodule)
         try:
             loader = resolve_loaders(self, model, datamodule, None, dataloaders, stage=stage)[1]
@@ -577,6 +698,7 @@ class Trainer:
                 hook = "val_dataloader" if stage == "validate" else "test_dataloader"
                 raise UserError(f"{stage}: no dataloader; define {hook}()")
             loader = make_resumable(loader, 0, self.global_rank, self.world_size, shuffle=False)
+            ckpt_path = trainer_state.select_ckpt_path(self, ckpt_path, model_provided)
             if ckpt_path:
                 trainer_state.load_weights(self, ckpt_path)
             if stage == "validate":
@@ -597,6 +719,15 @@ class Trainer:
         return self._last_eval.metrics
 
     # -- set-up and tear-down ----------------------------------------------------------------
+    def _model_for(self, stage: str, model: Module | None) -> tuple[Module, bool]:
+        """(the model to run, whether the caller gave it): without one, the fitted model."""
+        if model is not None:
+            return model, True
+        if self._module is None:
+            raise UserError(f"`Trainer.{stage}()` requires a `LightningModule` when it hasn't "
+                            "been passed in a previous run")  # fmt: skip
+        return self._module, False
+
     def _start(self, stage: str, model: Module, datamodule: DataModule | None) -> None:
         self.stage = stage
         self._module = model
@@ -614,6 +745,11 @@ class Trainer:
         self.transfer_batch = self._batch_transfer(model)
         prepare_data(self, model, datamodule, stage)
         self.call_hook("setup", stage)
+        if overrides(model, "configure_model"):  # Lightning's place: after setup, before optimizers
+            model.configure_model()
+            model.to(self.device)
+        if stage != "fit":  # *-true precisions: the parameters in their dtype here too
+            model = self.precision.convert_eval_module(model)
         if stage == "fit":
             model = self.precision.convert_module(model)
             self._step_wrapper = _StepWrapper(model)
@@ -642,22 +778,32 @@ class Trainer:
         self.call_hook("teardown", stage)
 
     def _batch_transfer(self, model: Module) -> Callable[[Any], Any]:
-        """batch -> batch on the device; the model's transfer hooks only where it has them."""
-        device = self.device
-        before, move, after = (overrides(model, name) for name in (
+        """batch -> batch on the device; the transfer hooks only where they are defined (a
+        DataModule's win over the model's, as Lightning's datahook selector picks them)."""
+        device, datamodule = self.device, self.datamodule
+
+        def owner(name: str) -> Any:
+            if datamodule is not None and callable(getattr(datamodule, name, None)):
+                return datamodule  # the DataModule base defines none of them
+            return model if overrides(model, name) else None
+
+        before, move, after = (owner(name) for name in (
             "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"
         ))  # fmt: skip
-        if not (before or move or after):
+        convert = self.precision.input_converter()  # *-true: float inputs in its dtype
+        if not (before or move or after or convert):
             return functools.partial(move_to_device, device=device)
 
         def transfer(batch: Any) -> Any:
+            if convert:  # as Lightning: cast first, then the transfer hooks
+                batch = convert(batch)
             if before:
-                batch = model.on_before_batch_transfer(batch, 0)
+                batch = before.on_before_batch_transfer(batch, 0)
             if move:
-                batch = model.transfer_batch_to_device(batch, device, 0)
+                batch = move.transfer_batch_to_device(batch, device, 0)
             else:
                 batch = move_to_device(batch, device)
-            return model.on_after_batch_transfer(batch, 0) if after else batch
+            return after.on_after_batch_transfer(batch, 0) if after else batch
 
         return transfer
 

@@ -314,6 +314,10 @@ def test_preemption_checkpoints_requeues_and_resumes_bitwise(runs, uninterrupted
     assert steps == list(range(1, 41))  # one continuous, duplicate-free step axis
     assert run.data.tags["launcher.requeue_count"] == "1"
     assert run.data.tags["launcher.job_id"] == job.handle  # the handle people type
+    # 2 nodes: the second node's system metrics reach MLflow through the shared run dir.
+    assert (
+        "system/node1/cpu_percent" in run.data.metrics and "system/cpu_percent" in run.data.metrics
+    )
 
 
 @pytest.mark.slurm

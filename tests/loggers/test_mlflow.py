@@ -498,3 +498,37 @@ def test_logging_after_finalize_continues_the_run_and_exit_restores_its_status(t
     run = client(uri).get_run(run_id)
     assert run.data.metrics == {"train_loss": 1.0, "test_loss": 2.0}
     assert run.info.status == "FINISHED"
+
+
+def test_a_short_run_gets_system_metrics_and_other_nodes_reach_mlflow(tmp_path, monkeypatch):
+    """Rank 0's logger samples soon after start (short runs had none) and logs what the other
+    nodes' first processes wrote into the run dir as system/node<N>/<name>."""
+    from launcher.loggers.system_metrics import NodeMetricsWriter
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run_dir = tmp_path / "run"
+    node1 = NodeMetricsWriter(str(run_dir), node=1, interval=0.2)
+    logger = MLflowLogger("nodes", save_dir=str(tmp_path), spool_dir=str(run_dir))
+    logger.log_metrics({"loss": 0.5}, step=0)
+    assert logger.run_id is not None
+    time.sleep(0.8)
+    node1.close()
+    logger.finalize("FINISHED")  # the last sample, and the other nodes' newest, go out first
+    metrics = client(logger.tracking_uri).get_run(logger.run_id).data.metrics
+    assert {"system/cpu_percent", "system/node1/cpu_percent", "system/node1/memory_percent"} <= (
+        set(metrics)
+    )
+
+
+def test_node_metrics_reader_returns_each_whole_line_once(tmp_path):
+    from launcher.loggers.system_metrics import NodeMetricsReader, node_metrics_path
+
+    path = node_metrics_path(str(tmp_path), 2)
+    path.parent.mkdir()
+    path.write_text('{"time": 1.0, "values": {"system/cpu_percent": 5}}\n{"time": 2.0, "val')
+    reader = NodeMetricsReader(str(tmp_path))
+    assert reader.new_samples() == [(1.0, {"system/node2/cpu_percent": 5.0})]
+    assert reader.new_samples() == []  # the partial line waits
+    with open(path, "a") as f:
+        f.write('ues": {"system/cpu_percent": 7}}\n')
+    assert reader.new_samples() == [(2.0, {"system/node2/cpu_percent": 7.0})]

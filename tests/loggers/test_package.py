@@ -29,8 +29,11 @@ def test_every_name_resolves_and_lightnings_others_name_the_alternative():
         assert getattr(loggers, name) is not None
     assert issubclass(loggers.MLFlowLogger, loggers.MLflowLogger)
     for name in ("CometLogger", "NeptuneLogger"):
-        with pytest.raises(AttributeError, match="not supported; use MLFlowLogger"):
+        with pytest.raises(ImportError, match="not supported: use MLFlowLogger"):
             getattr(loggers, name)
+    # `from ... import` keeps the message (an AttributeError would be replaced by Python's)
+    with pytest.raises(ImportError, match="CometLogger.*not supported: use MLFlowLogger"):
+        from launcher.loggers import CometLogger  # noqa: F401
     with pytest.raises(AttributeError, match="no attribute 'Typo'"):
         loggers.Typo  # noqa: B018
 

@@ -274,7 +274,8 @@ def test_ckpt_path_best_loads_model_checkpoints_best(tmp_path: Path) -> None:
     trainer.validate(model, ckpt_path="best")
     assert_bitwise_equal(model.state_dict(), best)
     fresh, _ = tiny(tmp_path / "b", max_epochs=1, callbacks=[ModelCheckpoint(monitor="val_loss")])
-    with pytest.raises(UserError, match=r'ckpt_path="best"\) is set but no ModelCheckpoint'):
+    with pytest.raises(UserError, match=r'ckpt_path="best"\)` is set but `ModelCheckpoint` is '
+                       "not configured to save the best model"):  # fmt: skip
         fresh.fit(model_cls(), ckpt_path="best")
 
 

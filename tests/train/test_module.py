@@ -167,3 +167,186 @@ def test_trainer_reference_is_not_model_state(tmp_path):
     )
     assert not any("trainer" in k for k in model.state_dict())
     assert not any(isinstance(m, Trainer) for m in model.modules())
+
+
+# -- the rest of LightningModule's surface ---------------------------------------------------
+def _tiny_loader(n: int = 32, batch_size: int = 8) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randn(n, 4, generator=g), torch.randn(n, generator=g)),
+                      batch_size=batch_size)  # fmt: skip
+
+
+class Tiny(Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, 1)
+        self.calls: list[str] = []
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.mse_loss(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_mse", F.mse_loss(self(x), y))
+
+    def test_step(self, batch, batch_idx):
+        self.validation_step(batch, batch_idx)
+
+    def configure_optimizers(self):
+        self.calls.append("configure_optimizers")
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return _tiny_loader()
+
+    def val_dataloader(self):
+        return _tiny_loader(16)
+
+    def test_dataloader(self):
+        return _tiny_loader(16)
+
+
+def test_freeze_and_unfreeze():
+    model = Tiny()
+    model.freeze()
+    assert not model.training and all(not p.requires_grad for p in model.parameters())
+    model.unfreeze()
+    assert model.training and all(p.requires_grad for p in model.parameters())
+
+
+def test_logger_and_loggers_come_from_the_trainer(tmp_path):
+    model = Tiny()
+    assert model.logger is None and model.loggers == []
+    first, second = MemoryLogger(), MemoryLogger()
+    seen = {}
+
+    class Peek(Tiny):
+        def on_train_start(self):
+            seen["logger"], seen["loggers"] = self.logger, self.loggers
+
+    Trainer(max_epochs=1, logger=[first, second], enable_progress_bar=False,
+            default_root_dir=tmp_path).fit(Peek())  # fmt: skip
+    assert seen["logger"] is first and seen["loggers"] == [first, second]
+
+
+def test_all_gather_on_one_process_returns_the_data_as_it_was(tmp_path):
+    seen = {}
+
+    class Gather(Tiny):
+        def on_train_start(self):
+            seen["scalar"] = self.all_gather(torch.tensor(1.5))
+            seen["vector"] = self.all_gather(torch.arange(3))
+            seen["nested"] = self.all_gather({"a": [torch.ones(2, 2)], "n": 3})
+
+    Trainer(max_epochs=1, logger=False, enable_progress_bar=False,
+            default_root_dir=tmp_path).fit(Gather())  # fmt: skip
+    assert seen["scalar"].shape == () and seen["vector"].tolist() == [0, 1, 2]
+    assert seen["nested"]["a"][0].shape == (2, 2) and seen["nested"]["n"].item() == 3
+
+
+_GATHER_SCRIPT = r"""
+import json, os, sys, torch
+from launcher import Module, Trainer
+from torch.utils.data import DataLoader, TensorDataset
+
+class Gather(Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(2, 1)
+    def training_step(self, batch, batch_idx):
+        rank = self.global_rank
+        out = {
+            "scalar": self.all_gather(torch.tensor(float(rank))),
+            "matrix": self.all_gather(torch.full((2, 3), float(rank))),
+            "number": self.all_gather(rank + 10),
+        }
+        w = self.net.weight.sum() * (rank + 1)
+        gathered = self.all_gather(w, sync_grads=True)
+        gathered.sum().backward(retain_graph=True)
+        self.result = {k: [list(v.shape), v.flatten().tolist()] for k, v in out.items()}
+        self.result["grad"] = self.net.weight.grad.tolist()
+        self.net.weight.grad = None
+        return (self.net(batch[0]) ** 2).mean()
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.ones(4, 2)), batch_size=2)
+
+model = Gather()
+Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+        accelerator="cpu", enable_model_summary=False,
+        default_root_dir=sys.argv[1]).fit(model)
+with open(os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.json"), "w") as f:
+    json.dump(model.result, f)
+"""
+
+
+def test_all_gather_under_two_process_ddp_stacks_one_row_per_rank(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from launcher.common.net import free_port
+
+    script = tmp_path / "gather.py"
+    script.write_text(_GATHER_SCRIPT)
+    port = str(free_port())
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}  # fmt: skip
+        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))  # fmt: skip
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out.decode()[-3000:]
+    for rank in range(2):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert got["scalar"] == [[2], [0.0, 1.0]]  # Lightning: (world_size, *shape)
+        assert got["matrix"] == [[2, 2, 3], [0.0] * 6 + [1.0] * 6]
+        assert got["number"] == [[2], [10, 11]]
+        # sync_grads: the gathered sum's gradient reaches this rank's weight through the
+        # gather (autograd's all_gather sums the incoming gradients of every rank's copy).
+        assert got["grad"] == [[2.0 * (rank + 1)] * 2]
+
+
+def test_example_input_array_gives_model_summary_in_and_out_sizes(capsys):
+    from launcher.callbacks.model_summary import summarize
+
+    model = Tiny()
+    assert model.example_input_array is None
+    assert "In sizes" not in summarize(model)
+    model.example_input_array = torch.zeros(3, 4)
+    lines = summarize(model).splitlines()
+    assert lines[0].split(" | ")[-2:] == ["In sizes", "Out sizes"]
+    assert lines[2].split(" | ")[-2:] == ["[3, 4]  ", "[3, 1]   "]
+    assert model.training  # the summary's eval-mode forward leaves the mode as it was
+
+
+def test_configure_model_runs_after_setup_before_configure_optimizers(tmp_path):
+    class Late(Tiny):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = None
+
+        def setup(self, stage):
+            self.calls.append(f"setup:{stage}")
+
+        def configure_model(self):
+            self.calls.append("configure_model")
+            if self.net is None:
+                self.net = torch.nn.Linear(4, 1)
+
+    model = Late()
+    trainer = Trainer(max_epochs=1, logger=False, enable_progress_bar=False,
+                      default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model)
+    trainer.validate(model)
+    trainer.test(model)
+    assert model.calls == ["setup:fit", "configure_model", "configure_optimizers",
+                           "setup:validate", "configure_model", "setup:test", "configure_model"]  # fmt: skip

@@ -146,7 +146,7 @@ def test_fp8_on_cpu_is_a_user_error(precision):
         Trainer(precision=precision, **QUIET)
 
 
-@pytest.mark.parametrize("precision", ["fp17", "64", "bfloat16", 4])
+@pytest.mark.parametrize("precision", ["fp17", "bfloat16", 4])
 def test_unknown_precision_is_a_user_error_listing_valid_ones(precision):
     with pytest.raises(UserError) as err:
         Trainer(precision=precision, **QUIET)
@@ -204,3 +204,76 @@ def test_on_before_optimizer_step_sees_unscaled_gradients(tmp_path):
                 default_root_dir=tmp_path / precision, **QUIET).fit(Net())  # fmt: skip
         norms[precision] = probe.grad_norms[0]
     assert norms["16-mixed"] == pytest.approx(norms["32-true"], rel=1e-2)
+
+
+# -- Lightning's *-true precisions: the parameters themselves in the dtype ---------------------
+class DtypeProbe(Module):
+    """Records the dtypes of parameters, inputs and tensors created inside the forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(8, 1)
+        self.seen: dict[str, set[str]] = {}
+
+    def _record(self, stage: str, x: torch.Tensor, out: torch.Tensor) -> None:
+        made = torch.zeros(1)  # default dtype while the forward runs
+        for key, dtype in [("param", self.net.weight.dtype), ("input", x.dtype),
+                           ("created", made.dtype), ("output", out.dtype)]:  # fmt: skip
+            self.seen.setdefault(f"{stage}_{key}", set()).add(str(dtype))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        out = self.net(x)
+        self._record("train", x, out)
+        return F.mse_loss(out, y)
+
+    def validation_step(self, batch, batch_idx):
+        x, _ = batch
+        self._record("val", x, self.net(x))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def train_dataloader(self):
+        return DataLoader(data(16), batch_size=8)
+
+    def val_dataloader(self):
+        return DataLoader(data(8), batch_size=8)
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"),
+    [
+        ("bf16-true", "torch.bfloat16"),
+        ("16-true", "torch.float16"),
+        ("64-true", "torch.float64"),
+        ("64", "torch.float64"),
+    ],  # fmt: skip
+)
+def test_true_precisions_train_and_validate_in_that_dtype(tmp_path, precision, dtype):
+    model = DtypeProbe()
+    trainer = Trainer(max_epochs=1, precision=precision, default_root_dir=tmp_path, **QUIET)
+    trainer.fit(model)
+    want = {dtype}
+    assert all(v == want for v in model.seen.values()), model.seen
+    assert set(model.seen) == {f"{s}_{k}" for s in ("train", "val")
+                               for k in ("param", "input", "created", "output")}  # fmt: skip
+    assert torch.get_default_dtype() == torch.float32  # restored after each forward
+    # validate on a fresh fp32 model converts it too, as Lightning's strategy setup does
+    fresh = DtypeProbe()
+    Trainer(precision=precision, default_root_dir=tmp_path, **QUIET).validate(fresh)
+    assert fresh.seen["val_param"] == want and fresh.seen["val_input"] == want
+
+
+def test_true_precision_leaves_integer_inputs_alone():
+    from launcher.train.precision import cast_floats
+
+    batch = {"x": torch.ones(2), "ids": torch.arange(3), "pair": (torch.ones(1), "text")}
+    out = cast_floats(batch, torch.bfloat16)
+    assert out["x"].dtype == torch.bfloat16 and out["ids"].dtype == torch.int64
+    assert out["pair"][0].dtype == torch.bfloat16 and out["pair"][1] == "text"
+
+
+def test_transformer_engine_is_refused_with_the_alternative():
+    with pytest.raises(UserError, match="Transformer Engine is not integrated; use fp8"):
+        Trainer(precision="transformer-engine", **QUIET)

@@ -323,7 +323,12 @@ def test_resume_checkpoints_land_in_the_run_dir(tmp_path):
     trainer = Trainer(max_epochs=2, default_root_dir=tmp_path, **QUIET)
     trainer.fit(copy.deepcopy(Regressor(n=16)))
     saved = [f for f in files_under(tmp_path) if f.endswith(".ckpt")]
-    assert saved and all(re.match(r".+/checkpoints/resume/", f) for f in saved)
+    resume = [f for f in saved if re.match(r".+/checkpoints/resume/", f)]
+    # Besides them, only Lightning's default ModelCheckpoint file, next to them.
+    others = [f for f in saved if f not in resume]
+    assert (
+        resume and len(others) == 1 and re.match(r".+/checkpoints/epoch=1-step=4.ckpt", others[0])
+    )
 
 
 def test_monitored_callbacks_wait_for_validation_epochs(tmp_path):
@@ -415,3 +420,111 @@ def test_trainer_argument_types_resolve_at_runtime():
 
     hints = typing.get_type_hints(Trainer.__init__)
     assert hints["devices"] == int | str and hints["max_epochs"] == int | None
+
+
+# -- Lightning's read-only trainer properties --------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        (dict(max_epochs=2, accumulate_grad_batches=3), 6),  # ceil(8 / 3) * 2
+        (dict(max_epochs=2, accumulate_grad_batches=3, max_steps=5), 5),
+        (dict(max_epochs=3, limit_train_batches=0.5), 12),
+        (dict(max_epochs=-1, max_steps=7), 7),
+        (dict(max_steps=4), 4),
+    ],
+)
+def test_estimated_stepping_batches(tmp_path, kwargs, expected):
+    seen = {}
+
+    class Estimate(Regressor):
+        def configure_optimizers(self):
+            seen["steps"] = self.trainer.estimated_stepping_batches
+            seen["module"] = self.trainer.lightning_module
+            return super().configure_optimizers()
+
+    model = Estimate()
+    Trainer(default_root_dir=tmp_path, **kwargs, **QUIET).fit(model)
+    assert seen == {"steps": expected, "module": model}
+
+
+def test_is_last_batch_is_true_only_on_each_epochs_last_batch(tmp_path):
+    seen: list[tuple[int, int, bool]] = []
+
+    class Last(Regressor):
+        def training_step(self, batch, batch_idx):
+            seen.append((self.current_epoch, batch_idx, self.trainer.is_last_batch))
+            return super().training_step(batch, batch_idx)
+
+    Trainer(max_epochs=2, limit_train_batches=3, default_root_dir=tmp_path, **QUIET).fit(Last())
+    assert seen == [(e, b, b == 2) for e in range(2) for b in range(3)]
+
+
+def test_max_epochs_minus_one_trains_until_max_steps(tmp_path):
+    model = Regressor()  # 8 batches an epoch
+    trainer = Trainer(max_epochs=-1, max_steps=20, default_root_dir=tmp_path, **QUIET)
+    trainer.fit(model)
+    assert trainer.global_step == 20 and model.train_calls == 20
+
+
+def test_lightnings_other_names_for_trainer_facts(tmp_path):
+    seen = {}
+
+    class Peek(Callback):
+        def on_train_start(self, trainer, module):
+            seen.update(model=trainer.model is module, node_rank=trainer.node_rank,
+                        num_devices=trainer.num_devices, train=trainer.train_dataloader,
+                        val=trainer.val_dataloaders, sigterm=trainer.received_sigterm,
+                        ckpts=trainer.checkpoint_callbacks, stops=trainer.early_stopping_callbacks,
+                        stop=trainer.early_stopping_callback)  # fmt: skip
+
+    stop, ckpt = EarlyStopping("val_mse"), ModelCheckpoint()
+    trainer = Trainer(max_epochs=1, callbacks=[stop, ckpt, Peek()], default_root_dir=tmp_path,
+                      **QUIET)  # fmt: skip
+    trainer.fit(Regressor())
+    assert seen.pop("train") is trainer.train_loader and seen.pop("val") is trainer.val_loader
+    assert seen == dict(model=True, node_rank=0, num_devices=1, sigterm=False, ckpts=[ckpt],
+                        stops=[stop], stop=stop)  # fmt: skip
+    assert trainer.progress_bar_callback is None  # enable_progress_bar=False
+
+
+def test_lightning_trainer_names_we_lack_say_what_to_use():
+    trainer = Trainer(**QUIET)
+    with pytest.raises(
+        AttributeError, match=r"Trainer\.precision_plugin .*read trainer\.precision"
+    ):
+        trainer.precision_plugin  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        trainer.no_such_thing  # noqa: B018
+
+
+def test_lightning_trainer_arguments_we_lack_raise_per_name():
+    Trainer(plugins=None, sync_batchnorm=False, detect_anomaly=False, **QUIET)  # defaults: fine
+    with pytest.raises(UserError, match=r"Trainer\(plugins=\['x'\]\) is not supported"):
+        Trainer(plugins=["x"], **QUIET)
+    with pytest.raises(UserError, match="convert_sync_batchnorm"):
+        Trainer(sync_batchnorm=True, **QUIET)
+    with pytest.raises(UserError, match="unknown argument 'max_epoch'; did you mean max_epochs"):
+        Trainer(max_epoch=3, **QUIET)
+
+
+def test_a_datamodules_batch_transfer_hooks_win_over_the_models(tmp_path):
+    seen: list[str] = []
+
+    class Hooked(RegressionData):
+        def on_before_batch_transfer(self, batch, dataloader_idx):
+            seen.append("dm_before")
+            return batch
+
+        def on_after_batch_transfer(self, batch, dataloader_idx):
+            seen.append("dm_after")
+            return batch
+
+    class Model(Regressor):
+        def on_before_batch_transfer(self, batch, dataloader_idx):
+            seen.append("model_before")  # Lightning uses the DataModule's instead
+            return batch
+
+    Trainer(max_steps=1, num_sanity_val_steps=0, default_root_dir=tmp_path, **QUIET).fit(
+        Model(), datamodule=Hooked()
+    )
+    assert seen == ["dm_before", "dm_after"]
