@@ -25,7 +25,7 @@ from pathlib import Path
 
 from backends.base import Backend, Job, JobState, Plan, follow_file
 from launcher.common.net import free_port
-from launcher.errors import REQUEUE_EXIT_CODE
+from launcher.errors import INTERRUPTED_EXIT_CODE, REQUEUE_EXIT_CODE, TERMINATED_EXIT_CODE
 from launcher.spec import LaunchSpec
 
 # torchrun's failure report: "rank      : 1 (local_rank: 1)" ... "exitcode  : -9 (pid: 42)"
@@ -80,7 +80,7 @@ class LocalBackend(Backend[LocalPlan]):
         if plan.in_process:
             from launcher.worker import main
 
-            code = main(spec.spec_path)
+            code = main(spec.spec_path, sigterm_stops=True)  # only a person sends it here
         else:
             code = self._run_agents(plan)
         state = JobState.SUCCEEDED if code == 0 else JobState.FAILED
@@ -99,20 +99,21 @@ class LocalBackend(Backend[LocalPlan]):
             for cmd in plan.commands
         ]
         stderr_tails: list[list[str]] = [[] for _ in procs]
+        stop = _StopForwarder(procs)
         pumps = [
-            threading.Thread(target=_pump, args=(p, tail, node), daemon=True)
-            for node, (p, tail) in enumerate(zip(procs, stderr_tails, strict=True))
+            threading.Thread(target=_pump, args=(p, tail, stop.quiet), daemon=True)
+            for p, tail in zip(procs, stderr_tails, strict=True)
         ]
         for t in pumps:
             t.start()
         try:
             codes = [p.wait() for p in procs]
-        except KeyboardInterrupt:
-            for p in procs:
-                os.killpg(p.pid, signal.SIGTERM)
-            codes = [p.wait() for p in procs]
+        finally:
+            stop.restore()
         for t in pumps:
             t.join(timeout=5)
+        if stop.signum is not None:  # the workers checkpointed and said so, in one line
+            return INTERRUPTED_EXIT_CODE if stop.signum == signal.SIGINT else TERMINATED_EXIT_CODE
         failed = [c for c in codes if c != 0]
         if not failed:
             return 0
@@ -140,10 +141,41 @@ class LocalBackend(Backend[LocalPlan]):
         """Local runs are in the foreground: Ctrl-C stops them; nothing to cancel later."""
 
 
-def _pump(proc: subprocess.Popen[str], tail: list[str], node: int) -> None:
+class _StopForwarder:
+    """Ctrl-C, a closed terminal or `kill` of `launch`: the agents pass the stop to every
+    worker, which checkpoints and ends the run KILLED; torchrun's own report is not shown."""
+
+    def __init__(self, agents: list[subprocess.Popen[str]]) -> None:
+        self.agents = agents
+        self.signum: int | None = None
+        self.quiet = threading.Event()  # set: agents' stderr is no longer echoed
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                self._previous[sig] = signal.signal(sig, self._forward)
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        self.signum = self.signum or signum
+        self.quiet.set()
+        # torchrun passes it on to every worker; a worker's SIGTERM means "requeue me".
+        forward = signal.SIGINT if signum == signal.SIGTERM else signum
+        for agent in self.agents:
+            if agent.poll() is None:
+                agent.send_signal(forward)  # a second Ctrl-C interrupts the workers at once
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _pump(proc: subprocess.Popen[str], tail: list[str], quiet: threading.Event) -> None:
     """Forward an agent's stderr, keeping the last lines to explain a failure."""
     assert proc.stderr is not None
     for line in proc.stderr:
         tail.append(line)
         del tail[:-200]
-        sys.stderr.write(line)
+        if not quiet.is_set():
+            try:
+                sys.stderr.write(line)
+            except OSError:  # the terminal is gone (SIGHUP)
+                quiet.set()

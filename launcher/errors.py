@@ -12,6 +12,10 @@ USER_ERROR_EXIT_CODE = 2
 FAILURE_EXIT_CODE = 1
 # A worker that checkpointed on SIGTERM/SIGUSR2 exits with this code: "requeue me".
 REQUEUE_EXIT_CODE = 3
+# A run stopped on purpose (Ctrl-C, a closed terminal, `kill`): the shell's codes for SIGINT
+# and SIGTERM (a closed terminal's SIGHUP counts as SIGTERM).
+INTERRUPTED_EXIT_CODE = 130
+TERMINATED_EXIT_CODE = 143
 # How long a collective waits for a hung peer before the process group fails (torch's own
 # default is 30 minutes); the Ray backend's TorchConfig uses it too.
 PROCESS_GROUP_TIMEOUT_S = 120
@@ -19,6 +23,22 @@ PROCESS_GROUP_TIMEOUT_S = 120
 
 class UserError(Exception):
     """A mistake in the user's input, with a message that names the fix."""
+
+
+class RunStopped(KeyboardInterrupt):
+    """Raised inside the trainer after it checkpointed on SIGINT/SIGHUP: the user stopped it.
+
+    A `KeyboardInterrupt`, as Lightning's callbacks expect to see in `on_exception`.
+    """
+
+    def __init__(self, signal_name: str, checkpoint: str | None = None) -> None:
+        super().__init__(f"stopped on {signal_name}; checkpoint {checkpoint}")
+        self.signal_name = signal_name
+        self.checkpoint = checkpoint
+
+    @property
+    def exit_code(self) -> int:
+        return INTERRUPTED_EXIT_CODE if self.signal_name == "SIGINT" else TERMINATED_EXIT_CODE
 
 
 class RequeueRequested(Exception):

@@ -5,7 +5,8 @@
 It reads the `LaunchSpec`, loads the recipe, seeds, builds the Module / DataModule / Trainer,
 and calls `fit`, resuming from the run directory's latest checkpoint when there is one.
 Exit codes (launcher/errors.py): 0 done, 2 user error (`UserError`), 3 checkpointed on
-SIGTERM/SIGUSR2 (`fit` raised `RequeueRequested`: "requeue me"). Backends call `main` and act
+SIGTERM/SIGUSR2 (`fit` raised `RequeueRequested`: "requeue me"), 130/143 stopped by the user
+(SIGINT / SIGHUP, checkpointed: `RunStopped`; the run is KILLED). Backends call `main` and act
 on the code it returns.
 """
 
@@ -20,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from launcher.errors import (
     FAILURE_EXIT_CODE,
+    INTERRUPTED_EXIT_CODE,
     REQUEUE_EXIT_CODE,
     USER_ERROR_EXIT_CODE,
     OutOfSpace,
     RequeueRequested,
+    RunStopped,
     UserError,
 )
 from launcher.spec import LaunchSpec
@@ -78,11 +81,13 @@ def resume_path(spec: LaunchSpec) -> str | None:
     return "last" if CheckpointManager(resume_dir).has_checkpoint() else None
 
 
-def run(spec: LaunchSpec) -> int:
+def run(spec: LaunchSpec, sigterm_stops: bool = False) -> int:
     """Train `spec` in this process; returns the exit code.
 
-    Global rank 0 holds the run directory's lock meanwhile: the same `--name` started again
-    while it runs is refused (`launcher.common.run_lock`).
+    `sigterm_stops`: SIGTERM stops the run (KILLED) instead of asking for a requeue, as for a
+    local run in the launching process, where only a person or the OS sends it. Global rank 0
+    holds the run directory's lock meanwhile: the same `--name` started again while it runs is
+    refused (`launcher.common.run_lock`).
     """
     from launcher.cluster_env import ClusterEnvironment
     from launcher.common.run_lock import claim_run
@@ -91,13 +96,13 @@ def run(spec: LaunchSpec) -> int:
         claim_run(spec.run_dir, spec.name) if ClusterEnvironment.detect().global_rank == 0 else None
     )
     try:
-        return _train(spec)
+        return _train(spec, sigterm_stops)
     finally:
         if lock is not None:
             os.close(lock)
 
 
-def _train(spec: LaunchSpec) -> int:
+def _train(spec: LaunchSpec, sigterm_stops: bool) -> int:
     from launcher.cli.recipe import load_recipe, resolve_overrides
     from launcher.train.seed import seed_everything
     from launcher.train.summary import run_summary
@@ -111,11 +116,20 @@ def _train(spec: LaunchSpec) -> int:
     model = recipe.module_cls(**overrides.model)
     datamodule = recipe.datamodule_cls(**overrides.data) if recipe.datamodule_cls else None
     trainer = Trainer(**kwargs)
+    trainer.signals.sigterm_stops = sigterm_stops
     node_metrics = _node_metrics(spec, trainer)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(spec))
     except RequeueRequested:
         return REQUEUE_EXIT_CODE  # checkpointed; the trainer already said so
+    except RunStopped as stop:
+        if trainer.is_global_zero:
+            where = (
+                f"checkpointed step {trainer.global_step}" if stop.checkpoint else "no checkpoint"
+            )
+            _say(f"stopped by {stop.signal_name} ({where}); the run is KILLED. "
+                 f"Resume with: launch resume {spec.name}")  # fmt: skip
+        return stop.exit_code
     finally:
         if node_metrics is not None:
             node_metrics.close()
@@ -142,14 +156,19 @@ def _node_metrics(spec: LaunchSpec, trainer: Trainer) -> NodeMetricsWriter | Non
         return None
 
 
-def main(spec_path: str, debug: bool | None = None) -> int:
+def main(spec_path: str, debug: bool | None = None, sigterm_stops: bool = False) -> int:
     """Run the worker for the spec at `spec_path`; user errors print one paragraph."""
     spec = LaunchSpec.read(spec_path)
     debug = spec.debug if debug is None else debug
     kept = sys.stdout, sys.stderr
     route_output(spec)
     try:
-        return run(spec)
+        return run(spec, sigterm_stops)
+    except KeyboardInterrupt:  # Ctrl-C twice, or outside the training loop
+        if debug:
+            traceback.print_exc()
+        _say(f"interrupted; resume with: launch resume {spec.name}")
+        return INTERRUPTED_EXIT_CODE
     except UserError as exc:
         if debug:
             traceback.print_exc()
@@ -165,6 +184,15 @@ def main(spec_path: str, debug: bool | None = None) -> int:
         if isinstance(sys.stdout, _PrefixTee):
             sys.stdout.log_file.close()
             sys.stdout, sys.stderr = kept
+
+
+def _say(line: str) -> None:
+    """One line to stdout (under torchrun stderr is the agent's, silenced once the user stops
+    the run); a closed terminal (SIGHUP) must not turn it into a traceback."""
+    try:
+        print(f"[launcher] {line}", flush=True)
+    except OSError:
+        pass
 
 
 def route_output(spec: LaunchSpec) -> None:

@@ -5,8 +5,10 @@
     EarlyStopping(monitor="val_loss", mode="min", patience=3)
     EarlyStopping(monitor="val_acc", mode="max", min_delta=0.001, stopping_threshold=0.99)
 
-Checked at the end of each training epoch (after validation). Rank 0 decides and broadcasts,
-so every rank stops at the same epoch.
+Checked at the end of each training epoch (after validation), or after each validation when
+validation runs other than once per epoch (`val_check_interval`, `check_val_every_n_epoch`), as
+Lightning's `check_on_train_epoch_end=None` does. Rank 0 decides and broadcasts, so every rank
+stops at the same step.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class EarlyStopping(Callback):
         strict: bool = True,
         stopping_threshold: float | None = None,
         divergence_threshold: float | None = None,
+        check_on_train_epoch_end: bool | None = None,
     ) -> None:
         if mode not in ("min", "max"):
             raise UserError(f"EarlyStopping(mode={mode!r}) is not valid; use one of: min, max.")
@@ -64,6 +67,7 @@ class EarlyStopping(Callback):
         self.strict = strict
         self.stopping_threshold = stopping_threshold
         self.divergence_threshold = divergence_threshold
+        self.check_on_train_epoch_end = check_on_train_epoch_end
         self.wait_count = 0
         self.stopped_epoch = 0
         self.best_score = math.inf if mode == "min" else -math.inf
@@ -75,6 +79,19 @@ class EarlyStopping(Callback):
         return generate_state_key(type(self).__qualname__, monitor=self.monitor, mode=self.mode)
 
     def on_train_epoch_end(self, trainer: Trainer, module: Module) -> None:
+        if self._checks_on_train_epoch_end(trainer):
+            self._check(trainer)
+
+    def on_validation_end(self, trainer: Trainer, module: Module) -> None:
+        if not trainer.sanity_checking and not self._checks_on_train_epoch_end(trainer):
+            self._check(trainer)
+
+    def _checks_on_train_epoch_end(self, trainer: Trainer) -> bool:
+        if self.check_on_train_epoch_end is not None:
+            return self.check_on_train_epoch_end
+        return trainer.val_check_interval == 1.0 and trainer.check_val_every_n_epoch == 1
+
+    def _check(self, trainer: Trainer) -> None:
         if trainer.stage != "fit" or validation_skipped_this_epoch(trainer):
             return
         metrics = trainer.callback_metrics

@@ -60,7 +60,8 @@ def validation_skipped_this_epoch(trainer: Trainer) -> bool:
     """True when the run validates, but not after this epoch (check_val_every_n_epoch > 1)."""
     every = trainer.check_val_every_n_epoch
     validates = bool(trainer.num_val_batches)
-    return validates and (trainer.current_epoch + 1) % every != 0
+    # None: validation every N batches across epochs, which any epoch may hold.
+    return validates and every is not None and (trainer.current_epoch + 1) % every != 0
 
 
 class ModelCheckpoint(Callback):
@@ -90,6 +91,7 @@ class ModelCheckpoint(Callback):
         save_weights_only: bool = False,
         auto_insert_metric_name: bool = True,
         verbose: bool = False,
+        save_on_train_epoch_end: bool | None = None,
     ) -> None:
         if mode not in _MODES:
             raise UserError(f"ModelCheckpoint(mode={mode!r}) is not valid; use one of: min, max.")
@@ -126,6 +128,7 @@ class ModelCheckpoint(Callback):
         self.save_weights_only = save_weights_only
         self.auto_insert_metric_name = auto_insert_metric_name
         self.verbose = verbose
+        self.save_on_train_epoch_end = save_on_train_epoch_end
 
         self.best_k_models: dict[str, float] = {}
         self.kth_best_model_path = ""
@@ -184,6 +187,25 @@ class ModelCheckpoint(Callback):
         self._save(trainer, candidates)
 
     def on_train_epoch_end(self, trainer: Trainer, module: Module) -> None:
+        if not self._saves_on_train_epoch_end(trainer):
+            return
+        self._save_for_epoch(trainer)
+
+    def on_validation_end(self, trainer: Trainer, module: Module) -> None:
+        # Validation mid-epoch or every n epochs: save after it, as Lightning does.
+        if trainer.sanity_checking or self._saves_on_train_epoch_end(trainer):
+            return
+        self._save_for_epoch(trainer)
+
+    def _saves_on_train_epoch_end(self, trainer: Trainer) -> bool:
+        """Lightning's rule: at train epoch end unless validation runs other than once per epoch."""
+        if self.save_on_train_epoch_end is not None:
+            return self.save_on_train_epoch_end
+        if trainer.check_val_every_n_epoch != 1:
+            return False
+        return not trainer.num_val_batches or trainer.val_check_interval == 1.0
+
+    def _save_for_epoch(self, trainer: Trainer) -> None:
         if self._should_skip(trainer) or validation_skipped_this_epoch(trainer):
             return
         n = self.every_n_epochs

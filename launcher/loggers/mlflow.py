@@ -6,13 +6,16 @@
     logger.finalize("FINISHED")
 
 Store: `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else `sqlite:///<save_dir>/mlflow.db`
-(artifacts in `<save_dir>/mlartifacts`). When the store is unreachable the records go to a
-crash-safe spool in `spool_dir` (see `launcher.loggers.spool`); the background thread retries
-every `retry_interval` seconds and replays the spool in order once the store is back, or
-`launch sync RUN_DIR` uploads it later. The MLflow client itself runs in a helper process
-(`sender_process=True`, see `launcher.loggers.remote_sender`), so its interpreter time is not
-taken from training. A run that could not be created at start-up is created
-on reconnect; until then `run_id` is None and the checkpoint holds its placeholder (`run_ref`).
+(artifacts in `<save_dir>/mlartifacts`). Every record is first written to a crash-safe spool in
+`spool_dir` (see `launcher.loggers.spool`) and then sent from it by the background thread, so a
+checkpoint (`request_flush`) only waits for a local append: never for the network, a hung
+server or the helper process's start-up. While the store is unreachable the records stay
+spooled; the thread retries every `retry_interval` seconds and sends them in order once the
+store is back, or `launch sync RUN_DIR` uploads them later. The MLflow client itself runs in a
+helper process (`sender_process=True`, see `launcher.loggers.remote_sender`), so its
+interpreter time is not taken from training. The run is named locally before anything is sent
+(a placeholder `run_ref`, written to `spool_dir/mlflow_run.json`); the store creates it on the
+first successful send, and until then `run_id` is None and the checkpoint holds the placeholder.
 
 Resume: `load_state_dict` (before any logging) continues the checkpointed run (status back to
 RUNNING). A resumed job re-logs the steps between its checkpoint and the crash; each (key,
@@ -67,8 +70,9 @@ from launcher.loggers.sender import (
     clean_tags,
     flatten_params,
     metric_records,
+    probe_server,
 )
-from launcher.loggers.spool import Spool, replay
+from launcher.loggers.spool import Spool, record_run, record_run_status, replay
 from launcher.loggers.system_metrics import NodeMetricsReader, SystemMetricsSampler
 from launcher.tracking.local_store import prepare_local_store
 from launcher.tracking.reader import is_connection_error, local_artifact_root, resolve_tracking_uri
@@ -80,6 +84,7 @@ log = logging.getLogger("launcher.loggers.mlflow")
 
 _TICK_S = 1.0  # how often queued metrics are sent; flush() does not wait for it
 _READY_TIMEOUT_S = 60.0
+_CHEAP_RETRY_S = 1.0  # a failed send faster than this (refused, not hanging) is retried at exit
 _FIRST_SAMPLE_S = 2.0
 _STATE_KEYS = {"run_id", "run_ref", "experiment_id", "experiment", "watermarks"}
 
@@ -140,6 +145,10 @@ class MLflowLogger(Logger):
         # ("metrics", step, {key: value}, time) | ("flush", Event) | (op, record fields);
         # append/popleft are thread-safe.
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._journal_lock = threading.Lock()  # queue -> spool, from any thread, in order
+        self._flush_waiters: list[threading.Event] = []  # set after the next send attempt
+        self._failed_attempt_s = 0.0  # how long the last failed send took (a hang: seconds)
+        self._probe_due = True  # ask a server for /health first, and again after it failed
         self._wake = threading.Event()
         self._ready = threading.Event()
         self._stop = False
@@ -226,22 +235,26 @@ class MLflowLogger(Logger):
         self._put(("artifact", {"path": os.path.abspath(path), "artifact_path": artifact_path}))
 
     def flush(self) -> None:
-        self.request_flush()()
-
-    def request_flush(self) -> Callable[[], None]:
+        """Spool what is queued, then wait for one attempt to send it (not for a retry)."""
+        self._journal()
         thread = self._thread
         if thread is None or not thread.is_alive():
-            return already_done  # no background thread: nothing is queued
+            return
         done = threading.Event()
-        self._queue.append(("flush", done))
+        self._flush_waiters.append(done)
         self._wake.set()
+        while not done.wait(1.0):
+            if not thread.is_alive():
+                return
 
-        def wait() -> None:
-            while not done.wait(1.0):
-                if not thread.is_alive():
-                    return
+    def request_flush(self) -> Callable[[], None]:
+        """A wait that makes everything logged so far durable in the local spool.
 
-        return wait
+        What a checkpoint waits for: a local append, never the network or the helper process.
+        """
+        if self._thread is None:
+            return already_done  # nothing was logged
+        return self._journal
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """`log_model="all"` (or True with `save_top_k=-1`): upload the new files now."""
@@ -262,6 +275,7 @@ class MLflowLogger(Logger):
         self._closed = True
         self._final_status = status
         self.flush()
+        record_run_status(self.spool.directory, status)
         self._stop = True  # after the flush: the thread then makes one last replay attempt
         if self._thread is not None:
             self._wake.set()
@@ -339,6 +353,10 @@ class MLflowLogger(Logger):
                 self._closed = self._stop = False
                 self._ready.clear()
                 self._reopened = True
+            # Named and written down before anything can be lost: a relaunch that finds no
+            # checkpoint continues this run (see `recorded_run`), never opens a second one.
+            record_run(self.spool.directory, self._ref, self.experiment_name)
+            self._queue.appendleft(("open", self._open_record()))
             self._thread = start_thread(self._loop, "mlflow-logger")
             atexit.register(self._flush_at_exit)
 
@@ -362,10 +380,8 @@ class MLflowLogger(Logger):
             make = RemoteSender if self.sender_process else Sender
             prepare_local_store(self.tracking_uri)  # a fresh sqlite store, made whole once
             self._sender = make(self.tracking_uri, warn=self._warn_once)
-            if self.spool.has_pending():  # left by a crashed predecessor: goes first
-                self._offline = True
-                self._try_replay()
-            self._submit([self._open_record()])
+            self._journal()  # after what a crashed predecessor left: that goes first
+            self._send_spooled()
         finally:
             self._ready.set()
         sampler = self._system_sampler()
@@ -382,11 +398,18 @@ class MLflowLogger(Logger):
                 for stamp, values in nodes.new_samples() if nodes else ():
                     self._queue.append(("metrics", self._last_step, values, stamp))
                 sampler = None if self._stop else sampler
-            if self._offline and (now >= self._next_retry or self._stop):
-                self._try_replay()
-            self._drain()
+            waiters, self._flush_waiters = self._flush_waiters, []
+            self._journal()
+            if not self._offline or now >= self._next_retry or self._last_try_is_cheap():
+                self._send_spooled()
+            for done in waiters:
+                done.set()
             if self._stop and not self._queue:
                 return
+
+    def _last_try_is_cheap(self) -> bool:
+        """At the end, one more try unless the store was just found hanging (not refusing)."""
+        return self._stop and self._failed_attempt_s < _CHEAP_RETRY_S
 
     @property
     def _made_sender(self) -> RecordSender:
@@ -416,53 +439,57 @@ class MLflowLogger(Logger):
             "uri": self.tracking_uri,
         }
 
-    def _drain(self) -> None:
-        """Turn queued items into records, in order, and send (or spool) them."""
-        records: list[dict[str, Any]] = []
-        rows: list[list[Any]] = []
-        while self._queue:
-            item = self._queue.popleft()
-            if item[0] == "metrics":
-                _, step, metrics, stamp = item
-                stamp_ms = int(stamp * 1000)
-                for key, value in metrics.items():
-                    try:
-                        rows.append([key, float(value), stamp_ms, step])
-                    except (TypeError, ValueError):
-                        self._warn_once("value", f"metric {key}={value!r} is not a number: dropped")
-                continue
-            records += metric_records(self._ref, rows)
-            rows = []
-            if item[0] == "flush":
-                self._submit(records)
-                records = []
-                item[1].set()
-            else:
-                records.append({"op": item[0], "run": self._ref, **item[1]})
-        self._submit(records + metric_records(self._ref, rows))
-
-    def _submit(self, records: list[dict[str, Any]]) -> None:
-        if not records:
-            return
-        if self._offline:  # keep the order: nothing overtakes what is already spooled
-            self.spool.append(records, self.tracking_uri)
-            return
-        for i, record in enumerate(records):
-            try:
-                self._made_sender.apply(record)
-            except Exception as exc:
-                if not is_connection_error(exc):
-                    self._warn_once(record["op"], f"MLflow rejected {record['op']}: {exc}")
+    def _journal(self) -> None:
+        """Move what is queued to the spool, in order and durably (any thread may call it)."""
+        with self._journal_lock:
+            records: list[dict[str, Any]] = []
+            rows: list[list[Any]] = []
+            while self._queue:
+                item = self._queue.popleft()
+                if item[0] == "metrics":
+                    _, step, metrics, stamp = item
+                    stamp_ms = int(stamp * 1000)
+                    for key, value in metrics.items():
+                        try:
+                            rows.append([key, float(value), stamp_ms, step])
+                        except (TypeError, ValueError):
+                            self._warn_once(
+                                "value", f"metric {key}={value!r} is not a number: dropped"
+                            )
                     continue
-                self._go_offline(exc)
-                self.spool.append(records[i:], self.tracking_uri)
-                return
-            if record["op"] == "open":
-                self._adopt_run_id()
+                records += metric_records(self._ref, rows)
+                rows = []
+                records.append({"op": item[0], "run": self._ref, **item[1]})
+            self.spool.append(records + metric_records(self._ref, rows), self.tracking_uri)
+
+    def _send_spooled(self) -> None:
+        """Send the spool from its cursor; a connection error (or a timeout) means: later."""
+        started = time.monotonic()
+        was_offline = self._offline
+        try:
+            if self._probe_due:  # from this thread: a hung server is found before the
+                probe_server(self.tracking_uri)  # helper process has even started
+                self._probe_due = False
+            sent = replay(self._made_sender, self.spool)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            self._probe_due = True
+            self._failed_attempt_s = time.monotonic() - started
+            self._adopt_run_id()  # the run may have been created before the store went away
+            self._go_offline(exc)
+            return
+        self._offline = False
+        self._adopt_run_id()
+        if sent and was_offline:
+            log.info(
+                "MLflow reachable again at %s: sent %d spooled records",
+                mask_text(self.tracking_uri),
+                sent,
+            )
 
     def _go_offline(self, exc: Exception) -> None:
         self._offline = True
-        self._made_sender.forget_server_state()
         self._next_retry = time.monotonic() + self.retry_interval
         self._warn_once(
             "offline",
@@ -470,23 +497,6 @@ class MLflowLogger(Logger):
             f"training goes on, records are spooled to {self.spool.path} and sent "
             f"when it is back",
         )
-
-    def _try_replay(self) -> None:
-        try:
-            sent = replay(self._made_sender, self.spool)
-        except Exception as exc:
-            if not is_connection_error(exc):
-                raise
-            self._next_retry = time.monotonic() + self.retry_interval
-            return
-        self._offline = False
-        self._adopt_run_id()
-        if sent:
-            log.info(
-                "MLflow reachable again at %s: sent %d spooled records",
-                mask_text(self.tracking_uri),
-                sent,
-            )
 
     def _adopt_run_id(self) -> None:
         self._ref = self._made_sender.resolve(self._ref)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 _HEADER = struct.Struct("!I")
+_CLOSE_WAIT_S = 1.0
 # The wire format (see the module doc), parent -> child and back.
 Request = tuple[dict[str, Any], dict[str, str], bool]
 Reply = tuple[str, bool | str, dict[str, str], dict[str, str], list[tuple[str, str]]]
@@ -131,9 +132,11 @@ class _Child:
         return self.proc.poll() is None
 
     def close(self) -> None:
+        # EOF: an idle child exits at once. One still starting or stuck on a hung server is
+        # not waited for: what it was sending stays unacked in the spool and is sent again.
         try:
-            self.requests.close()  # EOF: the child finishes its request and exits
-            self.proc.wait(timeout=10)
+            self.requests.close()
+            self.proc.wait(timeout=_CLOSE_WAIT_S)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
 

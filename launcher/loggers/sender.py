@@ -36,6 +36,9 @@ MAX_PARAMS_PER_REQUEST = 100
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_KEY_LENGTH = 250
+# A server that accepts connections but never answers must count as down within seconds, not
+# after a request's full timeout: it is asked for /health first, with this timeout.
+PROBE_TIMEOUT_S = 2.0
 
 log = logging.getLogger("launcher.loggers.mlflow")
 
@@ -75,6 +78,18 @@ def clean_tags(tags: dict[str, Any]) -> dict[str, str]:
         k[:MAX_KEY_LENGTH]: MASK if is_secret_key(k) else str(v)[:MAX_TAG_VALUE_LENGTH]
         for k, v in tags.items()
     }
+
+
+def probe_server(tracking_uri: str) -> None:
+    """Raise a connection error unless a tracking server answers within `PROBE_TIMEOUT_S`.
+
+    Any answer counts (even a 404 from a proxy without /health); other stores pass at once.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    requests.get(tracking_uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S)
 
 
 def metric_records(run: str, rows: list[list[Any]]) -> list[dict[str, Any]]:

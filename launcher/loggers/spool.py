@@ -1,16 +1,23 @@
-"""Crash-safe spool of MLflow records kept while the tracking store is unreachable.
+"""Crash-safe spool of MLflow records: every record is written here before it is sent.
 
     launch sync outputs/mnist/run-1        # or: replay_spool("outputs/mnist/run-1")
+
+The live logger appends each batch of records here (durably) and then sends the spool from
+its cursor, so what a checkpoint covers is safe on local disk whatever the store or the helper
+process is doing; while the store is unreachable the records simply stay here.
 
 Files in the spool directory (normally the run directory):
 
     mlflow_spool.jsonl        one record a line (see `launcher.loggers.sender`), appended + fsync'd per batch
     mlflow_spool.state.json   replay cursor: bytes acked, pending-ref -> run id, tracking URI
     mlflow_spool.lock         flock: one replayer at a time (the live logger or `launch sync`)
+    mlflow_spool.append.lock  flock, held briefly: appends, cursor writes, starting the file over
+    mlflow_run.json           the run this directory logs to, decided before anything is sent
 
-Exactly once: the cursor advances (atomically, fsync'd) after each record the store acked. A
+Exactly once: the cursor advances (atomically, fsync'd) after the records the store acked. A
 record sent but not acked (crash, or a timeout after the store kept it) is sent again, which the
-`Sender` makes harmless (see `launcher.loggers.sender`).
+`Sender` makes harmless (see `launcher.loggers.sender`). Appending never waits for a replay in
+flight (which may be waiting on the network): they take different locks.
 """
 
 from __future__ import annotations
@@ -26,12 +33,14 @@ from typing import Any
 
 from launcher.common.files import atomic_write_text
 from launcher.errors import UserError
-from launcher.loggers.sender import RecordSender, Sender
+from launcher.loggers.sender import RecordSender, Sender, probe_server
 from launcher.tracking.reader import is_connection_error, resolve_tracking_uri
 
 SPOOL_FILE = "mlflow_spool.jsonl"
 STATE_FILE = "mlflow_spool.state.json"
 LOCK_FILE = "mlflow_spool.lock"
+APPEND_LOCK_FILE = "mlflow_spool.append.lock"
+RUN_FILE = "mlflow_run.json"
 
 log = logging.getLogger("launcher.loggers.mlflow")
 
@@ -61,23 +70,46 @@ class Spool:
         """Replace the cursor atomically and durably: an acked record is never sent twice."""
         atomic_write_text(self.state_path, json.dumps(state), durable=True)
 
+    def update_state(self, **changes: Any) -> None:
+        """Change some fields of the state (under the append lock: no write is lost)."""
+        with self._flock(APPEND_LOCK_FILE):
+            self.write_state({**self.read_state(), **changes})
+
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the spool's lock (blocks while another replayer holds it)."""
+        """Hold the replayer's lock (blocks while another replayer holds it)."""
+        with self._flock(LOCK_FILE):
+            yield
+
+    @contextmanager
+    def _flock(self, name: str) -> Iterator[None]:
+        # flock is per open file: it also keeps two threads of one process apart.
         self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / LOCK_FILE, "a") as f:
+        with open(self.directory / name, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def start_over_if_sent(self, offset: int, runs: dict[str, str]) -> None:
+        """Save the cursor; when everything up to the end is acked, empty the file."""
+        with self._flock(APPEND_LOCK_FILE):
+            state = {**self.read_state(), "offset": offset, "runs": runs}
+            if offset and offset == self.path.stat().st_size:
+                # Cursor first: a crash in between only means re-sending acked records,
+                # which the Sender makes harmless.
+                self.write_state({**state, "offset": 0})
+                os.truncate(self.path, 0)
+            else:
+                self.write_state(state)
+
     def append(self, records: list[dict[str, Any]], tracking_uri: str | None = None) -> None:
         """Append `records` durably (flush + fsync) before returning."""
         if not records:
             return
         lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-        with self.locked():
+        with self._flock(APPEND_LOCK_FILE):
             if tracking_uri and self.read_state()["tracking_uri"] != tracking_uri:
                 self.write_state({**self.read_state(), "tracking_uri": tracking_uri})
             with open(self.path, "ab") as f:
@@ -131,24 +163,61 @@ def replay(sender: RecordSender, spool: Spool) -> int:
     with spool.locked():
         state = spool.read_state()
         sender.runs.update(state["runs"])
-        for end, record in spool.pending(state["offset"]):
-            if record is not None:  # a torn line is skipped, its bytes acked like a record's
-                try:
-                    if sender.apply(record):
-                        sent += 1
-                except Exception as exc:
-                    if is_connection_error(exc):
-                        sender.forget_server_state()
-                        raise
-                    sender.warn(record["op"], f"MLflow rejected a spooled {record['op']}: {exc}")
-            state.update(offset=end, runs=dict(sender.runs))
-            spool.write_state(state)
-        if state["offset"] and state["offset"] == spool.path.stat().st_size:
-            # All acked: start the file over. Cursor first: a crash in between only means
-            # re-sending acked records, which the Sender makes harmless.
-            spool.write_state({**state, "offset": 0})
-            os.truncate(spool.path, 0)
+        offset = start = state["offset"]
+        try:
+            for end, record in spool.pending(start):
+                if record is not None:  # a torn line is skipped, its bytes acked like a record's
+                    try:
+                        if sender.apply(record):
+                            sent += 1
+                    except Exception as exc:
+                        if is_connection_error(exc):
+                            sender.forget_server_state()
+                            raise
+                        sender.warn(record["op"], f"MLflow rejected {record['op']}: {exc}")
+                offset = end
+        finally:
+            if offset != start or sender.runs != state["runs"]:
+                spool.start_over_if_sent(offset, dict(sender.runs))
     return sent
+
+
+def record_run(directory: str | Path, run_ref: str, experiment: str) -> None:
+    """Write down (durably) which run `directory` logs to, before anything is sent."""
+    path = Path(directory) / RUN_FILE
+    record = {"run_ref": run_ref, "experiment": experiment, "status": None}
+    try:
+        if json.loads(path.read_text()) == record:
+            return
+    except (OSError, json.JSONDecodeError):
+        pass
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record), durable=True)
+
+
+def record_run_status(directory: str | Path, status: str) -> None:
+    """Note the run's final status beside its record (a FINISHED run is not continued)."""
+    path = Path(directory) / RUN_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    atomic_write_text(path, json.dumps({**record, "status": status}))
+
+
+def recorded_run(directory: str | Path, experiment: str) -> str | None:
+    """The run a killed predecessor in `directory` logged to (None: none, or it finished).
+
+    A relaunch that found no checkpoint to resume from continues that run, not a new one.
+    """
+    try:
+        record = json.loads((Path(directory) / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if record.get("experiment") != experiment or record.get("status") == "FINISHED":
+        return None
+    ref = record.get("run_ref")
+    return ref if isinstance(ref, str) and ref else None
 
 
 def replay_spool(spool_dir: str, tracking_uri: str | None = None) -> int:
@@ -163,6 +232,7 @@ def replay_spool(spool_dir: str, tracking_uri: str | None = None) -> int:
         return 0
     uri = resolve_tracking_uri(tracking_uri or spool.read_state()["tracking_uri"], spool_dir)
     try:
+        probe_server(uri)
         return replay(Sender(uri), spool)
     except Exception as exc:
         if is_connection_error(exc):

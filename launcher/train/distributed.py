@@ -121,6 +121,24 @@ class Distributed:
             moved = moved / self.world_size
         return moved.to(tensor.device)
 
+    def average_gradients(self, params: list[nn.Parameter]) -> None:
+        """Average `params`' gradients over the ranks in place (manual optimization's
+        backward); one all-reduce per device and dtype. Every rank passes the same list."""
+        if not self.is_distributed or not params:
+            return
+        groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for p in params:
+            if p.grad is not None:
+                groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+        for grads in groups.values():
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
+            flat /= self.world_size
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+
     def all_gather(
         self, tensor: torch.Tensor, group: Any = None, sync_grads: bool = False
     ) -> torch.Tensor:

@@ -18,11 +18,12 @@ class MNISTModel(Module):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import warnings
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -324,6 +325,96 @@ class Module(nn.Module):
     @property
     def global_step(self) -> int:
         return self._trainer.global_step if self._trainer else 0
+
+    # -- optimization (manual optimization: launcher/train/manual.py) ----------------------
+    _automatic_optimization: bool = True
+    _param_requires_grad_state: dict[torch.Tensor, bool] | None = None
+
+    @property
+    def automatic_optimization(self) -> bool:
+        """False: `training_step` steps the optimizers itself (`self.optimizers()`,
+        `self.manual_backward(loss)`, `opt.step()`); the Trainer touches no gradient."""
+        return self._automatic_optimization
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, automatic_optimization: bool) -> None:
+        object.__setattr__(self, "_automatic_optimization", bool(automatic_optimization))
+
+    def optimizers(self, use_pl_optimizer: bool = True) -> Any:
+        """The optimizer (one) or the list of them, wrapped in `LightningOptimizer` unless
+        `use_pl_optimizer=False`: `opt = self.optimizers(); opt.step()`."""
+        trainer = self.trainer
+        opts: list[Any] = (
+            list(trainer.manual_optimization.lightning_optimizers)
+            if use_pl_optimizer
+            else list(trainer.optimizers)
+        )
+        return opts[0] if len(opts) == 1 else opts
+
+    def lr_schedulers(self) -> Any:
+        """The scheduler (one), the list of them, or None: `self.lr_schedulers().step()`
+        (under manual optimization the Trainer steps none)."""
+        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
+        if not schedulers:
+            return None
+        return schedulers[0] if len(schedulers) == 1 else schedulers
+
+    def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """`loss.backward(*args, **kwargs)` under manual optimization, through the precision
+        (fp16 loss scaling), the backward hooks and DDP's gradient averaging."""
+        self.trainer.manual_optimization.backward(loss, *args, **kwargs)
+
+    def toggle_optimizer(self, optimizer: Any) -> None:
+        """Only `optimizer`'s parameters require grad until `untoggle_optimizer(optimizer)`
+        (the other optimizers' parameters are set `requires_grad=False`; the state before
+        is kept and restored)."""
+        state: dict[torch.Tensor, bool] = {}
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                for param in group["params"]:
+                    if param not in state:
+                        state[param] = param.requires_grad
+                        param.requires_grad = False
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                param.requires_grad = state[param]
+        object.__setattr__(self, "_param_requires_grad_state", state)
+
+    def untoggle_optimizer(self, optimizer: Any) -> None:
+        """Restore the `requires_grad` that `toggle_optimizer(optimizer)` changed."""
+        from launcher.train.manual import unwrap
+
+        state = self._param_requires_grad_state or {}
+        raw = unwrap(optimizer)
+        for opt in self.trainer.optimizers:
+            if opt is raw:
+                continue
+            for group in opt.param_groups:
+                for param in group["params"]:
+                    if param in state:
+                        param.requires_grad = state[param]
+        object.__setattr__(self, "_param_requires_grad_state", {})
+
+    @contextlib.contextmanager
+    def toggled_optimizer(self, optimizer: Any) -> Iterator[None]:
+        """`toggle_optimizer` / `untoggle_optimizer` around a block."""
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
+
+    def clip_gradients(
+        self,
+        optimizer: Any,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip `optimizer`'s gradients ("norm" or "value"; the Trainer's settings by default);
+        under manual optimization call it between `manual_backward` and `opt.step()`."""
+        self.trainer.manual_optimization.clip_gradients(
+            optimizer, gradient_clip_val, gradient_clip_algorithm
+        )
 
     @property
     def logger(self) -> Logger | None:

@@ -56,8 +56,8 @@ class Precision:
     def forward_context(self) -> contextlib.AbstractContextManager:
         return _NO_OP  # shared: entered every step
 
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        loss.backward(*args, **kwargs)
 
     def unscale(self, optimizer: torch.optim.Optimizer) -> None:
         """Bring gradients back to their true scale (needed before clipping)."""
@@ -66,6 +66,20 @@ class Precision:
         """Step the optimizer; return False when the step was skipped (inf/NaN grads)."""
         optimizer.step()
         return True
+
+    def closure_step(
+        self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
+        before_step: Callable[[], None], **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """`optimizer.step(closure)` as Lightning runs a `LightningOptimizer`'s step: the
+        closure (usually a backward), then `before_step` (the hooks), inside the step."""
+
+        def closure_then_hooks() -> Any:
+            result = closure()
+            before_step()
+            return result
+
+        return optimizer.step(closure=closure_then_hooks, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -88,8 +102,8 @@ class MixedPrecision(Precision):
     def forward_context(self) -> contextlib.AbstractContextManager:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward(*args, **kwargs)
 
     def unscale(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler and id(optimizer) not in self._unscaled:
@@ -106,6 +120,22 @@ class MixedPrecision(Precision):
         self._unscaled.discard(id(optimizer))
         # The scaler lowers its scale exactly when it found inf/NaN and skipped the step.
         return self.scaler.get_scale() >= scale_before
+
+    def closure_step(
+        self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
+        before_step: Callable[[], None], **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        if self.scaler is None:
+            return super().closure_step(optimizer, closure, before_step, **kwargs)
+        if isinstance(optimizer, torch.optim.LBFGS):
+            raise UserError("precision 16-mixed (a GradScaler) cannot step LBFGS; use bf16-mixed")
+        result = closure()
+        self.unscale(optimizer)  # hooks and clipping see true gradients
+        before_step()
+        self.scaler.step(optimizer, **kwargs)  # skipped when the gradients hold inf/NaN
+        self.scaler.update()
+        self._unscaled.discard(id(optimizer))
+        return result
 
     def state_dict(self) -> dict[str, Any]:
         return {"scaler": self.scaler.state_dict()} if self.scaler else {}

@@ -1,9 +1,12 @@
-"""Preemption signals: SIGTERM and SIGUSR2 (what SLURM sends before a time limit or a
-preemption) only set a flag; the trainer checks it at step boundaries and checkpoints there.
+"""Preemption and stop signals only set a flag; the trainer checks it at step boundaries and
+checkpoints there. SIGTERM and SIGUSR2 (what SLURM sends before a time limit or a preemption)
+mean "requeue me"; SIGINT (Ctrl-C) and SIGHUP (the terminal closed) mean "the user stopped
+it": the run ends KILLED. A second Ctrl-C interrupts at once.
 
     signals = PreemptionSignals()
     signals.install()          # in fit(); a no-op outside the main thread
     if signals.received: ...   # at a step boundary
+    signals.stopping           # True: stop (SIGINT/SIGHUP, or SIGTERM with sigterm_stops)
     signals.restore()
 
 No I/O ever happens inside the handler (a checkpoint written there can be cut off halfway).
@@ -16,6 +19,7 @@ import threading
 from typing import Any
 
 PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGHUP)
 
 
 class PreemptionSignals:
@@ -23,7 +27,16 @@ class PreemptionSignals:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        # A local run in this process: SIGTERM is someone's `kill`, not a scheduler's notice.
+        self.sigterm_stops = False
         self._previous: dict[int, Any] = {}
+
+    @property
+    def stopping(self) -> bool:
+        """The signal received asks to stop the run for good, not to requeue it."""
+        if self.received in STOP_SIGNALS:
+            return True
+        return self.received == signal.SIGTERM and self.sigterm_stops
 
     @property
     def name(self) -> str:
@@ -32,7 +45,7 @@ class PreemptionSignals:
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # Python only delivers signals to the main thread
-        for sig in PREEMPT_SIGNALS:
+        for sig in (*PREEMPT_SIGNALS, *STOP_SIGNALS):
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def restore(self) -> None:
@@ -41,4 +54,6 @@ class PreemptionSignals:
         self._previous = {}
 
     def _handle(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C twice: now, without waiting for a step boundary
         self.received = signum

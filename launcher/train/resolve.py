@@ -63,6 +63,23 @@ def resolve_device(
     return torch.device("cpu")
 
 
+def set_cudnn_benchmark(benchmark: bool | None, deterministic: bool) -> None:
+    """`Trainer(benchmark=...)`: sets `torch.backends.cudnn.benchmark` (None keeps the session's
+    value, or False under `deterministic=True`), as Lightning does."""
+    if deterministic:
+        if benchmark is None:
+            benchmark = False  # cudnn's autotuner would pick kernels non-deterministically
+        elif benchmark:
+            warnings.warn(
+                "You passed deterministic=True and benchmark=True. Note that PyTorch ignores "
+                "torch.backends.cudnn.deterministic=True when torch.backends.cudnn.benchmark=True.",
+                UserWarning,
+                stacklevel=3,
+            )
+    if benchmark is not None:
+        torch.backends.cudnn.benchmark = benchmark
+
+
 def resolve_loaders(
     trainer: Trainer,
     model: Module,
@@ -88,6 +105,15 @@ def resolve_loaders(
     elif val is None and hasattr(model, eval_method) and source is not model:
         val = getattr(model, eval_method)()
     return train, val
+
+
+def dataloader_from(model: Module, datamodule: DataModule | None, method: str) -> Any:
+    """A fresh loader from the datamodule's (else the model's) `method` ("train_dataloader",
+    "val_dataloader"), None when neither defines it; for `reload_dataloaders_every_n_epochs`."""
+    for source in (datamodule, model):
+        if source is not None and hasattr(source, method):
+            return getattr(source, method)()
+    return None
 
 
 def split_datamodule(
@@ -165,14 +191,21 @@ def build_loggers(
         return []
     if arg is True:
         from launcher.loggers.mlflow import MLflowLogger
+        from launcher.loggers.spool import recorded_run
 
+        experiment = trainer.experiment_name or recipe_name(model)
+        # A relaunch (`--resume auto`) killed before its first checkpoint continues the run
+        # it had opened; a checkpoint, when there is one, says the same.
+        run_dir = trainer.run_dir
+        relaunch = run_dir is not None and trainer.launch_settings.get("resume") == "auto"
         return [
             MLflowLogger(
-                experiment_name=trainer.experiment_name or recipe_name(model),
+                experiment_name=experiment,
                 run_name=trainer.run_name or Path(trainer.run_dir or "").name,
                 tracking_uri=trainer.tracking_uri,
                 save_dir=trainer.default_root_dir,
                 spool_dir=trainer.run_dir,
+                run_id=recorded_run(run_dir, experiment) if run_dir and relaunch else None,
             )
         ]
     return list(arg) if isinstance(arg, (list, tuple)) else [arg]

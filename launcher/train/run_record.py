@@ -40,12 +40,14 @@ class RunRecord:
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
         self._tagging: threading.Thread | None = None  # sends the run's first tags
+        self.started = False  # start() ran in this fit: the loggers were told of the run
 
     def start(self) -> None:
         """Hand the run's params and artifacts to every logger; send its tags from a thread."""
         trainer = self.trainer
         loggers = list(trainer.loggers)
         self._tagging = None
+        self.started = True
         if not loggers:  # ranks other than 0, or logger=False: nothing to assemble
             return
         params, artifacts = run_params(trainer), run_artifacts(trainer)
@@ -77,6 +79,7 @@ class RunRecord:
         self.set_state(status.lower())
         for lg in self.trainer.loggers:
             lg.finalize(status)
+        self.started = False
 
     def upload_best(self) -> None:
         """Upload `ModelCheckpoint`'s best file when the launch asked for it (`log_checkpoints`)."""

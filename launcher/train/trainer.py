@@ -22,21 +22,24 @@ from __future__ import annotations
 import functools
 import inspect
 import time
+import warnings
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 # Runtime imports (not only for type checking): `--set trainer.*` reads the __init__'s hints.
 from launcher.callbacks.base import Callback
 from launcher.callbacks.early_stopping import EarlyStopping
 from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.callbacks.progress import ProgressBar
+from launcher.callbacks.timer import Timer
 from launcher.cluster_env import ClusterEnvironment
-from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, UserError
+from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, RunStopped, UserError
 from launcher.loggers.base import Logger
 from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
@@ -45,21 +48,32 @@ from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
 from launcher.train.input_checks import LossWatch, check_train_loader
 from launcher.train.lightning_args import check_trainer_kwargs, unsupported_trainer_attribute
+from launcher.train.limits import FitLimits
 from launcher.train.loop import LoopState
+from launcher.train.manual import (
+    ManualOptimization,
+    check_config,
+    step_function,
+    training_step_output,
+    warn_ignored_scheduler_keys,
+)
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
 from launcher.train.predict_loop import PredictLoop, as_loader_list, prepare_predict_loader
 from launcher.train.preemption import PreemptionSignals
+from launcher.train.profiler import PassThroughProfiler, build_profiler
 from launcher.train.resolve import (
     build_callbacks,
     build_loggers,
     collect_hooks,
+    dataloader_from,
     limit_batches,
     move_to_device,
     overrides,
     prepare_data,
     resolve_device,
     resolve_loaders,
+    set_cudnn_benchmark,
     split_datamodule,
     warn_unknown_hooks,
 )
@@ -67,6 +81,7 @@ from launcher.train.results import Results
 from launcher.train.run_record import RunRecord
 from launcher.train.sampler import make_resumable, start_epoch
 from launcher.train.seed import load_rng_state, rng_state
+from launcher.train.val_schedule import ValSchedule, check_interval_setting
 
 if TYPE_CHECKING:
     from launcher.train.datamodule import DataModule
@@ -83,16 +98,19 @@ class _StepWrapper(nn.Module):
     def __init__(self, module: Module) -> None:
         super().__init__()
         self.module = module
+        self.training_step = step_function(module.training_step)  # with or without batch_idx
 
     def forward(self, batch: Any, batch_idx: int) -> Any:
-        return self.module.training_step(batch, batch_idx)
+        return self.training_step(batch, batch_idx)
 
 
 class Trainer:
     """Lightning's Trainer arguments, plus checkpoint/resume settings of our own.
 
     Our own: `seed` (seeds everything and the data order), `checkpoint_every_n_steps` and
-    `checkpoint_every_seconds` (periodic resume checkpoints), `keep_last_checkpoints`,
+    `checkpoint_every_seconds` (periodic resume checkpoints; steps here and in
+    `signal_sync_every_n_steps` count batches that stepped, which under manual optimization
+    may differ from `global_step`), `keep_last_checkpoints`,
     `async_checkpointing`, `run_dir` (where checkpoints and logs go), `experiment_name`,
     `run_name`, `tracking_uri`, `process_group_timeout` (seconds), `launch_settings` (recorded
     as params and checked on resume).
@@ -106,6 +124,9 @@ class Trainer:
         self,
         max_epochs: int | None = None,
         max_steps: int = -1,
+        min_epochs: int | None = None,
+        min_steps: int | None = None,
+        max_time: str | timedelta | dict[str, int] | None = None,
         accelerator: str = "auto",
         devices: int | str = "auto",
         num_nodes: int = 1,
@@ -121,7 +142,10 @@ class Trainer:
         limit_val_batches: int | float | None = None,
         limit_test_batches: int | float | None = None,
         limit_predict_batches: int | float | None = None,
-        check_val_every_n_epoch: int = 1,
+        check_val_every_n_epoch: int | None = 1,
+        val_check_interval: int | float | None = None,
+        overfit_batches: int | float = 0.0,
+        reload_dataloaders_every_n_epochs: int = 0,
         num_sanity_val_steps: int | None = None,
         enable_model_summary: bool | None = None,
         log_every_n_steps: int = 50,
@@ -130,6 +154,9 @@ class Trainer:
         default_root_dir: str | None = None,
         deterministic: bool = False,
         detect_anomaly: bool = False,
+        benchmark: bool | None = None,
+        inference_mode: bool = True,
+        profiler: str | PassThroughProfiler | None = None,
         seed: int | None = None,
         checkpoint_every_n_steps: int | None = None,
         checkpoint_every_seconds: float | None = None,
@@ -150,21 +177,43 @@ class Trainer:
         if num_nodes < 1:
             raise UserError(f"num_nodes must be >= 1, got {num_nodes}")
         self.fast_dev_run = int(fast_dev_run) if fast_dev_run is not True else 1
-        self.max_epochs = 1 if self.fast_dev_run else (max_epochs if max_epochs else None)
-        if self.max_epochs is None and max_steps in (-1, None):
-            self.max_epochs = 1000  # Lightning's default
-        self.max_steps = -1 if self.fast_dev_run or max_steps is None else max_steps
+        if self.fast_dev_run:
+            max_epochs, max_steps, max_time = 1, -1, None
+        user_callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        has_timer = max_time is not None or any(isinstance(c, Timer) for c in user_callbacks)
+        self.limits = FitLimits.parse(max_epochs, max_steps, min_epochs, min_steps, has_timer)
+        self.max_epochs, self.max_steps = self.limits.max_epochs, self.limits.max_steps
+        self.min_epochs, self.min_steps = self.limits.min_epochs, self.limits.min_steps
+        self.max_time = max_time
         self.accelerator, self.devices, self.num_nodes = accelerator, devices, num_nodes
         self.strategy = strategy
         self.accumulate_grad_batches = accumulate_grad_batches  # callbacks may change it per epoch
         self.accumulate_grad_batches_arg = accumulate_grad_batches
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
-        self.limit_train_batches = self.fast_dev_run or limit_train_batches
-        self.limit_val_batches = self.fast_dev_run or limit_val_batches
+        self.overfit_batches = overfit_batches
+        if isinstance(overfit_batches, bool) or overfit_batches < 0:
+            raise UserError(
+                f"overfit_batches must be a count or a fraction >= 0, got {overfit_batches}"
+            )
+        overfit = overfit_batches or None  # as Lightning: it sets both train and val limits
+        self.limit_train_batches = overfit or self.fast_dev_run or limit_train_batches
+        self.limit_val_batches = overfit or self.fast_dev_run or limit_val_batches
         self.limit_test_batches = self.fast_dev_run or limit_test_batches
         self.limit_predict_batches = self.fast_dev_run or limit_predict_batches
+        if self.fast_dev_run:
+            val_check_interval, check_val_every_n_epoch = 1.0, 1
         self.check_val_every_n_epoch = check_val_every_n_epoch
+        self.val_check_interval = check_interval_setting(
+            val_check_interval, check_val_every_n_epoch
+        )
+        self.val_schedule = ValSchedule(self.val_check_interval, check_val_every_n_epoch)
+        if isinstance(reload_dataloaders_every_n_epochs, bool) or not isinstance(
+            reload_dataloaders_every_n_epochs, int
+        ) or reload_dataloaders_every_n_epochs < 0:  # fmt: skip
+            raise UserError("reload_dataloaders_every_n_epochs must be an int >= 0, got "
+                            f"{reload_dataloaders_every_n_epochs!r}")  # fmt: skip
+        self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
         # Lightning's defaults: 2 sanity batches (-1 all, 0 none), none under fast_dev_run.
         sanity = 2 if num_sanity_val_steps is None else num_sanity_val_steps
         if sanity < -1:
@@ -178,6 +227,8 @@ class Trainer:
         self.deterministic, self.seed = deterministic, seed
         self.detect_anomaly = detect_anomaly  # Lightning's: autograd anomaly mode during fit
         self.loss_watch = LossWatch(detect_anomaly)
+        self.benchmark, self.inference_mode = benchmark, inference_mode
+        self.profiler = build_profiler(profiler)
         self.checkpoint_every_n_steps = checkpoint_every_n_steps
         self.checkpoint_every_seconds = checkpoint_every_seconds
         self.keep_last_checkpoints, self.async_checkpointing = (
@@ -195,6 +246,9 @@ class Trainer:
             if isinstance(callbacks, list)
             else ([callbacks] if callbacks is not None else [])
         )
+        if max_time is not None:  # Lightning adds a Timer; a user's own Timer wins
+            if not any(isinstance(c, Timer) for c in self._user_callbacks):
+                self._user_callbacks.append(Timer(duration=max_time, interval="step"))
         if self.enable_checkpointing and not any(
             isinstance(c, ModelCheckpoint) for c in self._user_callbacks
         ):  # Lightning's default: the last epoch's weights, epoch=N-step=M.ckpt
@@ -211,6 +265,7 @@ class Trainer:
         self.precision = build_precision(precision, self.device)
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        set_cudnn_benchmark(benchmark, deterministic)
         if seed is not None:
             from launcher.train.seed import seed_everything
 
@@ -230,6 +285,7 @@ class Trainer:
         self.loggers: list[Logger] = []
         self.optimizers: list[torch.optim.Optimizer] = []
         self.lr_scheduler_configs: list[SchedulerConfig] = []
+        self.manual_optimization = ManualOptimization(self)  # self.optimizers(), manual_backward
         self.callback_metrics: dict[str, torch.Tensor] = {}
         self.logged_metrics: dict[str, float] = {}
         self.num_training_batches: int | float = 0
@@ -251,6 +307,9 @@ class Trainer:
         self._periodic = False  # any periodic (step/time) checkpoints configured (set in fit)
         self._last_periodic_save = time.monotonic()
         self._last_eval = EvalOutcome()  # the last validation/test: what it logs, shows
+        # Where fit's loaders come from, and the epochs they were loaded in (for reloading).
+        self._loader_source: tuple[Any, ...] = (None, None, None, None)
+        self._train_loaded_epoch = self._val_loaded_epoch = 0
 
     # -- what callbacks and models read ----------------------------------------------------
     @property
@@ -259,7 +318,8 @@ class Trainer:
 
     @property
     def global_step(self) -> int:
-        """Optimizer steps taken (one per `accumulate_grad_batches` batches)."""
+        """Optimizer steps taken (one per `accumulate_grad_batches` batches; under manual
+        optimization, one per `opt.step()` of the optimizers `Module.optimizers()` returns)."""
         return self.loop.global_step
 
     @property
@@ -366,10 +426,11 @@ class Trainer:
         return self.dist.broadcast(obj, src)
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        """Send `metrics` to every logger (rank 0 only), at `step` (default: global step)."""
+        """Send `metrics` to every logger (rank 0 only), at `step` (default: the batches that
+        stepped, which is the global step unless under manual optimization)."""
         if not self.loggers or not metrics:
             return
-        step = self.loop.global_step if step is None else step
+        step = self.loop.batches_stepped if step is None else step
         values = {k: float(v) for k, v in metrics.items()}
         self.logged_metrics.update(values)
         for lg in self.loggers:
@@ -407,42 +468,44 @@ class Trainer:
         train_dataloaders, datamodule = split_datamodule(
             "fit", train_dataloaders, datamodule, val_dataloaders
         )
+        check_config(self, model)  # settings manual optimization cannot honour, as Lightning
         self._start("fit", model, datamodule)
         try:
             train_loader, val_loader = resolve_loaders(
                 self, model, datamodule, train_dataloaders, val_dataloaders
             )
-            seed = self._agree_on_seed()
-            self.train_loader = make_resumable(
-                train_loader, seed, self.global_rank, self.world_size
-            )
-            self.val_loader = val_loader and make_resumable(
-                val_loader, seed, self.global_rank, self.world_size, shuffle=False
-            )
-            self.num_training_batches = limit_batches(self.train_loader, self.limit_train_batches)
+            self._agree_on_seed()
+            self.limits.warn_if_defaulted()
+            self._loader_source = (model, datamodule, train_dataloaders, val_dataloaders)
+            self._set_train_loader(train_loader)
             check_train_loader(self)
-            self.num_val_batches = limit_batches(self.val_loader, self.limit_val_batches)
+            self._set_val_loader(val_loader)
             self.optimizers, self.lr_scheduler_configs = parse_optimizers(
                 model.configure_optimizers()
             )
+            self.manual_optimization.setup()
+            warn_ignored_scheduler_keys(self, model)
             self.train_results = Results("train", self.dist.all_reduce)
             self.loop.finished = False
             if ckpt_path and trainer_state.restore(self, ckpt_path):
                 return  # the run had already finished
+            self._reload_dataloaders_if_due(resumed=True)
             self.run_record.start()
             self.call_hook("on_fit_start")
             self._sanity_check()
             self.signals.install()
-            self.call_hook("on_train_start")
-            with torch.autograd.set_detect_anomaly(self.detect_anomaly):
-                self._fit_loop()
-            self.call_hook("on_train_end")
+            if not self._fit_done():  # as Lightning: max_epochs=0 trains nothing, no train hooks
+                self.call_hook("on_train_start")
+                with torch.autograd.set_detect_anomaly(self.detect_anomaly):
+                    self._fit_loop()
+                self.call_hook("on_train_end")
             self.call_hook("on_fit_end")
             self.loop.finished = True
             if self.enable_checkpointing:
                 trainer_state.save_resume_checkpoint(self)
             self.run_record.upload_best()
             self.run_record.end("FINISHED")
+            self.profiler.report("fit", self.run_dir, self.is_global_zero)
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -502,9 +565,10 @@ class Trainer:
         loop = self.loop
         while not self._fit_done():
             if not loop.epoch_done:
-                self._train_epoch()
-            if self.should_stop and not loop.epoch_done:
-                break  # stopped mid-epoch (max_steps or a callback): no epoch-end work
+                self._reload_dataloaders_if_due()
+                with self.profiler.profile("run_training_epoch"):
+                    self._train_epoch()
+            # Also after a stop mid-epoch (max_steps, should_stop): Lightning ends the epoch.
             self._end_of_epoch()
 
     def _train_epoch(self) -> None:
@@ -512,11 +576,17 @@ class Trainer:
         loader = self.train_loader
         assert loader is not None and ddp_model is not None  # set in fit before the loop
         # One process: call training_step directly (the wrapper exists for DDP's forward hooks).
-        step = ddp_model if ddp_model is not self._step_wrapper else model.training_step
+        step = (
+            ddp_model if ddp_model is not self._step_wrapper else self._step_wrapper.training_step
+        )
+        manual = not model.automatic_optimization  # training_step steps: see manual.py
+        profiler = self.profiler  # a no-op unless Trainer(profiler="simple")
+        step = profiler.wrap(f"[LightningModule]{type(model).__name__}.training_step", step)
+        optimizer_step = profiler.wrap("optimizer_step", self._optimizer_step)
+        transfer = profiler.wrap("transfer_batch_to_device", self.transfer_batch)
         batch_start = self._hooks.get("on_train_batch_start")
         before_backward = self._hooks.get("on_before_backward")
         after_backward = self._hooks.get("on_after_backward")
-        transfer = self.transfer_batch
         results = self.results = self.train_results
         start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx)
         if loop.batch_idx == 0:
@@ -536,12 +606,15 @@ class Trainer:
             if batch_start:
                 self.call_hook("on_train_batch_start", batch, batch_idx)
             last_micro = batch_idx % accumulate == accumulate - 1 or batch_idx + 1 == total
-            with self.dist.no_sync(ddp_model, skip_sync=not last_micro):
+            with self.dist.no_sync(ddp_model, skip_sync=manual or not last_micro):
                 with precision.forward_context():
                     output = step(batch, batch_idx)
-                loss = output["loss"] if isinstance(output, dict) else output
+                if manual:  # it did its own backward and steps; manual_backward syncs DDP
+                    output, loss = training_step_output(output), None
+                else:
+                    loss = output["loss"] if isinstance(output, dict) else output
                 # As Lightning: gradients are zeroed after the first micro-batch's forward.
-                if batch_idx % accumulate == 0:
+                if batch_idx % accumulate == 0 and not manual:
                     self._zero_grad()
                 if loss is not None:
                     if accumulate > 1:
@@ -551,21 +624,25 @@ class Trainer:
                     precision.backward(loss)
                     if after_backward:
                         self.call_hook("on_after_backward")
-                else:
+                elif not manual:  # manual optimization returns None by design
                     watch.no_loss()
-            if last_micro:
-                self._optimizer_step()
+            if last_micro and not manual:
+                optimizer_step()
+            loop.batches_stepped += last_micro
             step_metrics = results.step_metrics()
             if step_metrics:
                 self.callback_metrics.update(results.with_plain_names(step_metrics))
             batch_idx += 1
             loop.batch_idx = batch_idx
-            if last_micro and self.loggers and loop.global_step % self.log_every_n_steps == 0:
+            loop.total_batch_idx += 1
+            if last_micro and self.loggers and loop.batches_stepped % self.log_every_n_steps == 0:
                 self.log_metrics(self._logger_step_metrics(step_metrics))
                 watch.check(loss, self)  # on the host already: the logging synced
             elif detect:
                 watch.check(loss, self)
             self.call_hook("on_train_batch_end", output, batch, batch_idx - 1)
+            if batch_idx < total and self._validation_due(last_micro, last_batch=False):
+                self._validate_in_fit(last_micro)
             if last_micro and self._after_optimizer_step():
                 return
         loop.epoch_done = True
@@ -597,13 +674,11 @@ class Trainer:
 
     def _after_optimizer_step(self) -> bool:
         """Periodic checkpoints, preemption signals, max_steps. True ends the epoch early."""
-        global_step = self.loop.global_step
-        if 0 < self.max_steps <= global_step:
-            self.should_stop = True
+        stepped = self.loop.batches_stepped  # = global_step unless manual optimization
         single = self.env.world_size == 1
         if single and self.signals.received is None and not self._periodic:
-            return self.should_stop  # the common case, every step: nothing to decide
-        if single or global_step % self.signal_sync_every_n_steps == 0:
+            return self._stop_now()  # the common case, every step: nothing to decide
+        if single or stepped % self.signal_sync_every_n_steps == 0:
             due = self._periodic_checkpoint_due()
             signalled = self.signals.received is not None
             if not single:  # every rank must agree on the same step boundary
@@ -611,16 +686,22 @@ class Trainer:
                 due, signalled = bool(flags[0]), bool(flags[1])
             if signalled:
                 self._checkpoint_and_requeue()
-            if due and not self.should_stop:
+            if due and not self._stop_now():
                 trainer_state.save_resume_checkpoint(self)
                 self._last_periodic_save = time.monotonic()
-        return self.should_stop
+        return self._stop_now()
+
+    def _stop_now(self) -> bool:
+        """max_steps reached, or should_stop once min_epochs/min_steps are met."""
+        return self.limits.max_reached(self.loop) or (
+            self.should_stop and self.limits.can_stop_early(self.loop)
+        )
 
     def _periodic_checkpoint_due(self) -> bool:
         if not self.enable_checkpointing:
             return False
         every = self.checkpoint_every_n_steps
-        if every and self.loop.global_step % every == 0:
+        if every and self.loop.batches_stepped % every == 0:
             return True
         seconds = self.checkpoint_every_seconds
         if not seconds:
@@ -630,18 +711,17 @@ class Trainer:
     def _end_of_epoch(self) -> None:
         epoch_metrics = self.train_results.epoch_metrics()
         self.callback_metrics.update(self.train_results.with_plain_names(epoch_metrics))
-        epoch = self.loop.epoch
-        if self.val_loader is not None and (epoch + 1) % self.check_val_every_n_epoch == 0:
-            self.module.on_validation_model_zero_grad()
-            epoch_metrics.update(self._run_eval("validate", self.val_loader, self.num_val_batches))
-        for config in self.lr_scheduler_configs:
+        loop, epoch = self.loop, self.loop.epoch
+        last_batch = loop.epoch_done or loop.batch_idx >= self.num_training_batches
+        loop.epoch_done = True  # also after a stop mid-epoch: the epoch counts as done
+        if self._validation_due(True, last_batch=last_batch):
+            epoch_metrics.update(self._validate_in_fit(True, log=False))
+        for config in self.lr_scheduler_configs if self.module.automatic_optimization else ():
             if config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
                 self._step_scheduler(config)
         self.call_hook("on_train_epoch_end")
         self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": epoch})
         self.loop.next_epoch()
-        if 0 < self.max_steps <= self.loop.global_step:
-            self.should_stop = True
         if self.enable_checkpointing and not self._fit_done():
             trainer_state.save_resume_checkpoint(self)
             self._last_periodic_save = time.monotonic()
@@ -671,10 +751,83 @@ class Trainer:
         load_rng_state(kept_rng)
 
     def _fit_done(self) -> bool:
-        if self.should_stop or (0 < self.max_steps <= self.loop.global_step):
+        if not self.num_training_batches:
+            return True  # Lightning: "`Trainer.fit` stopped: No training batches."
+        return self._stop_now()
+
+    # -- validation inside fit ----------------------------------------------------------------
+    def _validation_due(self, at_step: bool, last_batch: bool) -> bool:
+        """Per val_check_interval / check_val_every_n_epoch, or a stop that may now happen."""
+        loop = self.loop
+        if self.val_loader is None or not self.num_val_batches:
+            return False
+        if loop.last_val_batch == loop.total_batch_idx:
+            return False  # already validated here (a resume at a validation point)
+        schedule = self.val_schedule
+        if schedule.due(loop, last_batch):
             return True
-        # max_epochs=-1: no epoch limit (Lightning's infinite training, until max_steps)
-        return self.max_epochs not in (None, -1) and self.loop.epoch >= self.max_epochs
+        # As Lightning: a requested stop that min_epochs/min_steps allow validates first.
+        stopping = at_step and self.should_stop and self.limits.can_stop_early(loop)
+        return stopping and schedule.epoch_validates(loop.epoch)
+
+    def _validate_in_fit(self, at_step: bool, log: bool = True) -> dict[str, Any]:
+        """One validation inside fit; mid-epoch (`log`) its metrics go to the loggers at once."""
+        self._reload_val_loader_if_due()
+        assert self.val_loader is not None
+        if at_step:  # not inside gradient accumulation: the gradients are still needed there
+            self.module.on_validation_model_zero_grad()
+        self.loop.last_val_batch = self.loop.total_batch_idx
+        with self.profiler.profile("run_validation"):
+            metrics = self._run_eval("validate", self.val_loader, self.num_val_batches)
+        if log:
+            names = self._last_eval.logger_names
+            logged = {k: v for k, v in metrics.items() if k.removesuffix("_epoch") in names}
+            self.log_metrics(logged | {"epoch": self.loop.epoch} if logged else {})
+        return metrics
+
+    # -- dataloaders: set, and reloaded every n epochs -----------------------------------------
+    def _set_train_loader(self, loader: Any) -> None:
+        shuffle = None
+        if self.overfit_batches:
+            shuffle = False  # as Lightning: the same batches every epoch
+            if isinstance(getattr(loader, "sampler", None), RandomSampler):
+                warnings.warn(
+                    "You requested to overfit but enabled train dataloader shuffling. We are "
+                    "turning off the train dataloader shuffling for you.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        self.train_loader = make_resumable(
+            loader, self.loop.seed, self.global_rank, self.world_size, shuffle=shuffle
+        )
+        self.num_training_batches = limit_batches(self.train_loader, self.limit_train_batches)
+        self.val_schedule.setup(self.num_training_batches, validates=bool(self.num_val_batches))
+        self._train_loaded_epoch = self.loop.epoch
+
+    def _set_val_loader(self, loader: Any) -> None:
+        self.val_loader = loader and make_resumable(
+            loader, self.loop.seed, self.global_rank, self.world_size, shuffle=False
+        )
+        self.num_val_batches = limit_batches(self.val_loader, self.limit_val_batches)
+        self.val_schedule.setup(self.num_training_batches, validates=bool(self.num_val_batches))
+        self._val_loaded_epoch = self.loop.epoch
+
+    def _reload_dataloaders_if_due(self, resumed: bool = False) -> None:
+        """At an epoch start, every n epochs; after a resume, for the restored epoch."""
+        every, epoch = self.reload_dataloaders_every_n_epochs, self.loop.epoch
+        if every and (epoch - self._train_loaded_epoch >= every
+                      or resumed and epoch != self._train_loaded_epoch):  # fmt: skip
+            model, datamodule, train, _val = self._loader_source
+            self._set_train_loader(train or dataloader_from(model, datamodule, "train_dataloader"))
+        if resumed:
+            self._reload_val_loader_if_due(resumed)
+
+    def _reload_val_loader_if_due(self, resumed: bool = False) -> None:
+        every, epoch = self.reload_dataloaders_every_n_epochs, self.loop.epoch
+        if every and (epoch - self._val_loaded_epoch >= every
+                      or resumed and epoch != self._val_loaded_epoch):  # fmt: skip
+            model, datamodule, _train, val = self._loader_source
+            self._set_val_loader(val or dataloader_from(model, datamodule, "val_dataloader"))
 
     def _step_scheduler(self, config: SchedulerConfig) -> None:
         if config.monitor:
@@ -705,10 +858,13 @@ class Trainer:
                 total = self.num_val_batches = limit_batches(loader, self.limit_val_batches)
             else:
                 total = self.num_test_batches = limit_batches(loader, self.limit_test_batches)
-            values = {k: float(v) for k, v in self._run_eval(stage, loader, total).items()}
+            with self.profiler.profile(f"run_{stage}"):
+                metrics = self._run_eval(stage, loader, total)
+            values = {k: float(v) for k, v in metrics.items()}
             self.log_metrics(values)
             if self.is_global_zero and values and self.enable_progress_bar:
                 print(f"{stage}: " + "  ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
+            self.profiler.report(stage, self.run_dir, self.is_global_zero)
             return [values]
         finally:
             self._end(stage)
@@ -730,6 +886,7 @@ class Trainer:
 
     def _start(self, stage: str, model: Module, datamodule: DataModule | None) -> None:
         self.stage = stage
+        self.profiler.start()
         self._module = model
         model.trainer = self
         self.dist.setup()
@@ -814,12 +971,16 @@ class Trainer:
                 lg.flush()
             return
         self.call_hook("on_exception", exc)
+        if isinstance(exc, UserError) and not self.run_record.started:
+            return  # refused before the run began (a bad resume, bad input): its state stands
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
         self.run_record.end("KILLED" if interrupted else "FAILED")
 
     def _checkpoint_and_requeue(self) -> None:
         name = self.signals.name
         path = trainer_state.save_resume_checkpoint(self, blocking=True)
+        if self.signals.stopping:  # the user's stop: KILLED (in _fail); the worker says so
+            raise RunStopped(name, path or None)
         if self.is_global_zero:
             print(f"[launcher] received {name}: checkpointed step {self.global_step} to {path}; "
                   f"exiting with code {REQUEUE_EXIT_CODE} (requeue me)", flush=True)  # fmt: skip

@@ -49,6 +49,8 @@ class StandInTrainer:
         self.num_val_batches = 4
         self.num_test_batches = 4
         self.check_val_every_n_epoch = 1
+        self.val_check_interval = 1.0
+        self.sanity_checking = False
         self.log_every_n_steps = 1
         self.loggers = [object()]
         self.optimizers: list = []

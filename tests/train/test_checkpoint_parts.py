@@ -27,7 +27,8 @@ TOP_LEVEL = ["callbacks", "epoch", "global_step", "hparams_name", "hyper_paramet
              "launcher_format", "launcher_launch", "launcher_loggers", "launcher_per_rank",
              "launcher_precision", "launcher_sampler", "loops", "lr_schedulers",
              "optimizer_states", "pytorch-lightning_version", "state_dict"]  # fmt: skip
-LOOP_KEYS = ["batch_idx", "epoch", "finished", "global_step", "micro_step", "resumes"]
+LOOP_KEYS = ["batch_idx", "batches_stepped", "epoch", "finished", "global_step",
+             "last_val_batch", "micro_step", "resumes", "total_batch_idx"]  # fmt: skip
 
 
 def tiny(tmp_path: Path, **kwargs) -> tuple[Trainer, type]:
@@ -47,9 +48,12 @@ def tiny(tmp_path: Path, **kwargs) -> tuple[Trainer, type]:
 
 
 def test_loop_state_round_trip_resumes_at_the_next_epoch_after_epoch_end() -> None:
-    loop = LoopState(epoch=2, global_step=30, batch_idx=6, accumulate_grad_batches=4, resumes=1)
-    assert loop.state_dict() == {"epoch": 2, "global_step": 30, "batch_idx": 6,
-                                 "micro_step": 2, "finished": False, "resumes": 1}  # fmt: skip
+    loop = LoopState(epoch=2, global_step=30, batches_stepped=30, batch_idx=6,
+                     accumulate_grad_batches=4, resumes=1)  # fmt: skip
+    assert loop.state_dict() == {"epoch": 2, "global_step": 30, "batches_stepped": 30,
+                                 "batch_idx": 6, "micro_step": 2, "finished": False,
+                                 "resumes": 1, "total_batch_idx": 0,
+                                 "last_val_batch": -1}  # fmt: skip
     loop.epoch_done = True  # saved from an epoch-end hook
     saved = loop.state_dict()
     assert (saved["epoch"], saved["batch_idx"]) == (3, 0)
@@ -57,9 +61,9 @@ def test_loop_state_round_trip_resumes_at_the_next_epoch_after_epoch_end() -> No
     resumed.load_state_dict(saved)
     assert (resumed.epoch, resumed.global_step, resumed.batch_idx) == (3, 30, 0)
     assert resumed.resumes == 2 and not resumed.epoch_done
-    older = {k: v for k, v in saved.items() if k != "resumes"}  # before resumes were counted
-    resumed.load_state_dict(older)
-    assert resumed.resumes == 1
+    older = {k: v for k, v in saved.items() if k not in ("resumes", "batches_stepped")}
+    resumed.load_state_dict(older)  # before resumes and batches were counted
+    assert resumed.resumes == 1 and resumed.batches_stepped == 30
 
 
 def test_checkpoint_keeps_the_format_2_layout(tmp_path: Path) -> None:

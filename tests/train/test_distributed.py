@@ -112,3 +112,42 @@ def test_sigkill_and_preemption_signals_resume_bitwise_with_two_processes(tmp_pa
     got = final_state(spec)
     assert_bitwise_equal(expected["state_dict"], got["state_dict"], "model")
     assert_bitwise_equal(expected["optimizer_states"], got["optimizer_states"], "optimizers")
+
+
+def test_mid_epoch_validation_resumes_bitwise_with_two_processes(tmp_path: Path) -> None:
+    """val_check_interval=0.25 on 2 processes (20 steps per epoch, validation every 5): killed
+    and signalled between two validations, the run ends bit-identical to an uninterrupted one
+    and validated at the same steps, each once."""
+    from tests.resume_harness import metric_steps, newest_step
+
+    overrides = {**SLOW, "trainer.max_epochs": "2", "trainer.val_check_interval": "0.25"}
+    reference = make_spec(tmp_path, "reference", devices_per_node=2, accelerator="cpu",
+                          overrides=overrides)  # fmt: skip
+    assert _run(reference, tmp_path / "reference.log") == 0
+    expected = final_state(reference)
+    spec = make_spec(tmp_path, "interrupted", devices_per_node=2, accelerator="cpu",
+                     overrides=overrides)  # fmt: skip
+    log = tmp_path / "interrupted.log"
+    events, between = ["kill", signal.SIGTERM, "kill"], 0
+    for _attempt in range(len(events) + 3):
+        proc = start_backend(spec, log)
+        if events and made_progress(spec, proc):
+            step, event = newest_step(spec), events.pop(0)
+            if event == "kill":
+                kill_tree(proc)
+            else:
+                for pid in worker_pids(proc).values():
+                    os.kill(pid, event)
+                assert proc.wait(timeout=120) == REQUEUE_EXIT_CODE, log.read_text()[-3000:]
+            between += step % 5 != 0
+            continue
+        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+        break
+    assert not events and between >= 2, f"left {events}, {between} between validations"
+    got = final_state(spec)
+    assert_bitwise_equal(expected["state_dict"], got["state_dict"], "model")
+    assert_bitwise_equal(expected["optimizer_states"], got["optimizer_states"], "optimizers")
+    run_id = next(iter(got["launcher_loggers"].values()))["run_id"]
+    ref_id = next(iter(expected["launcher_loggers"].values()))["run_id"]
+    assert metric_steps(tmp_path, run_id, "val_loss") == list(range(5, 41, 5))
+    assert metric_steps(tmp_path, ref_id, "val_loss") == list(range(5, 41, 5))

@@ -21,6 +21,7 @@ from tests.resume_harness import (
     made_progress,
     make_spec,
     metric_steps,
+    newest_step,
     run_worker,
     start_worker,
     wait_for,
@@ -83,6 +84,37 @@ def test_sigkill_at_random_moments_resumes_bitwise(tmp_path: Path) -> None:
     _compare(reference, resumed)
     _steps_exactly_once(tmp_path / "out", resumed)
     assert log.read_text().count("resumed from") >= 5
+
+
+def test_sigkill_between_mid_epoch_validations_resumes_bitwise(tmp_path: Path) -> None:
+    """val_check_interval=0.25: validation every 5 of the 20 steps of an epoch. Killed right
+    after checkpoints that lie between two validations, the run validates at the same steps
+    as an uninterrupted one, each exactly once, and ends bit-identical."""
+    overrides = {**KILL_OVERRIDES, "trainer.val_check_interval": "0.25"}
+    reference = _reference(tmp_path, overrides)
+    spec = make_spec(tmp_path / "out", "mid_val", overrides=overrides)
+    log = tmp_path / "mid_val.log"
+    kills_between = 0
+    for _attempt in range(12):
+        proc = start_worker(spec, log)
+        if kills_between < 4 and made_progress(spec, proc):
+            step = newest_step(spec)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills_between += (
+                step % 5 != 0 and step > 5
+            )  # resumes after a validation, before the next
+            continue
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        break
+    assert kills_between == 4, "too few kills between validations; make steps slower"
+    resumed = final_state(spec)
+    _compare(reference, resumed)
+    _steps_exactly_once(tmp_path / "out", resumed)
+    val_steps = metric_steps(tmp_path / "out", _run_id(resumed), "val_loss")
+    assert val_steps == list(range(5, TOTAL_STEPS + 1, 5)), f"validations: {val_steps}"
+    ref_val = metric_steps(tmp_path / "ref", _run_id(reference), "val_loss")
+    assert ref_val == val_steps
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2])
