@@ -196,10 +196,10 @@ def test_a_deleted_manifest_resumes_from_the_files_in_the_same_mlflow_run(tmp_pa
     resumed = final_state(spec)
     _compare(reference, resumed)
     out = tmp_path / "out"
-    _steps_exactly_once(out, resumed)
     client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
     runs = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
     assert [r.info.run_id for r in runs] == [_run_id(resumed)]
+    _steps_exactly_once(out, resumed)
 
 
 @pytest.fixture
