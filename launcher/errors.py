@@ -8,6 +8,8 @@ Anything else is a bug in our code and may crash loudly.
 from __future__ import annotations
 
 USER_ERROR_EXIT_CODE = 2
+# A run that failed: a bug, or the machine (out of disk space: `OutOfSpace`).
+FAILURE_EXIT_CODE = 1
 # A worker that checkpointed on SIGTERM/SIGUSR2 exits with this code: "requeue me".
 REQUEUE_EXIT_CODE = 3
 # A run stopped on purpose (Ctrl-C, a closed terminal, `kill`): the shell's codes for SIGINT
@@ -46,6 +48,31 @@ class RequeueRequested(Exception):
         super().__init__(f"stopped on {signal_name}; checkpoint {checkpoint}")
         self.signal_name = signal_name
         self.checkpoint = checkpoint
+
+
+class OutOfSpace(Exception):
+    """A file could not be written for lack of disk space (or quota); nothing partial is left.
+
+    Its message is the one paragraph shown to people: the path, how much it needed, what is
+    free there, and what was kept (`kept`, set by whoever knows: the last good checkpoint).
+    """
+
+    def __init__(self, path: str, needed: int, free: int | None, kept: str | None = None) -> None:
+        super().__init__(path)
+        self.path, self.needed, self.free, self.kept = path, needed, free, kept
+
+    def __str__(self) -> str:
+        free = f", {_mb(self.free)} free there" if self.free is not None else ""
+        kept = f" Kept: {self.kept}." if self.kept else ""
+        return (
+            f"out of disk space writing {self.path}: it needs about {_mb(self.needed)}{free}; "
+            f"the partial file was removed.{kept} Free some space (or move --output-dir to a "
+            "bigger disk), then continue with `launch resume NAME`."
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 class NotSupportedError(UserError, ImportError):

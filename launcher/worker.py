@@ -20,9 +20,11 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from launcher.errors import (
+    FAILURE_EXIT_CODE,
     INTERRUPTED_EXIT_CODE,
     REQUEUE_EXIT_CODE,
     USER_ERROR_EXIT_CODE,
+    OutOfSpace,
     RequeueRequested,
     RunStopped,
     UserError,
@@ -83,8 +85,24 @@ def run(spec: LaunchSpec, sigterm_stops: bool = False) -> int:
     """Train `spec` in this process; returns the exit code.
 
     `sigterm_stops`: SIGTERM stops the run (KILLED) instead of asking for a requeue, as for a
-    local run in the launching process, where only a person or the OS sends it.
+    local run in the launching process, where only a person or the OS sends it. Global rank 0
+    holds the run directory's lock meanwhile: the same `--name` started again while it runs is
+    refused (`launcher.common.run_lock`).
     """
+    from launcher.cluster_env import ClusterEnvironment
+    from launcher.common.run_lock import claim_run
+
+    lock = (
+        claim_run(spec.run_dir, spec.name) if ClusterEnvironment.detect().global_rank == 0 else None
+    )
+    try:
+        return _train(spec, sigterm_stops)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _train(spec: LaunchSpec, sigterm_stops: bool) -> int:
     from launcher.cli.recipe import load_recipe, resolve_overrides
     from launcher.train.seed import seed_everything
     from launcher.train.summary import run_summary
@@ -156,6 +174,11 @@ def main(spec_path: str, debug: bool | None = None, sigterm_stops: bool = False)
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return USER_ERROR_EXIT_CODE
+    except OutOfSpace as exc:  # the machine, not the user's input: one paragraph, exit 1
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return FAILURE_EXIT_CODE
     finally:
         # In-process (one local worker in the `launch` process): the caller's streams again.
         if isinstance(sys.stdout, _PrefixTee):

@@ -13,6 +13,7 @@ and records the job.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,7 @@ from launcher.cli.options import (
     WaitOption,
 )
 from launcher.cli.spec_builder import DEFAULT_OUTPUT_DIR, PRECISIONS, LaunchOptions, build_spec
+from launcher.common.run_lock import check_not_running
 from launcher.errors import UserError
 from launcher.spec import SPEC_FILENAME, LaunchSpec
 
@@ -55,8 +57,21 @@ def submit_spec(
         text = plan.render()
         typer.echo(text, nl=not text.endswith("\n"))
         return 0
-    result = backend.submit(plan)
+    check_not_running(spec.run_dir, spec.name)  # before submit writes its launch.json
     registry = registry or JobRegistry()
+    started = None
+    if spec.backend == "local":  # in the foreground: known to `launch resume` while it runs
+        started = backend.new_job(spec, Path(spec.run_dir).name, state=JobState.RUNNING.value,
+                                  pid=os.getpid())  # fmt: skip
+        registry.record(started, spec)
+    try:
+        result = backend.submit(plan)
+    except BaseException as exc:  # Ctrl-C, a crash: the record says so; resume finds it
+        if started is not None:
+            ended = JobState.CANCELLED if isinstance(exc, KeyboardInterrupt) else JobState.FAILED
+            extra = {**started.extra, "state": ended.value}
+            registry.update(dataclasses.replace(started, extra=extra))
+        raise
     registry.record(result, spec)
     if "exit_code" in result.extra:  # a foreground backend: the run is over
         return int(result.extra["exit_code"])

@@ -302,14 +302,20 @@ def sync(
     ],
     tracking_uri: Annotated[
         str | None,
-        typer.Option(metavar="URI", help="Send to this store (default: the one the run used)."),
+        typer.Option(
+            metavar="URI",
+            help="Send to this store (default: $MLFLOW_TRACKING_URI, else the one the run used).",
+        ),
     ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Upload what a run spooled while MLflow was unreachable (each record exactly once)."""
+    import os
+
     from launcher.loggers.spool import replay_spool
 
-    sent = replay_spool(run_dir, tracking_uri)
+    # As every other command: the flag, else $MLFLOW_TRACKING_URI, else what the run used.
+    sent = replay_spool(run_dir, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
     _console().print(f"sent {sent} spooled records" if sent else "nothing left to sync")
 
 

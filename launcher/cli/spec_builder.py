@@ -25,8 +25,9 @@ from launcher.cli.cluster_config import (
     find_cluster_config,
     load_cluster_config,
 )
+from launcher.common.secrets import is_secret_key, mask_text
 from launcher.errors import UserError
-from launcher.spec import LaunchSpec
+from launcher.spec import SPEC_FILENAME, LaunchSpec
 from launcher.train.names import ACCELERATORS, PRECISIONS
 
 DEFAULT_OUTPUT_DIR = "./outputs"
@@ -112,13 +113,17 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
             f"use {FLAG_OWNED_TRAINER_ARGS[key]} instead"
         )
 
-    name = options.name or default_run_name(recipe.name, overrides, options)
     experiment = options.experiment or recipe.name
+    output_dir = options.output_dir or cluster.output_dir or DEFAULT_OUTPUT_DIR
+    experiment_dir = Path(os.path.expandvars(output_dir)).expanduser().resolve() / experiment
+    name = options.name
+    if name is None and options.resume == "auto" and not options.no_resume:  # else a new name
+        name = newest_unfinished_run(experiment_dir, recipe.path)
+    name = name or default_run_name(recipe.name, overrides, options)
     for flag, value in (("--name", name), ("--experiment", experiment)):
         if not value.strip() or "/" in value or value in (".", ".."):
             raise UserError(f"{flag} {value!r}: use a plain name without '/'")
-    output_dir = options.output_dir or cluster.output_dir or DEFAULT_OUTPUT_DIR
-    run_dir = Path(os.path.expandvars(output_dir)).expanduser().resolve() / experiment / name
+    run_dir = experiment_dir / name
     _check_writable(run_dir, output_dir)
 
     return LaunchSpec(
@@ -154,7 +159,9 @@ def default_run_name(recipe: str, overrides: dict[str, str], options: LaunchOpti
     `default_run_name("digits", {"lr": "0.01", "data.batch_size": "64"}, opts)`
     -> "digits-lr=0.01-batch_size=64-1201-074412" (the last part of each key; at most 4).
     """
-    chosen = [(key.rsplit(".", 1)[-1], value) for key, value in overrides.items()]
+    # A secret never becomes part of a name (names reach MLflow, folders and logs).
+    chosen = [(key.rsplit(".", 1)[-1], mask_text(value)) for key, value in overrides.items()
+              if not is_secret_key(key)]  # fmt: skip
     for flag, value in (("seed", options.seed), ("precision", options.precision)):
         if value is not None:
             chosen.append((flag, str(value)))
@@ -210,6 +217,37 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
             raise UserError(f"--set {pair}: expected KEY=VALUE, e.g. --set lr=0.01")
         overrides[key.strip()] = value
     return overrides
+
+
+def newest_unfinished_run(experiment_dir: Path, recipe_path: str) -> str | None:
+    """`--resume auto` without `--name`: the newest run of this recipe that has not finished.
+
+    A run counts when its `launch.json` names the same recipe file and its newest resume
+    checkpoint is not a finished run's last one. Says which run it picked, or that none is.
+    """
+    from launcher.train.checkpoint_store import CheckpointManager
+
+    found: list[tuple[float, str]] = []
+    for spec_path in experiment_dir.glob(f"*/{SPEC_FILENAME}"):
+        try:
+            spec = LaunchSpec.read(str(spec_path))
+        except (OSError, ValueError, TypeError):
+            continue
+        if Path(spec.recipe).resolve() != Path(recipe_path).resolve():
+            continue
+        manager = CheckpointManager(str(spec_path.parent / "checkpoints" / "resume"))
+        entries = manager.entries()
+        if entries and not manager.is_finished():
+            found.append((entries[-1].get("time") or spec_path.stat().st_mtime, spec.name))
+    if not found:
+        print(f"--resume auto: no unfinished run of {recipe_path} in {experiment_dir}; "
+              "starting a new one", file=sys.stderr)  # fmt: skip
+        return None
+    _, name = max(found)
+    others = f" (newest of {len(found)}; pick another with --name)" if len(found) > 1 else ""
+    print(f"--resume auto: resuming run {name!r}, the newest unfinished run of "
+          f"{Path(recipe_path).name} in experiment {experiment_dir.name}{others}", file=sys.stderr)  # fmt: skip
+    return name
 
 
 def _resume(options: LaunchOptions) -> str:

@@ -6,12 +6,17 @@
         torch.save(state, f)
 
 Each write goes to a temporary file in the same folder (so the rename cannot cross file
-systems), then `os.replace` gives it the final name. A failed write leaves no temporary file.
+systems), then `os.replace` gives it the final name. A failed write leaves no temporary file;
+a killed one leaves `.NAME.XXXX.tmp`, which `remove_stale_temp_files(folder)` removes later.
+The writer holds an exclusive `flock` on its temporary file until the rename, so a cleaner
+tells a live writer's file (locked, kept) from a dead one's (free, removed), in any process
+(flock is per open file; on NFS Linux maps it to a byte-range lock, which works across hosts).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -33,7 +38,7 @@ def atomic_writer(
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp, lock = _locked_temp_file(target)
     try:
         # mkstemp makes the file 0600; give it what open() would (0666 less the umask), so
         # checkpoints stay readable by the group on shared clusters as they were.
@@ -50,8 +55,61 @@ def atomic_writer(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(lock)  # releases the flock: the file is renamed or gone by now
     if durable:
         fsync_dir(target.parent)
+
+
+def _locked_temp_file(target: Path) -> tuple[int, str, int]:
+    """A new temp file beside `target`: (fd, path, a dup of fd holding its exclusive flock).
+
+    The dup keeps the lock after the caller closes `fd` (a flock belongs to the open file, not
+    to the descriptor). A cleaner could take the file in the instant between its creation and
+    the lock; the inode check then sees it gone and a fresh one is made.
+    """
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        lock = os.dup(fd)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return fd, tmp, lock
+        except FileNotFoundError:
+            pass
+        os.close(lock)
+        os.close(fd)
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[tuple[str, int]]:
+    """Delete the temporary files (`.*.tmp`) in `folder` that no live writer holds.
+
+    Returns (name, size in bytes) of each file removed. A file whose flock is free belongs to
+    a writer that died (SIGKILL, a lost node) or to a version that took no lock; a locked one
+    is being written right now, by this process or another, and is left alone.
+    """
+    removed: list[tuple[str, int]] = []
+    for path in sorted(Path(folder).glob(".*.tmp")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:  # gone meanwhile (renamed by its writer), or not ours to read
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a live writer holds it
+                continue
+            # Still the file we locked (its writer may have renamed it to its final name)?
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                continue
+            size = os.fstat(fd).st_size
+            os.unlink(path)
+            removed.append((path.name, size))
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _read_umask() -> int:
@@ -83,3 +141,29 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def try_lock(path: str | os.PathLike[str], owner: str) -> int | None:
+    """Take an exclusive flock on `path` (created if needed) and write `owner` into it.
+
+    Returns the descriptor that holds the lock (it lasts until closed or the process dies),
+    or None when another open file holds it: `lock_owner(path)` then says whose it is.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, owner.encode(), 0)
+    return fd
+
+
+def lock_owner(path: str | os.PathLike[str]) -> str:
+    """What the holder of the lock at `path` wrote there ("" if nothing is readable)."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from launcher.common.secrets import mask_secrets, mask_text
 from launcher.common.threads import start_thread
 from launcher.loggers.base import (
     Logger,
@@ -73,6 +74,7 @@ from launcher.loggers.sender import (
 )
 from launcher.loggers.spool import Spool, record_run, record_run_status, replay
 from launcher.loggers.system_metrics import NodeMetricsReader, SystemMetricsSampler
+from launcher.tracking.local_store import prepare_local_store
 from launcher.tracking.reader import is_connection_error, local_artifact_root, resolve_tracking_uri
 
 if TYPE_CHECKING:
@@ -135,7 +137,7 @@ class MLflowLogger(Logger):
         self.system_metrics_interval = system_metrics_interval
         self.retry_interval = retry_interval
         self.sender_process = sender_process
-        self._tags = clean_tags(tags or {})
+        self._tags = clean_tags(mask_secrets(tags or {}))
         # The real id once the run exists; a given `run_id` is continued.
         self._ref = run_id or f"{PENDING_PREFIX}{uuid.uuid4().hex}"
         self._watermarks: dict[str, int] = {}  # metric key -> highest step accepted
@@ -227,7 +229,7 @@ class MLflowLogger(Logger):
             self.flush()
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        self._put(("tags", {"tags": clean_tags(tags)}))
+        self._put(("tags", {"tags": clean_tags(mask_secrets(tags))}))
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         self._put(("artifact", {"path": os.path.abspath(path), "artifact_path": artifact_path}))
@@ -284,7 +286,7 @@ class MLflowLogger(Logger):
             log.warning(
                 "MLflow unreachable at %s: the run's records are kept in %s; upload "
                 "them with `launch sync %s`",
-                self.tracking_uri,
+                mask_text(self.tracking_uri),
                 self.spool.path,
                 self.spool.directory,
             )
@@ -376,6 +378,7 @@ class MLflowLogger(Logger):
             # MLflow's client code runs in a helper process unless told otherwise: its
             # interpreter time would otherwise be taken from training (see remote_sender).
             make = RemoteSender if self.sender_process else Sender
+            prepare_local_store(self.tracking_uri)  # a fresh sqlite store, made whole once
             self._sender = make(self.tracking_uri, warn=self._warn_once)
             self._journal()  # after what a crashed predecessor left: that goes first
             self._send_spooled()
@@ -480,7 +483,9 @@ class MLflowLogger(Logger):
         self._adopt_run_id()
         if sent and was_offline:
             log.info(
-                "MLflow reachable again at %s: sent %d spooled records", self.tracking_uri, sent
+                "MLflow reachable again at %s: sent %d spooled records",
+                mask_text(self.tracking_uri),
+                sent,
             )
 
     def _go_offline(self, exc: Exception) -> None:
@@ -488,7 +493,7 @@ class MLflowLogger(Logger):
         self._next_retry = time.monotonic() + self.retry_interval
         self._warn_once(
             "offline",
-            f"MLflow unreachable at {self.tracking_uri} ({type(exc).__name__}); "
+            f"MLflow unreachable at {mask_text(self.tracking_uri)} ({type(exc).__name__}); "
             f"training goes on, records are spooled to {self.spool.path} and sent "
             f"when it is back",
         )

@@ -5,6 +5,7 @@
     reader.py     where runs live (tracking URIs, "store unreachable" errors) and reading them
                   back: list, compare, plot (`launch runs`, `launch compare`, `launch ui`)
     server.py     a local `mlflow server` on 127.0.0.1: start, wait until healthy, stop
+    local_store.py  a fresh sqlite store created whole, under a lock, when runs start at once
 
 Writing runs from a training process is `launcher.loggers`' job; it uses reader.py's URI and
 error helpers and run_info.py's masking, so a run is named and cleaned the same way everywhere.

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from launcher.common.secrets import mask_text
 from launcher.errors import UserError
 
 if TYPE_CHECKING:
@@ -196,7 +197,9 @@ def list_runs(
             found = client.get_experiment_by_name(experiment)
             if found is None:
                 names = sorted(e.name for e in client.search_experiments())
-                raise UserError(f"no experiment {experiment!r} at {tracking_uri}; have: {names}")
+                raise UserError(
+                    f"no experiment {experiment!r} at {mask_text(tracking_uri)}; have: {names}"
+                )
             experiments = [found]
         by_id = {e.experiment_id: e.name for e in experiments}
         if not by_id:
@@ -264,8 +267,12 @@ def _get_run(
             return matches[0]
         if matches:
             listed = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in matches[:10])
-            raise UserError(f"run {ref!r} is ambiguous at {tracking_uri}: it may be {listed}")
-    raise UserError(f"run {ref!r} does not exist at {tracking_uri}; list runs with `launch runs`")
+            raise UserError(
+                f"run {ref!r} is ambiguous at {mask_text(tracking_uri)}: it may be {listed}"
+            )
+    raise UserError(
+        f"run {ref!r} does not exist at {mask_text(tracking_uri)}; list runs with `launch runs`"
+    )
 
 
 def _all_runs(client: MlflowClient) -> list[Run]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -21,20 +20,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SECRET_WORDS = frozenset("token secret password passwd apikey key credential credentials".split())
-MASK = "***"
+# The one secret rule lives in launcher.common.secrets; these names stay importable from here.
+from launcher.common.secrets import MASK, is_secret_key, mask_secrets
+
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: its UI links the commit
 
-
-def is_secret_key(key: str) -> bool:
-    """True when a word of `key` names a secret: `db.password`, `hfToken`, `api_key`."""
-    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", key)
-    return any(w.lower() in SECRET_WORDS for w in words)
-
-
-def mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
-    """Copy of `params` with values of secret-looking keys replaced by `***`."""
-    return {k: (MASK if is_secret_key(k) else v) for k, v in params.items()}
+__all__ = ["MASK", "file_sha256", "flatten", "git_info", "is_secret_key", "mask_secrets",
+           "run_tags"]  # fmt: skip
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,22 +7,29 @@ checkpoints loadable. Loading uses `torch.load(weights_only=True)`: a checkpoint
 tensors, numbers, strings and containers, never code.
 
     manager = CheckpointManager("run/checkpoints/resume", keep_last=3, async_save=True)
+    manager.recover()                  # at start: stale temp files, a lost manifest
     manager.save(state, step=120)      # returns after copying state to CPU
     path, state = manager.load_latest()
+
+A file the manifest does not vouch for (no manifest, or an unreadable one) is verified by its
+zip records' CRC-32s, which `torch.save` writes, before it is loaded.
 """
 
 from __future__ import annotations
 
 import atexit
 import copy
+import errno
 import hashlib
 import json
 import os
 import queue
+import sys
 import threading
 import time
 import warnings
 import weakref
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +37,9 @@ from typing import IO, Any, cast
 
 import torch
 
-from launcher.common.files import atomic_write_text, atomic_writer
+from launcher.common.files import atomic_write_text, atomic_writer, remove_stale_temp_files
 from launcher.common.threads import start_thread
-from launcher.errors import UserError
+from launcher.errors import OutOfSpace, UserError
 from launcher.tracking.run_info import file_sha256
 
 __all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "safe_load", "to_cpu"]
@@ -53,15 +60,52 @@ def atomic_torch_save(
     `sync_dir=False` leaves the directory's fsync (which makes the rename durable) to the
     caller, when it writes more into the same directory and syncs it once at the end.
     `before_rename` runs once the bytes are on disk, just before the file takes its name.
+    A full disk raises `OutOfSpace` (the partial file is gone by then).
     """
     digest = hashlib.sha256()
-    with atomic_writer(path, "wb", durable=sync_dir, before_rename=before_rename) as f:
-        # torch.save needs only write() and flush(); its stub asks for a full IO[bytes].
-        torch.save(state, cast(IO[bytes], _HashingWriter(f, digest)))
-        if not sync_dir:  # durable=True would also sync the directory: the caller does
-            f.flush()
-            os.fsync(f.fileno())
+    try:
+        with atomic_writer(path, "wb", durable=sync_dir, before_rename=before_rename) as f:
+            # torch.save needs only write() and flush(); its stub asks for a full IO[bytes].
+            torch.save(state, cast(IO[bytes], _HashingWriter(f, digest)))
+            if not sync_dir:  # durable=True would also sync the directory: the caller does
+                f.flush()
+                os.fsync(f.fileno())
+    except Exception as exc:
+        if not _out_of_space(exc):
+            raise
+        raise OutOfSpace(str(path), _nbytes(state), _free_bytes(path)) from exc
     return digest.hexdigest()
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """True when `exc` or what caused it is ENOSPC/EDQUOT (torch wraps it in a RuntimeError)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
+def _nbytes(state: Any) -> int:
+    """Bytes of the tensors in `state` (what its file needs, give or take the pickle)."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_nbytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_nbytes(v) for v in state)
+    return 0
+
+
+def _free_bytes(path: str | os.PathLike[str]) -> int | None:
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -72,9 +116,18 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, A
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise UserError(
                 f"refusing to load {path}: it contains pickled code or objects "
-                f"({_first_line(exc)}). Checkpoints may hold only tensors and plain data."
+                f"({_refusal_reason(exc)}). Checkpoints may hold only tensors and plain data."
             ) from exc
         raise
+
+
+def _refusal_reason(exc: BaseException) -> str:
+    """What torch refused, without its advice to retry with `weights_only=False`."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported global" in line:
+            return line.rstrip(".")
+    return "an object that is not a tensor or plain data"
 
 
 def to_cpu(state: Any, into: Any = None) -> Any:
@@ -114,6 +167,7 @@ class _Job:
     name: str
     step: int
     before_write: Callable[[], Callable[[], None]] | None
+    final: bool
 
 
 class CheckpointManager:
@@ -139,6 +193,7 @@ class CheckpointManager:
         step: int,
         blocking: bool | None = None,
         before_write: Callable[[], Callable[[], None]] | None = None,
+        final: bool = False,
     ) -> str:
         """Write `state` as `step-XXXXXXXX.ckpt`; async unless `blocking` or configured so.
 
@@ -149,17 +204,18 @@ class CheckpointManager:
         training waits. An async save waits for it before it serializes: nothing is gained by
         overlapping them in the background, and both at once (MLflow's helper process and the
         writer) took CPU from the training thread on 2 cores (bench/overhead.py: ~0.5%).
+        `final` marks the last checkpoint of a finished run in the manifest (`is_finished`).
         """
         self.wait()  # at most one save in flight
         name = f"step-{step:09d}.ckpt"
         if blocking or not self.async_save:
-            self._write(state, name, step, before_write)
+            self._write(state, name, step, before_write, final=final)
         else:
             # The training loop may change tensors right after save() returns: snapshot them,
             # into the previous snapshot's buffers (that write has finished: see wait()).
             snapshot = self._snapshot = to_cpu(state, self._snapshot)
             self._idle.clear()
-            self._jobs.put(_Job(snapshot, name, step, before_write))
+            self._jobs.put(_Job(snapshot, name, step, before_write, final))
             if self._writer is None:
                 self._writer = start_thread(self._serve, "checkpoint-writer")
                 _open_managers.add(self)
@@ -192,7 +248,7 @@ class CheckpointManager:
         while (job := self._jobs.get()) is not None:
             try:
                 # see save(): async saves don't overlap the upload with the write
-                self._write(job.state, job.name, job.step, job.before_write, overlap=False)
+                self._write(job.state, job.name, job.step, job.before_write, False, job.final)
             except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                 self._error = exc
             finally:
@@ -206,6 +262,7 @@ class CheckpointManager:
         step: int,
         before_write: Callable[[], Callable[[], None]] | None = None,
         overlap: bool = True,
+        final: bool = False,
     ) -> None:
         path = self.dirpath / name
         wait = before_write() if before_write is not None else None
@@ -214,14 +271,32 @@ class CheckpointManager:
             wait = None
         # One directory fsync, after the manifest's rename, makes both renames durable; until
         # then a crash leaves the old manifest, which does not name this file.
-        sha = atomic_torch_save(state, path, sync_dir=False, before_rename=wait)
-        entries = [e for e in self.entries() if e["file"] != name]
-        entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
-                        "step": step, "time": time.time()})  # fmt: skip
-        stale, entries = entries[: -self.keep_last], entries[-self.keep_last :]
-        self._write_manifest(entries)
+        try:
+            sha = atomic_torch_save(state, path, sync_dir=False, before_rename=wait)
+            entries = [e for e in self.entries() if e["file"] != name]
+            entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
+                            "step": step, "time": time.time(), "final": final})  # fmt: skip
+            stale, entries = entries[: -self.keep_last], entries[-self.keep_last :]
+            try:
+                self._write_manifest(entries)
+            except OSError as exc:  # the old manifest stands: the new file is not listed
+                if not _out_of_space(exc):
+                    raise
+                path.unlink(missing_ok=True)
+                raise OutOfSpace(str(self.dirpath / MANIFEST), 4096, _free_bytes(path)) from exc
+        except OutOfSpace as exc:
+            exc.kept = self._kept()
+            raise
         for entry in stale:  # only after the manifest no longer points at them
             (self.dirpath / entry["file"]).unlink(missing_ok=True)
+
+    def _kept(self) -> str:
+        """What a failed save leaves to resume from, for its error message."""
+        entries = self.entries()
+        if not entries:
+            return "no checkpoint yet (the run would start over)"
+        newest = entries[-1]
+        return f"the last good checkpoint, {self.dirpath / newest['file']} (step {newest['step']})"
 
     def _write_manifest(self, entries: list[dict[str, Any]]) -> None:
         # durable: syncs the directory too, which makes the checkpoint's rename durable as well
@@ -230,45 +305,93 @@ class CheckpointManager:
 
     # -- loading --------------------------------------------------------------------------
     def entries(self) -> list[dict[str, Any]]:
-        """Manifest entries, oldest first ([] when there is no manifest yet)."""
+        """Manifest entries, oldest first; without a readable manifest, the files on disk.
+
+        Entries found by scanning have no checksum: `load_latest` verifies their zip CRCs.
+        """
+        listed = self._read_manifest()
+        if listed is not None:
+            return listed
+        files = sorted(self.dirpath.glob("step-*.ckpt"))
+        return [{"file": p.name, "sha256": None, "step": int(p.stem[5:])} for p in files]
+
+    def _read_manifest(self) -> list[dict[str, Any]] | None:
+        """The manifest's entries; None when it is missing or unreadable."""
         try:
             with open(self.dirpath / MANIFEST) as f:
                 return list(json.load(f)["checkpoints"])
-        except FileNotFoundError:
-            return []
-        except (json.JSONDecodeError, KeyError, TypeError):
-            warnings.warn(f"{self.dirpath / MANIFEST} is unreadable; scanning files", stacklevel=2)
-            files = sorted(self.dirpath.glob("step-*.ckpt"))
-            return [{"file": p.name, "sha256": None, "step": int(p.stem[5:])} for p in files]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            return None
 
     def has_checkpoint(self) -> bool:
         return bool(self.entries())
 
+    def is_finished(self) -> bool:
+        """True when the newest checkpoint is a finished run's last one (read from the manifest)."""
+        entries = self.entries()
+        return bool(entries and entries[-1].get("final"))
+
+    def recover(self) -> None:
+        """Repair what a crash or a person left behind; call once, on one process, at start.
+
+        Removes temporary files of writers that died mid-write (a live writer's stay), and
+        rebuilds a missing or unreadable manifest from the checkpoint files that verify, so
+        a resume goes on from them instead of step 0. Says what it did in one line each.
+        """
+        if not self.dirpath.is_dir():
+            return
+        removed = remove_stale_temp_files(self.dirpath)
+        if removed:
+            mb = sum(size for _, size in removed) / 1e6
+            _say(f"removed {len(removed)} temporary file(s) of interrupted checkpoint writes "
+                 f"({mb:.1f} MB) from {self.dirpath}")  # fmt: skip
+        if self._read_manifest() is not None:
+            return
+        files = sorted(self.dirpath.glob("step-*.ckpt"))
+        if not files:
+            return
+        entries, bad = [], []
+        for path in files:
+            problem = _zip_problem(path)
+            if problem is not None:
+                bad.append(f"{path.name} ({problem})")
+                continue
+            entries.append({"file": path.name, "sha256": file_sha256(path),
+                            "size": path.stat().st_size, "step": int(path.stem[5:]),
+                            "time": path.stat().st_mtime})  # fmt: skip
+        self._write_manifest(entries)
+        skipped = f"; left out, unverified: {', '.join(bad)}" if bad else ""
+        _say(f"{self.dirpath / MANIFEST} was missing or unreadable: rebuilt it from "
+             f"{len(entries)} verified checkpoint file(s){skipped}")  # fmt: skip
+
     def load_latest(self) -> tuple[str, dict[str, Any]]:
-        """The newest checkpoint that verifies; warns about (and skips) corrupt ones."""
+        """The newest checkpoint that verifies; skips refused or corrupt ones with a warning."""
         entries = self.entries()
         problems = []
         for entry in reversed(entries):
             path = self.dirpath / entry["file"]
             try:
-                if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
-                    raise ValueError("checksum mismatch (truncated or modified)")
+                if entry.get("sha256"):
+                    if file_sha256(path) != entry["sha256"]:
+                        raise ValueError("checksum mismatch (truncated or modified)")
+                elif (problem := _zip_problem(path)) is not None:
+                    raise ValueError(problem)
                 state = safe_load(path)
-            except UserError:
-                raise
             except Exception as exc:  # noqa: BLE001 - try the previous one
-                problems.append(f"{path.name}: {_first_line(exc)}")
+                reason = str(exc).removeprefix(f"refusing to load {path}: ")
+                problems.append(f"{path.name}: {_first_line_of(reason)}")
+                continue
+            if problems:
                 warnings.warn(
-                    f"checkpoint {path} is unusable ({_first_line(exc)}); "
-                    "falling back to the previous one",
+                    f"skipped unusable checkpoint(s) {'; '.join(problems)}; "
+                    f"resuming from the previous good one, {path.name}",
                     stacklevel=2,
                 )
-                continue
             return str(path), state
         if not entries:
             raise UserError(f"no checkpoint in {self.dirpath} to resume from")
         raise UserError(
-            f"every checkpoint in {self.dirpath} is corrupt, nothing was deleted: "
+            f"every checkpoint in {self.dirpath} is unusable, nothing was deleted: "
             + "; ".join(problems)
             + ". Start over with --no-resume (and a new --name), or restore a backup."
         )
@@ -303,3 +426,22 @@ class _HashingWriter:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _first_line_of(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else "unreadable"
+
+
+def _zip_problem(path: Path) -> str | None:
+    """Why `path` is not an intact `torch.save` zip (CRC-32 of every record), or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        return f"not a complete checkpoint: {_first_line(exc)}"
+    return None if broken is None else f"CRC mismatch in {broken} (truncated or modified)"
+
+
+def _say(message: str) -> None:
+    print(f"[launcher] {message}", file=sys.stderr, flush=True)

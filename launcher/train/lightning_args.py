@@ -23,7 +23,6 @@ UNSUPPORTED_TRAINER_ARGS: dict[str, tuple[Any, str]] = {
     "use_distributed_sampler": (True, "every dataloader gets a resumable distributed sampler "
                                 "(exact resume needs it); shard data yourself in an "
                                 "IterableDataset instead"),
-    "detect_anomaly": (False, "wrap training_step in torch.autograd.detect_anomaly() yourself"),
     "barebones": (False, "turn features off one by one: logger=False, "
                   "enable_checkpointing=False, enable_progress_bar=False, "
                   "enable_model_summary=False"),

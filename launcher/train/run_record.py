@@ -13,14 +13,17 @@ computed on a helper thread, and `set_state` joins it so they never overwrite a 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from launcher.common.files import atomic_write_text
+from launcher.common.secrets import mask_secrets, mask_tree
 from launcher.common.threads import start_thread
 from launcher.errors import UserError
-from launcher.tracking.run_info import flatten, mask_secrets
+from launcher.tracking.run_info import flatten
 from launcher.tracking.run_info import run_tags as _run_tags
 
 if TYPE_CHECKING:
@@ -66,7 +69,7 @@ class RunRecord:
                 logging.getLogger("launcher").warning("run tags not recorded: %s", exc)
                 return
             for lg in loggers:
-                lg.set_tags(tags)
+                lg.set_tags(mask_secrets(tags))
 
         self._tagging = start_thread(send_tags, "launcher-run-tags")
 
@@ -131,14 +134,21 @@ def merged_hparams(trainer: Trainer) -> dict[str, Any]:
 
 
 def run_artifacts(trainer: Trainer) -> list[tuple[str, str]]:
-    """(file, artifact folder) pairs every run uploads: the recipe and the resolved config."""
+    """(file, artifact folder) pairs every run uploads: the recipe and the resolved config.
+
+    The config is uploaded as a copy with its secrets masked (`--set` values, URL credentials),
+    `RUN_DIR/uploads/launch.json`; the run's own `launch.json` keeps them for resumes.
+    """
     out: list[tuple[str, str]] = []
     recipe = trainer.launch_settings.get("recipe")
     if recipe and Path(recipe).is_file():
         out.append((recipe, "recipe"))
     resolved = Path(trainer.run_dir or ".") / "launch.json"
     if trainer.run_dir is not None and resolved.is_file():
-        out.append((str(resolved), "config"))
+        masked = Path(trainer.run_dir) / "uploads" / "launch.json"
+        config = mask_tree(json.loads(resolved.read_text()))
+        atomic_write_text(masked, json.dumps(config, indent=2))
+        out.append((str(masked), "config"))
     return out
 
 

@@ -36,6 +36,7 @@ import torch
 from launcher.callbacks.model_checkpoint import ModelCheckpoint, generate_state_key
 from launcher.errors import UserError
 from launcher.train.checkpoint_store import CheckpointManager, atomic_torch_save, safe_load
+from launcher.train.input_checks import check_same_model
 from launcher.train.seed import load_rng_state, rng_state
 
 if TYPE_CHECKING:
@@ -346,8 +347,9 @@ def save_resume_checkpoint(trainer: Trainer, blocking: bool = False) -> str:
             return wait_all
 
         path = manager.save(
-            state, trainer.global_step, blocking=blocking or finished, before_write=flush_loggers
-        )
+            state, trainer.global_step, blocking=blocking or finished,
+            before_write=flush_loggers, final=finished,
+        )  # fmt: skip
     trainer.barrier()
     return path
 
@@ -515,6 +517,7 @@ def restore(trainer: Trainer, ckpt_path: str) -> bool:
     if loops is None:
         raise UserError(f"{path} holds weights only, nothing to resume training from; pass it "
                         "to validate/test(ckpt_path=...), or load it in the recipe")  # fmt: skip
+    check_same_model(trainer.module, state, path)  # before "already finished": same model?
     loop = loops["fit_loop"]
     if loop["finished"]:
         if trainer.is_global_zero:

@@ -46,6 +46,7 @@ from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
+from launcher.train.input_checks import LossWatch, check_train_loader
 from launcher.train.lightning_args import check_trainer_kwargs, unsupported_trainer_attribute
 from launcher.train.limits import FitLimits
 from launcher.train.loop import LoopState
@@ -153,6 +154,7 @@ class Trainer:
         enable_checkpointing: bool = True,
         default_root_dir: str | None = None,
         deterministic: bool = False,
+        detect_anomaly: bool = False,
         benchmark: bool | None = None,
         inference_mode: bool = True,
         profiler: str | PassThroughProfiler | None = None,
@@ -224,6 +226,8 @@ class Trainer:
         self.enable_checkpointing = enable_checkpointing and not self.fast_dev_run
         self.default_root_dir = str(default_root_dir or Path.cwd() / "outputs")
         self.deterministic, self.seed = deterministic, seed
+        self.detect_anomaly = detect_anomaly  # Lightning's: autograd anomaly mode during fit
+        self.loss_watch = LossWatch(detect_anomaly)
         self.benchmark, self.inference_mode = benchmark, inference_mode
         self.profiler = build_profiler(profiler)
         self.checkpoint_every_n_steps = checkpoint_every_n_steps
@@ -509,6 +513,7 @@ class Trainer:
             self.limits.warn_if_defaulted()
             self._loader_source = (model, datamodule, train_dataloaders, val_dataloaders)
             self._set_train_loader(train_loader)
+            check_train_loader(self)
             self._set_val_loader(val_loader)
             self.optimizers, self.lr_scheduler_configs = parse_optimizers(
                 model.configure_optimizers()
@@ -527,7 +532,8 @@ class Trainer:
             self.signals.install()
             if not self._fit_done():  # as Lightning: max_epochs=0 trains nothing, no train hooks
                 self.call_hook("on_train_start")
-                self._fit_loop()
+                with torch.autograd.set_detect_anomaly(self.detect_anomaly):
+                    self._fit_loop()
                 self.call_hook("on_train_end")
             self.call_hook("on_fit_end")
             self.loop.finished = True
@@ -626,7 +632,8 @@ class Trainer:
         accumulate = loop.accumulate_grad_batches = self.accumulate_grad_batches
         model.train()
         total = self.num_training_batches
-        batch_idx = loop.batch_idx
+        batch_idx = first_batch = loop.batch_idx
+        watch, detect = self.loss_watch, self.detect_anomaly
         for batch in loader:
             if batch_idx >= total:
                 break
@@ -654,6 +661,8 @@ class Trainer:
                     precision.backward(loss)
                     if after_backward:
                         self.call_hook("on_after_backward")
+                elif not manual:  # manual optimization returns None by design
+                    watch.no_loss()
             if last_micro and not manual:
                 optimizer_step()
             loop.batches_stepped += last_micro
@@ -666,12 +675,16 @@ class Trainer:
             if last_micro and self.loggers and loop.batches_stepped % self.log_every_n_steps == 0:
                 logged = self._logger_step_metrics(step_metrics)
                 self.log_metrics(logged and logged | {"epoch": loop.epoch}, self._log_step())
+                watch.check(loss, self)  # on the host already: the logging synced
+            elif detect:
+                watch.check(loss, self)
             self.call_hook("on_train_batch_end", output, batch, batch_idx - 1)
             if batch_idx < total and self._validation_due(last_micro, last_batch=False):
                 self._validate_in_fit(last_micro)
             if last_micro and self._after_optimizer_step():
                 return
         loop.epoch_done = True
+        watch.end_epoch(self, batch_idx - first_batch)
 
     def _optimizer_step(self) -> None:
         precision, clip, loop = self.precision_plugin, self.gradient_clip_val, self.loop
@@ -965,6 +978,9 @@ class Trainer:
                 keep_last=self.keep_last_checkpoints,
                 async_save=self.async_checkpointing,
             )
+            if self.is_global_zero:  # stale temp files, a lost manifest: before "last" is read
+                self.checkpoints.recover()
+            self.barrier()
 
     def _end(self, stage: str) -> None:
         self.signals.restore()

@@ -114,8 +114,102 @@ def test_a_pickled_callable_is_refused(tmp_path: Path) -> None:
     manager = CheckpointManager(str(tmp_path))
     sha = atomic_torch_save({"hook": print}, tmp_path / "step-000000001.ckpt")
     manager._write_manifest([{"file": "step-000000001.ckpt", "sha256": sha, "step": 1}])
-    with pytest.raises(UserError, match="refusing to load"):
+    with pytest.raises(UserError, match="unusable.* pickled code") as info:
         manager.load_latest()
+    assert "weights_only" not in str(info.value) and "likely succeed" not in str(info.value)
+
+
+def test_a_refused_or_corrupt_newest_checkpoint_falls_back_to_the_previous_good_one(
+    tmp_path: Path,
+) -> None:
+    manager = CheckpointManager(str(tmp_path), keep_last=5)
+    for step in (1, 2):
+        manager.save(_state(step), step)
+    # Newest: a malicious pickle that still matches its manifest entry (written by "us").
+    sha = atomic_torch_save({"hook": os.system}, tmp_path / "step-000000003.ckpt")
+    entries = manager.entries()
+    manager._write_manifest([*entries, {"file": "step-000000003.ckpt", "sha256": sha, "step": 3}])
+    with pytest.warns(UserWarning) as record:
+        path, state = manager.load_latest()
+    assert path.endswith("step-000000002.ckpt") and state["step"] == 2
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "\n" not in message and "step-000000003.ckpt" in message
+    assert "pickled code" in message and "resuming from the previous good one" in message
+    assert "weights_only" not in message and "likely succeed" not in message
+    # Corrupt newest (bytes flipped in place, the manifest's checksum catches it).
+    newest = tmp_path / "step-000000002.ckpt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="checksum mismatch.*step-000000001.ckpt"):
+        path, state = manager.load_latest()
+    assert state["step"] == 1
+
+
+def test_a_deleted_manifest_is_rebuilt_from_the_files_that_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manager = CheckpointManager(str(tmp_path), keep_last=3)
+    for step in (4, 8, 12):
+        manager.save(_state(step, size=50_000), step)
+    (tmp_path / "manifest.json").unlink()
+    # No manifest: the files themselves are what is on disk, and still count as checkpoints.
+    assert CheckpointManager(str(tmp_path)).has_checkpoint()
+    newest = tmp_path / "step-000000012.ckpt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside a tensor record: only its CRC-32 shows it
+    newest.write_bytes(bytes(data))
+    manager = CheckpointManager(str(tmp_path), keep_last=3)
+    manager.recover()
+    said = capsys.readouterr().err
+    assert "rebuilt it from 2 verified checkpoint file(s)" in said
+    assert "step-000000012.ckpt (CRC mismatch" in said
+    assert [e["step"] for e in manager.entries()] == [4, 8]
+    assert all(e["sha256"] for e in manager.entries())
+    path, state = manager.load_latest()
+    assert path.endswith("step-000000008.ckpt") and torch.equal(state["w"], _state(8, 50_000)["w"])
+    # Without recover(), a scan verifies the files' CRCs too before loading them.
+    (tmp_path / "manifest.json").unlink()
+    with pytest.warns(UserWarning, match="CRC mismatch"):
+        path, _ = CheckpointManager(str(tmp_path)).load_latest()
+    assert path.endswith("step-000000008.ckpt")
+
+
+_SLOW_WRITER = """
+import sys, time, torch
+from launcher.train.checkpoint_store import atomic_torch_save
+def before_rename():
+    print("written", flush=True)
+    time.sleep(float(sys.argv[2]))
+atomic_torch_save({"w": torch.ones(1000)}, sys.argv[1], before_rename=before_rename)
+print("renamed", flush=True)
+"""
+
+
+def test_stale_temp_files_of_dead_writers_are_removed_and_live_ones_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def writer(name: str, hold: float) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(tmp_path / name),
+                                 str(hold)], cwd=REPO, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline() == "written\n"
+        return proc
+
+    dead = writer("step-000000001.ckpt", 60)
+    dead.send_signal(signal.SIGKILL)  # killed with its bytes on disk, before the rename
+    dead.wait()
+    (tmp_path / ".step-000000009.ckpt.old.tmp").write_bytes(b"x" * 1000)  # no lock: old writer
+    live = writer("step-000000002.ckpt", 3)  # another process, still writing
+    assert len(list(tmp_path.glob(".*.tmp"))) == 3
+    CheckpointManager(str(tmp_path)).recover()
+    assert "removed 2 temporary file(s)" in capsys.readouterr().err
+    left = list(tmp_path.glob(".*.tmp"))
+    assert len(left) == 1 and left[0].name.startswith(".step-000000002.ckpt.")
+    assert live.stdout is not None and live.stdout.readline() == "renamed\n"
+    assert live.wait() == 0
+    assert torch.equal(safe_load(tmp_path / "step-000000002.ckpt")["w"], torch.ones(1000))
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "step-000000001.ckpt").exists()
 
 
 def test_missing_manifest_entries_and_no_checkpoint(tmp_path: Path) -> None:

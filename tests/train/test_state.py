@@ -171,9 +171,87 @@ def test_corrupt_newest_checkpoint_falls_back_with_warning(tmp_path: Path) -> No
             f.truncate(100)
     from launcher.errors import UserError
 
-    with pytest.warns(UserWarning), pytest.raises(UserError, match="every checkpoint .* corrupt"):
+    with pytest.raises(UserError, match="every checkpoint .* unusable"):
         manager.load_latest()
     assert all((Path(manager.dirpath) / e["file"]).exists() for e in entries)
+
+
+def test_a_deleted_manifest_resumes_from_the_files_in_the_same_mlflow_run(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    reference = _reference(tmp_path, KILL_OVERRIDES)
+    spec = make_spec(tmp_path / "out", "lost", overrides=KILL_OVERRIDES)
+    log = tmp_path / "lost.log"
+    proc = start_worker(spec, log)
+    assert made_progress(spec, proc) and made_progress(spec, proc), log.read_text()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == REQUEUE_EXIT_CODE, log.read_text()[-3000:]
+    resume_dir = Path(spec.run_dir) / "checkpoints" / "resume"
+    kept = [e["file"] for e in CheckpointManager(str(resume_dir)).entries()]
+    (resume_dir / "manifest.json").unlink()
+    assert run_worker(spec, log) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert f"rebuilt it from {len(kept)} verified checkpoint file(s)" in text
+    assert f"resumed from {resume_dir / kept[-1]}" in text
+    resumed = final_state(spec)
+    _compare(reference, resumed)
+    out = tmp_path / "out"
+    client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+    runs = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
+    assert [r.info.run_id for r in runs] == [_run_id(resumed)]
+    _steps_exactly_once(out, resumed)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 48 MB tmpfs at tmp_path/out: the whole output dir (run dirs and the MLflow store)."""
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(out)], check=True)
+    try:
+        yield out
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=True)
+
+
+def test_a_full_disk_fails_with_one_message_keeping_the_last_good_checkpoint(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    overrides = {**KILL_OVERRIDES, "hidden": "20000", "trainer.checkpoint_every_n_steps": "4",
+                 "trainer.keep_last_checkpoints": "1"}  # fmt: skip
+    spec = make_spec(small_disk, "full", overrides=overrides)
+    log = tmp_path / "full.log"
+    proc = start_worker(spec, log)
+    assert made_progress(spec, proc), log.read_text()[-3000:]
+    resume_dir = Path(spec.run_dir) / "checkpoints" / "resume"
+    (good,) = CheckpointManager(str(resume_dir)).entries()
+    stat = os.statvfs(small_disk)
+    # Leave room for metrics, not for another checkpoint (~4.6 MB: weights and Adam's moments).
+    filler = stat.f_bavail * stat.f_frsize - good["size"] // 3
+    with open(small_disk / "filler", "wb") as f:
+        f.truncate(0)
+        f.write(b"\0" * filler)
+    assert proc.wait(timeout=120) == 1, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "Traceback" not in text, text[-5000:]
+    errors = [ln for ln in text.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, text[-3000:]
+    assert errors[0].startswith(f"error: out of disk space writing {resume_dir}/step-")
+    assert "it needs about 4.6 MB" in errors[0] and "MB free there" in errors[0]
+    assert not [p.name for p in resume_dir.iterdir() if p.name.endswith(".tmp")]
+    # The newest checkpoint written before the disk filled (a save may have been in flight).
+    path, state = CheckpointManager(str(resume_dir)).load_latest()
+    assert f"Kept: the last good checkpoint, {path} (step {state['global_step']})" in errors[0]
+    assert state["global_step"] >= good["step"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{small_disk}/mlflow.db")
+    (run,) = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
+    assert run.info.status == "FAILED"
 
 
 def test_resuming_a_finished_run_does_nothing(tmp_path: Path) -> None:
