@@ -180,6 +180,14 @@ class ModelCheckpoint(Callback):
 
     # ---------------------------------------------------------------- hooks
     def setup(self, trainer: Trainer, module: Module, stage: str) -> None:
+        if stage == "fit" and self.dirpath is None:
+            return  # on_fit_start: after a resume gave the loggers back their versions
+        self._resolve_dirpath(trainer)
+
+    def on_fit_start(self, trainer: Trainer, module: Module) -> None:
+        self._resolve_dirpath(trainer)
+
+    def _resolve_dirpath(self, trainer: Trainer) -> None:
         if self.dirpath is None:
             self.dirpath = resolve_ckpt_dir(trainer)
         self._forget_other_directory()

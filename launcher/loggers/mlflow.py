@@ -524,7 +524,11 @@ class MLFlowLogger(MLflowLogger):
         synchronous: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        """Lightning's arguments; `kwargs` are `MLflowLogger`'s own (`spool_dir`...)."""
+        """Lightning's arguments; `kwargs` are `MLflowLogger`'s own (`spool_dir`...).
+
+        No system metrics unless `log_system_metrics=True`: Lightning's logs none, and code
+        written for it compares what it finds in the store."""
+        kwargs.setdefault("log_system_metrics", False)
         super().__init__(
             experiment_name,
             run_name=run_name,

@@ -62,7 +62,6 @@ UNSUPPORTED_TRAINER_ATTRS: dict[str, str] = {
     "are trainer.global_rank and trainer.world_size",
     "enable_validation": "validation runs when a val dataloader and validation_step exist",
     "init_module": "build the layers in Module.configure_model (on the training device)",
-    "precision_plugin": "read trainer.precision (the precision policy object)",
     "scaler": "the fp16 GradScaler lives in trainer.precision_plugin (16-mixed only)",
     "test_dataloaders": "the test loader is built inside trainer.test()",
     "num_sanity_val_batches": "min(trainer.num_sanity_val_steps, trainer.num_val_batches)",

@@ -102,6 +102,9 @@ def run_epochs(trainer, callbacks, metrics_per_epoch, steps_per_epoch=5, first_e
     for cb in callbacks:
         if hasattr(cb, "setup"):
             cb.setup(trainer, None, "fit")
+    for cb in callbacks:  # the Trainer's order: setup, (a resume's restore), on_fit_start
+        if hasattr(cb, "on_fit_start"):
+            cb.on_fit_start(trainer, None)
     for epoch, metrics in enumerate(metrics_per_epoch, start=first_epoch):
         trainer.current_epoch = epoch
         trainer.global_step += steps_per_epoch
@@ -227,7 +230,7 @@ def test_nan_never_displaces_a_real_score(tmp_path):
 def test_every_n_train_steps(tmp_path):
     trainer = StandInTrainer(tmp_path)
     ckpt = ModelCheckpoint(every_n_train_steps=2, save_top_k=-1, filename="{step}")
-    ckpt.setup(trainer, None, "fit")
+    ckpt.setup(trainer, None, "fit"), ckpt.on_fit_start(trainer, None)
     for step in range(1, 7):
         trainer.global_step = step
         ckpt.on_train_batch_end(trainer, None, None, None, step - 1)
@@ -242,7 +245,7 @@ def test_every_n_train_steps(tmp_path):
 def test_step_checkpoints_wait_for_the_monitored_metric(tmp_path, capsys):
     trainer = StandInTrainer(tmp_path)
     ckpt = ModelCheckpoint(every_n_train_steps=1, monitor="val_loss")
-    ckpt.setup(trainer, None, "fit")
+    ckpt.setup(trainer, None, "fit"), ckpt.on_fit_start(trainer, None)
     trainer.global_step = 1
     ckpt.on_train_batch_end(trainer, None, None, None, 0)
     assert trainer.saved == [] and "not logged yet" in capsys.readouterr().err
@@ -299,7 +302,7 @@ def test_ranks_follow_rank_zero(tmp_path, removed):
     cb0 = ModelCheckpoint(monitor="val_loss", filename="{epoch}")
     cb1 = ModelCheckpoint(monitor="val_loss", filename="{epoch}")
     for t, cb in ((rank0, cb0), (rank1, cb1)):
-        cb.setup(t, None, "fit")
+        cb.setup(t, None, "fit"), cb.on_fit_start(t, None)
     for epoch, (v0, v1) in enumerate([(1.0, 9.0), (0.5, 0.1), (0.7, 0.01)]):
         for t, cb, v in ((rank0, cb0, v0), (rank1, cb1, v1)):
             t.current_epoch, t.global_step = epoch, epoch + 1

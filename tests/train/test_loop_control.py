@@ -155,7 +155,7 @@ def test_mid_epoch_validation_runs_its_hooks_in_order_and_restores_train_mode(tm
     assert [m for m in model.modes if m[0] == "train"] == [("train", True, True)] * 10
     assert [m for m in model.modes if m[0] == "val"] == [("val", False, True)] * 4
     val_steps = [(step, m["epoch"]) for step, m in logger.logged if "val_loss" in m]
-    assert val_steps == [(5, 0), (10, 0)]  # each validation logged once, at its step
+    assert val_steps == [(4, 0), (9, 0)]  # each validation logged once, at Lightning's step
     assert "val_loss" in trainer.callback_metrics
 
 

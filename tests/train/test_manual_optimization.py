@@ -38,6 +38,7 @@ from tests.resume_harness import (
     worker_env,
     worker_pids,
 )
+from tests.train.test_precision import fp16_trainer
 
 GAN_RECIPE = REPO / "recipes" / "gan.py"
 QUIET = dict(logger=False, enable_progress_bar=False, enable_checkpointing=False,
@@ -313,8 +314,9 @@ class Scaled(Regressor):
 
 def test_fp16_manual_backward_scales_and_the_step_unscales(tmp_path: Path) -> None:
     model = Scaled()
-    trainer = Trainer(max_epochs=1, precision="16-mixed", accelerator="cpu", seed=0,
-                      default_root_dir=str(tmp_path), **QUIET)  # fmt: skip
+    # "16-mixed" on CPU trains in bf16 (as Lightning); the fp16 policy a GPU gets, set by hand:
+    trainer = fp16_trainer(max_epochs=1, accelerator="cpu", seed=0,
+                           default_root_dir=str(tmp_path), **QUIET)  # fmt: skip
     trainer.fit(model)
     assert trainer.global_step == 6  # a step the scaler skips (inf/NaN) counts, as in Lightning
     ratios = [scaled / true for scaled, true in zip(model.after_backward, model.norms, strict=True)

@@ -489,10 +489,8 @@ def test_lightnings_other_names_for_trainer_facts(tmp_path):
 
 def test_lightning_trainer_names_we_lack_say_what_to_use():
     trainer = Trainer(**QUIET)
-    with pytest.raises(
-        AttributeError, match=r"Trainer\.precision_plugin .*read trainer\.precision"
-    ):
-        trainer.precision_plugin  # noqa: B018
+    with pytest.raises(AttributeError, match=r"Trainer\.scaler .*trainer\.precision_plugin"):
+        trainer.scaler  # noqa: B018
     with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
         trainer.no_such_thing  # noqa: B018
 
