@@ -75,3 +75,14 @@ def unsupported_trainer_attribute(name: str) -> str:
         return (f"Trainer.{name} (Lightning's) is not supported: "
                 f"{UNSUPPORTED_TRAINER_ATTRS[name]}")  # fmt: skip
     return f"'Trainer' object has no attribute {name!r}"
+
+
+def check_weights_only(weights_only: bool | None) -> None:
+    """`fit/validate/test/predict(weights_only=...)` (Lightning 2.6): only True (or None) here."""
+    if weights_only is False:
+        raise UserError(
+            "weights_only=False: checkpoints are always loaded with torch.load(weights_only="
+            "True) here, so loading one can never run code. Keep what you checkpoint to "
+            "tensors, numbers, strings and lists/dicts of them (save an object's state_dict), "
+            "and drop weights_only=False."
+        )

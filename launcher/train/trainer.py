@@ -47,7 +47,11 @@ from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
 from launcher.train.input_checks import LossWatch, check_train_loader
-from launcher.train.lightning_args import check_trainer_kwargs, unsupported_trainer_attribute
+from launcher.train.lightning_args import (
+    check_trainer_kwargs,
+    check_weights_only,
+    unsupported_trainer_attribute,
+)
 from launcher.train.limits import FitLimits
 from launcher.train.loop import LoopState
 from launcher.train.manual import (
@@ -495,11 +499,13 @@ class Trainer:
         val_dataloaders: Any = None,
         datamodule: DataModule | None = None,
         ckpt_path: str | None = None,
+        weights_only: bool | None = None,
     ) -> None:
         """Train `model`; `ckpt_path` ("last", a file or a run dir) resumes exactly.
 
         Raises `RequeueRequested` after checkpointing on SIGTERM/SIGUSR2.
         """
+        check_weights_only(weights_only)
         train_dataloaders, datamodule = split_datamodule(
             "fit", train_dataloaders, datamodule, val_dataloaders
         )
@@ -550,22 +556,27 @@ class Trainer:
 
     def validate(self, model: Module | None = None, dataloaders: Any = None,
                  datamodule: DataModule | None = None,
-                 ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
+                 ckpt_path: str | None = None,
+                 weights_only: bool | None = None) -> list[dict[str, float]]:  # fmt: skip
         """Run one validation epoch; returns `[{metric: value}]` like Lightning.
 
         Without `model`, the fitted one with `ckpt_path` ("best" by default, "last", a file).
         """
+        check_weights_only(weights_only)
         return self._evaluate("validate", model, dataloaders, datamodule, ckpt_path)
 
     def test(self, model: Module | None = None, dataloaders: Any = None,
              datamodule: DataModule | None = None,
-             ckpt_path: str | None = None) -> list[dict[str, float]]:  # fmt: skip
+             ckpt_path: str | None = None,
+             weights_only: bool | None = None) -> list[dict[str, float]]:  # fmt: skip
         """Run one test epoch; returns `[{metric: value}]` like Lightning (`validate`'s args)."""
+        check_weights_only(weights_only)
         return self._evaluate("test", model, dataloaders, datamodule, ckpt_path)
 
     def predict(self, model: Module | None = None, dataloaders: Any = None,
                 datamodule: DataModule | None = None, return_predictions: bool | None = None,
-                ckpt_path: str | None = None) -> list[Any] | None:  # fmt: skip
+                ckpt_path: str | None = None,
+                weights_only: bool | None = None) -> list[Any] | None:  # fmt: skip
         """`predict_step` over `predict_dataloader()` (or `dataloaders`); the predictions.
 
         preds = trainer.predict(model, dm)   # [step output, ...]; [[...], [...]] for 2 loaders
@@ -573,6 +584,7 @@ class Trainer:
         Under DDP each rank predicts and returns its own shard. `return_predictions=False`
         keeps nothing (use a `BasePredictionWriter`); `model` and `ckpt_path` as in `validate`.
         """
+        check_weights_only(weights_only)
         dataloaders, datamodule = split_datamodule("predict", dataloaders, datamodule)
         model, model_provided = self._model_for("predict", model)
         self._start("predict", model, datamodule)

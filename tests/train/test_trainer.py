@@ -538,3 +538,11 @@ def test_an_override_this_trainer_never_calls_is_refused_not_ignored(tmp_path, n
         UserError, match=f"overrides {name}\\(\\), which this Trainer does not call"
     ):
         Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET).fit(model_cls())
+
+
+def test_weights_only_false_is_refused_with_why(tmp_path):
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET)
+    trainer.fit(Regressor(), weights_only=True)  # Lightning 2.6's argument: True is ours anyway
+    for stage in ("fit", "validate", "test", "predict"):
+        with pytest.raises(UserError, match="always loaded with torch.load\\(weights_only=True"):
+            getattr(trainer, stage)(Regressor(), weights_only=False)
