@@ -105,4 +105,4 @@ def test_sync_honours_mlflow_tracking_uri(tmp_path: Path) -> None:
     assert "sent" in synced.stdout
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [0, 1, 2]
