@@ -62,7 +62,8 @@ def test_a_secret_in_a_url_and_in_set_reaches_neither_the_store_nor_its_artifact
     tmp_path: Path,
 ) -> None:
     recipe = tmp_path / "secret_recipe.py"
-    recipe.write_text(RECIPE)
+    repo = str(Path(__file__).resolve().parents[2])  # the recipe imports the tests' tiny model
+    recipe.write_text(f"import sys\nsys.path.insert(0, {repo!r})\n" + RECIPE)
     url = f"postgresql://admin:{SECRETS[0]}@db.example.com/prod"
     result = launch_cli(
         tmp_path, str(recipe), "--module", "WithSecrets", "--name", "s1",
