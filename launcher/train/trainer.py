@@ -762,8 +762,14 @@ class Trainer:
         results, loop, epoch = self.train_results, self.loop, self.loop.epoch
         last_batch = loop.epoch_done or loop.batch_idx >= self.num_training_batches
         loop.epoch_done = True  # also after a stop mid-epoch: the epoch counts as done
-        # Lightning's order: validation (logged at once), then the training epoch's values,
-        # the epoch-end hooks (what they log counts for this epoch), schedulers, then logging.
+        due = [c for c in self.lr_scheduler_configs if c.interval == "epoch"
+               and (epoch + 1) % c.frequency == 0] if self.module.automatic_optimization else []  # fmt: skip
+        # Lightning's order: epoch schedulers right after the last batch, then validation
+        # (logged at once), the training epoch's values, the epoch-end hooks (what they log
+        # counts for this epoch), the plateau schedulers (they see what those logged), logging.
+        for config in due:
+            if not config.monitor:
+                self._step_scheduler(config)
         if self._validation_due(True, last_batch=last_batch):
             self._validate_in_fit(True)
         epoch_metrics = results.epoch_metrics()
@@ -771,8 +777,8 @@ class Trainer:
         self.results = results
         self.call_hook("on_train_epoch_end")
         epoch_metrics.update(results.take_epoch_end_values())
-        for config in self.lr_scheduler_configs if self.module.automatic_optimization else ():
-            if config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
+        for config in due:
+            if config.monitor:
                 self._step_scheduler(config)
         self.log_metrics(self._logger_names_only(epoch_metrics) | {"epoch": epoch},
                          step=self._log_step())  # fmt: skip
