@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from launcher.callbacks.base import Callback
@@ -239,7 +240,15 @@ class ModelCheckpoint(Callback):
             return
         candidates = self._monitor_candidates(trainer)
         if on_schedule and self.monitor is not None and self.monitor not in candidates:
-            raise missing_metric_error("ModelCheckpoint", self.monitor, candidates)
+            error = missing_metric_error("ModelCheckpoint", self.monitor, candidates)
+            if trainer.loop.last_val_batch >= 0:  # validation ran and did not log it
+                raise error
+            # As Lightning: before any validation (a run stopped by max_steps in its first
+            # epoch), say so once and save nothing rather than fail.
+            if not self._warned_missing_on_step and trainer.is_global_zero:
+                warnings.warn(f"{error} (no validation has run yet: nothing saved)", stacklevel=2)
+            self._warned_missing_on_step = True
+            return
         self._save(trainer, candidates, top_k=on_schedule)
 
     # ---------------------------------------------------------------- state

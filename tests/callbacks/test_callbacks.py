@@ -58,6 +58,7 @@ class StandInTrainer:
         self.optimizers: list = []
         self.lr_scheduler_configs: list = []
         self.callbacks: list = []
+        self.loop = SimpleNamespace(last_val_batch=0)  # a validation has run
         self.saved: list[tuple[str, bool]] = []
         self.logged: list[tuple[int | None, dict]] = []
         # Two stand-ins sharing `channel` act as ranks 0 and 1 of one job (rank 0 runs first).
@@ -176,6 +177,16 @@ def test_filename_rendering():
     rendered = tricky.format_checkpoint_name({"val": 1.0, "val_acc": 0.25, "a.b": 2.0})
     assert rendered == "val=1.0-val_acc=0.2-a.b=2.0-missing=0.ckpt"
     assert ckpt.format_checkpoint_name(metrics, ver=2).endswith("val_acc=0.93-v2.ckpt")
+
+
+def test_missing_monitor_before_any_validation_warns_and_saves_nothing(tmp_path):
+    """Lightning's rule: a run stopped (max_steps) before its first validation warns."""
+    trainer = StandInTrainer(tmp_path)
+    trainer.loop.last_val_batch = -1
+    ckpt = ModelCheckpoint(monitor="val_acc")
+    with pytest.warns(UserWarning, match="no validation has run yet"):
+        run_epochs(trainer, [ckpt], [{"train_loss": 2.0}])
+    assert trainer.saved == []
 
 
 def test_missing_monitor_is_a_user_error(tmp_path):
