@@ -72,11 +72,24 @@ def assert_bitwise_equal(a: Any, b: Any, where: str = "state") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
+def logger_run(logger_state: dict[str, Any]) -> str:
+    """The run a checkpoint's MLflow logger state names: its id, or (when the run did not
+    exist yet as the checkpoint was taken) its placeholder, which `metric_steps` looks up."""
+    return logger_state.get("run_id") or logger_state["run_ref"]
+
+
 def metric_steps(out: Path, run_id: str, key: str) -> list[int]:
-    """Steps of every stored value of `key` in the run (local MLflow store under `out`)."""
+    """Steps of every stored value of `key` in the run (local MLflow store under `out`);
+    `run_id` may be a placeholder ref (`logger_run`), found by its run_ref tag."""
     from mlflow.tracking import MlflowClient
 
+    from launcher.loggers.sender import PENDING_PREFIX, RUN_REF_TAG
+
     client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+    if run_id.startswith(PENDING_PREFIX):
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        (run,) = client.search_runs(experiments, f"tags.`{RUN_REF_TAG}` = '{run_id}'")
+        run_id = run.info.run_id
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 

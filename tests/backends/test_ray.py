@@ -27,7 +27,13 @@ from backends.ray_driver import WORKER_STATE_DIR
 from launcher.cli.app import app
 from launcher.errors import UserError
 from launcher.spec import LaunchSpec
-from tests.resume_harness import assert_bitwise_equal, final_state, metric_steps, wait_for
+from tests.resume_harness import (
+    assert_bitwise_equal,
+    final_state,
+    logger_run,
+    metric_steps,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -52,7 +58,7 @@ def launch(*args: str):
 
 
 def mlflow_run_id(spec: LaunchSpec) -> str:
-    return final_state(spec)["launcher_loggers"]["mlflow"]["run_id"]
+    return logger_run(final_state(spec)["launcher_loggers"]["mlflow"])
 
 
 @pytest.fixture(scope="module")

@@ -190,8 +190,9 @@ def test_dead_server_never_stalls_log_metrics(tmp_path, caplog):
         slowest = max(slowest, time.perf_counter() - start)
     logger.flush()
     # Not a benchmark (bench/mlflow_logging.py is): a call that waited on the dead server's
-    # connect/retry would take seconds; no single call may block on the network.
-    assert slowest < 0.5, f"a log_metrics call blocked for {slowest:.2f} s"
+    # connect/retry takes 5 s or more (its timeouts); 2 s leaves room for a loaded 2-core CI
+    # machine, where the GIL alone held one call 0.93 s once.
+    assert slowest < 2.0, f"a log_metrics call blocked for {slowest:.2f} s"
     assert logger.run_id is None and logger.state_dict()["run_ref"].startswith("pending-")
     logger.finalize("FINISHED")
     offline = [r for r in caplog.records if "unreachable" in r.getMessage()]

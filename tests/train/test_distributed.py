@@ -118,7 +118,7 @@ def test_mid_epoch_validation_resumes_bitwise_with_two_processes(tmp_path: Path)
     """val_check_interval=0.25 on 2 processes (20 steps per epoch, validation every 5): killed
     and signalled between two validations, the run ends bit-identical to an uninterrupted one
     and validated at the same steps, each once."""
-    from tests.resume_harness import metric_steps, newest_step
+    from tests.resume_harness import logger_run, metric_steps, newest_step
 
     overrides = {**SLOW, "trainer.max_epochs": "2", "trainer.val_check_interval": "0.25"}
     reference = make_spec(tmp_path, "reference", devices_per_node=2, accelerator="cpu",
@@ -147,8 +147,8 @@ def test_mid_epoch_validation_resumes_bitwise_with_two_processes(tmp_path: Path)
     got = final_state(spec)
     assert_bitwise_equal(expected["state_dict"], got["state_dict"], "model")
     assert_bitwise_equal(expected["optimizer_states"], got["optimizer_states"], "optimizers")
-    run_id = next(iter(got["launcher_loggers"].values()))["run_id"]
-    ref_id = next(iter(expected["launcher_loggers"].values()))["run_id"]
+    run_id = logger_run(next(iter(got["launcher_loggers"].values())))
+    ref_id = logger_run(next(iter(expected["launcher_loggers"].values())))
     assert metric_steps(tmp_path, run_id, "val_loss") == list(range(4, 40, 5))
     assert metric_steps(tmp_path, ref_id, "val_loss") == list(range(4, 40, 5))
 
