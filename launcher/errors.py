@@ -7,6 +7,9 @@ Anything else is a bug in our code and may crash loudly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 USER_ERROR_EXIT_CODE = 2
 # A run that failed: a bug, or the machine (out of disk space: `OutOfSpace`).
 FAILURE_EXIT_CODE = 1
@@ -86,3 +89,18 @@ class NotSupportedError(UserError, ImportError):
 def not_supported(module: str, name: str, why: str) -> NotSupportedError:
     """The error for Lightning's `name` missing from `module`, naming the alternative."""
     return NotSupportedError(f"{module}.{name} (Lightning's {name}) is not supported: {why}")
+
+
+def module_getattr(module: str, unsupported: dict[str, str]) -> Callable[[str], Any]:
+    """A module's `__getattr__` (PEP 562): Lightning names in `unsupported` raise
+    `not_supported` with their alternative, anything else the usual AttributeError.
+
+    __getattr__ = module_getattr("launcher.callbacks", NOT_SUPPORTED)
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in unsupported:
+            raise not_supported(module, name, unsupported[name])
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from launcher.errors import not_supported
+from launcher.errors import module_getattr
 from launcher.train.module import AttributeDict
 
 if TYPE_CHECKING:
@@ -150,7 +150,4 @@ NOT_SUPPORTED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in NOT_SUPPORTED:
-        raise not_supported("launcher.utilities", name, NOT_SUPPORTED[name])
-    raise AttributeError(f"module 'launcher.utilities' has no attribute {name!r}")
+__getattr__ = module_getattr("launcher.utilities", NOT_SUPPORTED)

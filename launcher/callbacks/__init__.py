@@ -20,8 +20,6 @@ public surface only (typed as `Trainer`, imported for type checking alone). A Li
 callback we do not have raises an ImportError/AttributeError that names the alternative.
 """
 
-from typing import Any
-
 from launcher.callbacks.base import Callback
 from launcher.callbacks.early_stopping import EarlyStopping
 from launcher.callbacks.finetuning import BaseFinetuning
@@ -35,7 +33,7 @@ from launcher.callbacks.prediction_writer import BasePredictionWriter
 from launcher.callbacks.progress import ProgressBar, RichProgressBar, TQDMProgressBar
 from launcher.callbacks.stochastic_weight_avg import StochasticWeightAveraging
 from launcher.callbacks.timer import Timer
-from launcher.errors import not_supported
+from launcher.errors import module_getattr
 
 __all__ = [
     "BaseFinetuning",
@@ -72,7 +70,4 @@ NOT_SUPPORTED: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in NOT_SUPPORTED:
-        raise not_supported("launcher.callbacks", name, NOT_SUPPORTED[name])
-    raise AttributeError(f"module 'launcher.callbacks' has no attribute {name!r}")
+__getattr__ = module_getattr("launcher.callbacks", NOT_SUPPORTED)
