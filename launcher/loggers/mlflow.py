@@ -65,6 +65,7 @@ from launcher.loggers.base import (
 from launcher.loggers.remote_sender import RemoteSender
 from launcher.loggers.sender import (
     PENDING_PREFIX,
+    PROBE_TIMEOUT_S,
     RecordSender,
     Sender,
     clean_tags,
@@ -84,7 +85,15 @@ log = logging.getLogger("launcher.loggers.mlflow")
 
 _TICK_S = 1.0  # how often queued metrics are sent; flush() does not wait for it
 _READY_TIMEOUT_S = 60.0
-_CHEAP_RETRY_S = 1.0  # a failed send faster than this (refused, not hanging) is retried at exit
+# At the end (finalize, or the process exiting) the spool is sent once more, whatever the
+# retry timer says (the store may be back), within these bounds: a server that is down
+# refuses at once, one that hangs is given up on within seconds; the rest stays spooled for
+# `launch sync`. A store that answers gets up to `_EXIT_DRAIN_S` to take a backlog. (Start-up
+# work, a fresh local store or the helper process's import of mlflow, is waited for: it is not
+# the store hanging. An in-process `Sender` waits out MLflow's HTTP timeout instead.)
+_EXIT_PROBE_S = 1.0
+_EXIT_REPLY_S = 3.0
+_EXIT_DRAIN_S = 20.0
 _FIRST_SAMPLE_S = 2.0
 _STATE_KEYS = {"run_id", "run_ref", "experiment_id", "experiment", "watermarks"}
 
@@ -147,7 +156,6 @@ class MLflowLogger(Logger):
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._journal_lock = threading.Lock()  # queue -> spool, from any thread, in order
         self._flush_waiters: list[threading.Event] = []  # set after the next send attempt
-        self._failed_attempt_s = 0.0  # how long the last failed send took (a hang: seconds)
         self._probe_due = True  # ask a server for /health first, and again after it failed
         self._wake = threading.Event()
         self._ready = threading.Event()
@@ -274,13 +282,8 @@ class MLflowLogger(Logger):
         self._put(("status", {"status": status, "end_time": int(time.time() * 1000)}))
         self._closed = True
         self._final_status = status
-        self.flush()
         record_run_status(self.spool.directory, status)
-        self._stop = True  # after the flush: the thread then makes one last replay attempt
-        if self._thread is not None:
-            self._wake.set()
-            self._thread.join()
-            self._thread = None  # logging again (a later stage) reopens the run
+        self._stop_thread()  # logging again (a later stage) reopens the run
         atexit.unregister(self._flush_at_exit)
         if self.spool.has_pending():
             log.warning(
@@ -364,7 +367,20 @@ class MLflowLogger(Logger):
         if self._reopened and self._final_status is not None:
             self.finalize(self._final_status)
             return
-        self.flush()  # an un-finalized logger still hands its queue to MLflow or the spool
+        self._stop_thread()  # an un-finalized logger still hands its queue to MLflow or the spool
+
+    def _stop_thread(self) -> None:
+        """Spool what is queued, let the thread make its last (bounded) send, close the sender."""
+        self._journal()
+        thread = self._thread
+        if thread is None:
+            return
+        self._stop = True
+        self._wake.set()
+        thread.join()
+        self._thread = None
+        if self._sender is not None:
+            self._sender.close()  # the helper process exits now, not with this process
 
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
@@ -400,16 +416,14 @@ class MLflowLogger(Logger):
                 sampler = None if self._stop else sampler
             waiters, self._flush_waiters = self._flush_waiters, []
             self._journal()
-            if not self._offline or now >= self._next_retry or self._last_try_is_cheap():
+            if self._stop:
+                self._send_spooled(final=True)
+            elif not self._offline or now >= self._next_retry:
                 self._send_spooled()
             for done in waiters:
                 done.set()
             if self._stop and not self._queue:
                 return
-
-    def _last_try_is_cheap(self) -> bool:
-        """At the end, one more try unless the store was just found hanging (not refusing)."""
-        return self._stop and self._failed_attempt_s < _CHEAP_RETRY_S
 
     @property
     def _made_sender(self) -> RecordSender:
@@ -462,20 +476,25 @@ class MLflowLogger(Logger):
                 records.append({"op": item[0], "run": self._ref, **item[1]})
             self.spool.append(records + metric_records(self._ref, rows), self.tracking_uri)
 
-    def _send_spooled(self) -> None:
-        """Send the spool from its cursor; a connection error (or a timeout) means: later."""
-        started = time.monotonic()
+    def _send_spooled(self, final: bool = False) -> None:
+        """Send the spool from its cursor; a connection error (or a timeout) means: later.
+
+        `final`: the last attempt, within the `_EXIT_*` bounds.
+        """
         was_offline = self._offline
+        sender = self._made_sender
+        sender.reply_timeout = _EXIT_REPLY_S if final else None
         try:
             if self._probe_due:  # from this thread: a hung server is found before the
-                probe_server(self.tracking_uri)  # helper process has even started
+                # helper process has even started
+                probe_server(self.tracking_uri, _EXIT_PROBE_S if final else PROBE_TIMEOUT_S)
                 self._probe_due = False
-            sent = replay(self._made_sender, self.spool)
+            deadline = time.monotonic() + _EXIT_DRAIN_S if final else None
+            sent = replay(sender, self.spool, deadline)
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
             self._probe_due = True
-            self._failed_attempt_s = time.monotonic() - started
             self._adopt_run_id()  # the run may have been created before the store went away
             self._go_offline(exc)
             return

@@ -15,8 +15,9 @@ child process that owns the `Sender`:
     sender.apply({"op": "metrics", "run": run_id, "metrics": [["loss", 0.5, 1718000000000, 3]]})
 
 One child (`python -m launcher.loggers.remote_sender URI`) per tracking URI and training
-process, started on first use (it imports mlflow, a second or two of its own CPU) and reused
-by later runs of the same process. It ignores the job's signals (SIGTERM/SIGINT/SIGUSR*: the
+process, started on first use (it imports mlflow, a second or two of its own CPU), shared by
+the senders of that URI and closed when the last one is (`RemoteSender.close`, at the
+logger's finalize). It ignores the job's signals (SIGTERM/SIGINT/SIGUSR*: the
 trainer decides when to stop) and exits when the training process closes its end of the pipe,
 also when that process is killed. If the child dies, requests raise `ConnectionError`: the
 logger spools as when the store is unreachable, and the next request starts a new child.
@@ -29,6 +30,7 @@ child, (status, value, runs, experiment_ids, warnings) back, over the child's st
 from __future__ import annotations
 
 import atexit
+import collections
 import os
 import pickle
 import select
@@ -37,12 +39,16 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 _HEADER = struct.Struct("!I")
 _CLOSE_WAIT_S = 1.0
+# A child's first reply also waits for its start-up (importing mlflow): not counted against a
+# `reply_timeout`, which is about the store.
+_START_S = 30.0
 # The wire format (see the module doc), parent -> child and back.
 Request = tuple[dict[str, Any], dict[str, str], bool]
 Reply = tuple[str, bool | str, dict[str, str], dict[str, str], list[tuple[str, str]]]
@@ -98,29 +104,46 @@ class _Child:
         self.requests: IO[bytes] = self.proc.stdin
         self.replies: IO[bytes] = self.proc.stdout
         self.lock = threading.Lock()
+        self.answered = False  # started up: it has replied once
+        self._deadline: float | None = None
 
-    def call(self, request: Request) -> Reply:
-        """Send one request and wait for its reply; `ConnectionError` if the child is gone."""
+    def call(self, request: Request, timeout: float | None = None) -> Reply:
+        """Send one request and wait for its reply; `ConnectionError` if the child is gone or
+        gives no reply within `timeout` seconds (then it is killed: its pipe is out of step)."""
         with self.lock:
+            if timeout is not None:
+                self._deadline = time.monotonic() + timeout + (0 if self.answered else _START_S)
             try:
                 _write(self.requests, request)
                 reply: Reply = _read(self._receive)
+                self.answered = True
                 return reply
+            except TimeoutError as exc:
+                self.proc.kill()
+                raise ConnectionError(
+                    f"no reply from the MLflow sender process within {timeout} s"
+                ) from exc
             except (EOFError, OSError) as exc:
                 self.proc.poll()
                 raise ConnectionError(
                     f"the MLflow sender process exited (code {self.proc.returncode})"
                 ) from exc
+            finally:
+                self._deadline = None
 
     def _receive(self, size: int) -> bytes:
-        """Read `size` reply bytes; EOFError once the child is gone. Polls the child as well as
-        the pipe: a process forked from ours meanwhile may hold the pipe's write end open."""
+        """Read `size` reply bytes; EOFError once the child is gone, TimeoutError past the
+        call's deadline. Polls the child as well as the pipe: a process forked from ours
+        meanwhile may hold the pipe's write end open."""
         fd, data = self.replies.fileno(), b""
         while len(data) < size:
-            ready, _, _ = select.select([fd], [], [], 1.0)
+            wait = 1.0 if self._deadline is None else min(1.0, self._deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], max(0.0, wait))
             if not ready:
                 if self.proc.poll() is not None:
                     raise EOFError
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    raise TimeoutError
                 continue
             chunk = os.read(fd, size - len(data))
             if not chunk:
@@ -132,16 +155,21 @@ class _Child:
         return self.proc.poll() is None
 
     def close(self) -> None:
-        # EOF: an idle child exits at once. One still starting or stuck on a hung server is
-        # not waited for: what it was sending stays unacked in the spool and is sent again.
+        # EOF: an idle child exits at once. One still starting (nothing sent yet) or stuck on
+        # a hung server is not waited for: what it was sending stays unacked in the spool and
+        # is sent again.
         try:
             self.requests.close()
+            if not self.answered:
+                raise subprocess.TimeoutExpired(self.proc.args, 0)
             self.proc.wait(timeout=_CLOSE_WAIT_S)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
+            self.proc.wait()
 
 
 _children: dict[str, _Child] = {}
+_users: collections.Counter[str] = collections.Counter()  # open RemoteSenders per URI
 _children_lock = threading.Lock()
 
 
@@ -151,6 +179,18 @@ def _child_for(tracking_uri: str) -> _Child:
         if child is None or not child.alive():
             child = _children[tracking_uri] = _Child(tracking_uri)
         return child
+
+
+def _release(tracking_uri: str) -> None:
+    """One sender of `tracking_uri` is done; the last one closes the child."""
+    with _children_lock:
+        _users[tracking_uri] -= 1
+        if _users[tracking_uri] > 0:
+            return
+        del _users[tracking_uri]
+        child = _children.pop(tracking_uri, None)
+    if child is not None:
+        child.close()
 
 
 @atexit.register
@@ -169,9 +209,13 @@ class RemoteSender:
         self.warn = warn or (lambda kind, message: None)
         self.runs: dict[str, str] = {}  # placeholder or stale id -> real run id (mirrored)
         self.experiment_ids: dict[str, str] = {}
+        self.reply_timeout: float | None = None  # per record; None: the store's own timeouts
         # A shared child may have cached what the server held for an earlier logger: a new
         # session asks the server again.
         self._forget = True
+        self._closed = False
+        with _children_lock:
+            _users[tracking_uri] += 1
         try:
             _child_for(tracking_uri)  # start it now: its mlflow import overlaps our start-up
         except OSError:
@@ -183,6 +227,12 @@ class RemoteSender:
     def forget_server_state(self) -> None:
         self._forget = True  # sent with the next request
 
+    def close(self) -> None:
+        """Done sending: the child exits once no other sender of its URI is open."""
+        if not self._closed:
+            self._closed = True
+            _release(self.tracking_uri)
+
     def apply(self, record: dict[str, Any]) -> bool:
         """Send one record through the child; raises as `Sender.apply` would, for the caller's
         purposes: `ConnectionError` when the store (or the child) is unreachable, else
@@ -193,7 +243,7 @@ class RemoteSender:
             child = _child_for(self.tracking_uri)
         except OSError as exc:  # cannot start a process: handled like an unreachable store
             raise ConnectionError(f"cannot start the MLflow sender process: {exc}") from exc
-        status, value, runs, experiment_ids, warnings = child.call(request)
+        status, value, runs, experiment_ids, warnings = child.call(request, self.reply_timeout)
         self.runs.update(runs)
         self.experiment_ids.update(experiment_ids)
         for kind, message in warnings:

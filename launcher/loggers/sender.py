@@ -52,6 +52,10 @@ class RecordSender(Protocol):
     runs: dict[str, str]  # placeholder or stale id -> real run id
     experiment_ids: dict[str, str]  # run id -> experiment id
     warn: Callable[[str, str], None]  # (kind, message): how the owner reports a problem
+    # At most this long per record, else a connection error (None: the store's own timeouts).
+    # `RemoteSender` enforces it; `Sender` cannot interrupt MLflow's client (its HTTP timeout
+    # applies).
+    reply_timeout: float | None
 
     def apply(self, record: dict[str, Any]) -> bool:
         """Send one record; False when nothing needed sending. Raises on failure."""
@@ -63,6 +67,10 @@ class RecordSender(Protocol):
 
     def forget_server_state(self) -> None:
         """After a connection error: ask the server again what it holds."""
+        ...
+
+    def close(self) -> None:
+        """Done sending (a helper process exits)."""
         ...
 
 
@@ -80,8 +88,8 @@ def clean_tags(tags: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def probe_server(tracking_uri: str) -> None:
-    """Raise a connection error unless a tracking server answers within `PROBE_TIMEOUT_S`.
+def probe_server(tracking_uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise a connection error unless a tracking server answers within `timeout` seconds.
 
     Any answer counts (even a 404 from a proxy without /health); other stores pass at once.
     """
@@ -89,7 +97,7 @@ def probe_server(tracking_uri: str) -> None:
         return
     import requests
 
-    requests.get(tracking_uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S)
+    requests.get(tracking_uri.rstrip("/") + "/health", timeout=timeout)
 
 
 def metric_records(run: str, rows: list[list[Any]]) -> list[dict[str, Any]]:
@@ -118,6 +126,7 @@ class Sender:
         self.runs: dict[str, str] = {}  # placeholder or stale id -> real run id
         self.experiment_ids: dict[str, str] = {}  # run id -> experiment id
         self._server_marks: dict[str, dict[str, int]] = {}
+        self.reply_timeout: float | None = None  # not enforced here (see RecordSender)
         self.warn: Callable[[str, str], None] = warn or (lambda kind, message: log.warning(message))
         self._creds: MlflowHostCreds | None = None
         if tracking_uri.startswith(("http://", "https://")):
@@ -135,6 +144,9 @@ class Sender:
     def resolve(self, ref: str) -> str:
         """The run id `ref` (a placeholder or an id) stands for, as far as known."""
         return self.runs.get(ref, ref)
+
+    def close(self) -> None:
+        """Nothing to release: MLflow's client holds no process."""
 
     def apply(self, record: dict[str, Any]) -> bool:
         """Send one record; False when nothing needed sending (all duplicates)."""

@@ -26,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,10 +155,11 @@ def _last_byte(path: Path) -> bytes:
         return f.read(1)
 
 
-def replay(sender: RecordSender, spool: Spool) -> int:
+def replay(sender: RecordSender, spool: Spool, deadline: float | None = None) -> int:
     """Send every unacked record of `spool` in order; return how many were sent.
 
-    Raises the connection error (after saving the cursor) if the store goes away.
+    Raises the connection error (after saving the cursor) if the store goes away, and
+    `TimeoutError` (one too) once `time.monotonic()` passes `deadline` with records left.
     """
     sent = 0
     with spool.locked():
@@ -166,6 +168,8 @@ def replay(sender: RecordSender, spool: Spool) -> int:
         offset = start = state["offset"]
         try:
             for end, record in spool.pending(start):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"MLflow: {sent} records sent, the rest left for later")
                 if record is not None:  # a torn line is skipped, its bytes acked like a record's
                     try:
                         if sender.apply(record):

@@ -1,6 +1,7 @@
 """Inputs that would train nothing, or train the wrong thing, said before or while it happens.
 
     check_train_loader(trainer)                    # fit: an empty train dataloader -> UserError
+    check_epoch_yielded(trainer, batches)          # an iterable one (no length) that yielded none
     check_same_model(module, state, path)          # resume: another model's checkpoint -> UserError
     watch = LossWatch(detect_anomaly=False)        # the fit loop's loss, warned about once
     watch.no_loss()                                # training_step returned None (host-side count)
@@ -49,6 +50,21 @@ def check_train_loader(trainer: Trainer) -> None:
             "Check the dataset's path and size, use a smaller batch_size or drop_last=False; "
             "to skip training on purpose, set limit_train_batches=0."
         )
+
+
+def check_epoch_yielded(trainer: Trainer, batches: int) -> None:
+    """After a train epoch: an iterable dataloader (no length, so `check_train_loader` could
+    not tell) that yielded no batch at all in the run is the same mistake as an empty one."""
+    if batches or trainer.loop.total_batch_idx or trainer.limit_train_batches == 0:
+        return
+    loader = trainer.train_loader
+    dataset = type(getattr(loader, "dataset", None) or loader).__name__
+    raise UserError(
+        f"the train dataloader yielded no batches in epoch {trainer.loop.epoch} (an "
+        f"IterableDataset without a length: {dataset}), so nothing would train. Check where "
+        "its __iter__ reads from (a path, a filter, the shard of this rank) and that it yields "
+        "samples; to skip training on purpose, set limit_train_batches=0."
+    )
 
 
 def check_same_model(module: torch.nn.Module, state: Mapping[str, Any], source: str) -> None:

@@ -46,7 +46,7 @@ from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
-from launcher.train.input_checks import LossWatch, check_train_loader
+from launcher.train.input_checks import LossWatch, check_epoch_yielded, check_train_loader
 from launcher.train.lightning_args import (
     check_trainer_kwargs,
     check_weights_only,
@@ -697,6 +697,7 @@ class Trainer:
                 return
         loop.epoch_done = True
         watch.end_epoch(self, batch_idx - first_batch)
+        check_epoch_yielded(self, batch_idx - first_batch)
 
     def _optimizer_step(self) -> None:
         precision, clip, loop = self.precision_plugin, self.gradient_clip_val, self.loop

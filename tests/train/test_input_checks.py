@@ -48,6 +48,36 @@ def test_an_empty_train_dataloader_is_a_user_error(tmp_path: Path) -> None:
     assert trainer.global_step == 0
 
 
+EMPTY_STREAM = """
+from torch.utils.data import DataLoader, IterableDataset
+from tests.recipes.tiny import TinyModel
+
+
+class NoSamples(IterableDataset):  # a stream with no length that yields nothing
+    def __iter__(self):
+        return iter(())
+
+
+class EmptyStream(TinyModel):
+    def train_dataloader(self):
+        return DataLoader(NoSamples(), batch_size=8)
+"""
+
+
+@pytest.mark.slow
+def test_an_empty_iterable_train_dataloader_is_a_user_error(tmp_path: Path) -> None:
+    recipe = tmp_path / "empty_stream.py"
+    recipe.write_text(EMPTY_STREAM)
+    spec = make_spec(tmp_path / "out", "stream", recipe=str(recipe), module="EmptyStream",
+                     overrides={"trainer.max_epochs": "3"})  # fmt: skip
+    assert run_worker(spec, tmp_path / "a.log") == 2
+    text = (tmp_path / "a.log").read_text()
+    assert "the train dataloader yielded no batches in epoch 0" in text, text[-2000:]
+    assert "IterableDataset" in text and "Traceback" not in text
+    errors = [ln for ln in text.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, text[-2000:]
+
+
 @pytest.mark.slow
 def test_resuming_a_finished_checkpoint_of_another_model_is_refused_before_anything(
     tmp_path: Path,

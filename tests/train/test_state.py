@@ -284,12 +284,6 @@ def test_incompatible_resume_names_the_changed_setting(tmp_path: Path) -> None:
     assert "no longer matches checkpoint" in text and "Traceback" not in text
 
 
-@pytest.mark.xfail(
-    reason="known regression of the spool-first logger (issue 15 item 1 work, this stop): after "
-    "an outage the run's final records can stay in the spool at exit, so the run reads RUNNING "
-    "until `launch sync`; seen once in CI under load, to be fixed next",
-    strict=False,
-)
 def test_sigterm_resume_and_server_outage_keep_one_continuous_mlflow_run(
     tmp_path: Path, live_mlflow_server
 ) -> None:
