@@ -187,6 +187,10 @@ class ModelCheckpoint(Callback):
 
     def on_fit_start(self, trainer: Trainer, module: Module) -> None:
         self._resolve_dirpath(trainer)
+        if trainer.is_global_zero and self.dirpath:  # saves are atomic: tmp file + rename
+            from launcher.train.checkpoint_store import remove_interrupted_writes
+
+            remove_interrupted_writes(self.dirpath)
 
     def _resolve_dirpath(self, trainer: Trainer) -> None:
         if self.dirpath is None:

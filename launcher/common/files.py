@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,6 +62,10 @@ def atomic_writer(
         fsync_dir(target.parent)
 
 
+# What `_locked_temp_file` names a file: mkstemp's prefix, 8 random characters, its suffix.
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
 def _locked_temp_file(target: Path) -> tuple[int, str, int]:
     """A new temp file beside `target`: (fd, path, a dup of fd holding its exclusive flock).
 
@@ -82,7 +87,7 @@ def _locked_temp_file(target: Path) -> tuple[int, str, int]:
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[tuple[str, int]]:
-    """Delete the temporary files (`.*.tmp`) in `folder` that no live writer holds.
+    """Delete the temporary files (`.NAME.XXXXXXXX.tmp`) in `folder` that no live writer holds.
 
     Returns (name, size in bytes) of each file removed. A file whose flock is free belongs to
     a writer that died (SIGKILL, a lost node) or to a version that took no lock; a locked one
@@ -90,6 +95,8 @@ def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[tuple[str, i
     """
     removed: list[tuple[str, int]] = []
     for path in sorted(Path(folder).glob(".*.tmp")):
+        if not _TEMP_NAME.fullmatch(path.name):
+            continue  # not a name `_locked_temp_file` makes: someone else's file
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:  # gone meanwhile (renamed by its writer), or not ours to read

@@ -42,7 +42,8 @@ from launcher.common.threads import start_thread
 from launcher.errors import OutOfSpace, UserError
 from launcher.tracking.run_info import file_sha256
 
-__all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "safe_load", "to_cpu"]
+__all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "remove_interrupted_writes",
+           "safe_load", "to_cpu"]
 
 MANIFEST = "manifest.json"
 # Immutable leaves: `to_cpu` shares them with the snapshot instead of copying.
@@ -340,11 +341,7 @@ class CheckpointManager:
         """
         if not self.dirpath.is_dir():
             return
-        removed = remove_stale_temp_files(self.dirpath)
-        if removed:
-            mb = sum(size for _, size in removed) / 1e6
-            _say(f"removed {len(removed)} temporary file(s) of interrupted checkpoint writes "
-                 f"({mb:.1f} MB) from {self.dirpath}")  # fmt: skip
+        remove_interrupted_writes(self.dirpath)
         if self._read_manifest() is not None:
             return
         files = sorted(self.dirpath.glob("step-*.ckpt"))
@@ -441,6 +438,18 @@ def _zip_problem(path: Path) -> str | None:
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
         return f"not a complete checkpoint: {_first_line(exc)}"
     return None if broken is None else f"CRC mismatch in {broken} (truncated or modified)"
+
+
+def remove_interrupted_writes(folder: str | os.PathLike[str]) -> None:
+    """Remove the temp files of checkpoint writes that died mid-write from `folder` (a live
+    writer's stay), saying so in one line; for the resume folder and ModelCheckpoint's."""
+    if not os.path.isdir(folder):
+        return
+    removed = remove_stale_temp_files(folder)
+    if removed:
+        mb = sum(size for _, size in removed) / 1e6
+        _say(f"removed {len(removed)} temporary file(s) of interrupted checkpoint writes "
+             f"({mb:.1f} MB) from {folder}")  # fmt: skip
 
 
 def _say(message: str) -> None:

@@ -735,3 +735,34 @@ def test_an_epoch_resumed_mid_way_still_shows_progress_and_its_summary(tmp_path)
     assert train_lines[0].startswith("epoch 0 step 4/8 (50%)"), lines
     assert train_lines[-1].startswith("epoch 0 done in "), lines
     assert " 5 batches " in train_lines[-1]  # the batches this process ran
+
+
+def test_model_checkpoint_removes_stale_temp_files_of_dead_writers_at_start(tmp_path, capsys):
+    """A writer killed mid-save leaves `.NAME.XXXXXXXX.tmp` in `dirpath` (the temp file of an
+    atomic write): removed when fit starts; a live writer's (locked) and other files stay."""
+    import fcntl
+
+    from launcher import Trainer
+    from launcher.cli.recipe import load_recipe
+    from tests.resume_harness import TINY
+
+    dirpath = tmp_path / "ck"
+    dirpath.mkdir()
+    stale = dirpath / ".epoch=0-step=3.ckpt.a1b2c3d4.tmp"
+    stale.write_bytes(b"\0" * 4096)
+    live = dirpath / ".last.ckpt.zz99yy88.tmp"
+    live.write_bytes(b"half")
+    mine = dirpath / ".notes.tmp"  # not a name our writer makes
+    mine.write_text("keep")
+    recipe = load_recipe(TINY)
+    with open(live) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a writer in another process holds its file
+        trainer = Trainer(**{**recipe.trainer_defaults, "logger": False, "max_steps": 2,
+                             "callbacks": [ModelCheckpoint(dirpath=str(dirpath))],
+                             "enable_progress_bar": False, "run_dir": str(tmp_path / "run")})  # fmt: skip
+        trainer.fit(recipe.module_cls())
+        assert live.exists()
+    assert not stale.exists() and mine.exists()
+    assert [p.name for p in dirpath.glob("*.ckpt")] == ["epoch=0-step=2.ckpt"]
+    err = capsys.readouterr().err
+    assert f"removed 1 temporary file(s) of interrupted checkpoint writes (0.0 MB) from {dirpath}" in err

@@ -199,7 +199,7 @@ def test_stale_temp_files_of_dead_writers_are_removed_and_live_ones_kept(
     dead = writer("step-000000001.ckpt", 60)
     dead.send_signal(signal.SIGKILL)  # killed with its bytes on disk, before the rename
     dead.wait()
-    (tmp_path / ".step-000000009.ckpt.old.tmp").write_bytes(b"x" * 1000)  # no lock: old writer
+    (tmp_path / ".step-000000009.ckpt.old_x9k2.tmp").write_bytes(b"x" * 1000)  # no lock: old writer
     live = writer("step-000000002.ckpt", 3)  # another process, still writing
     assert len(list(tmp_path.glob(".*.tmp"))) == 3
     CheckpointManager(str(tmp_path)).recover()
