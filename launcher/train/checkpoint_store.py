@@ -42,8 +42,14 @@ from launcher.common.threads import start_thread
 from launcher.errors import OutOfSpace, UserError
 from launcher.tracking.run_info import file_sha256
 
-__all__ = ["CheckpointManager", "atomic_torch_save", "file_sha256", "remove_interrupted_writes",
-           "safe_load", "to_cpu"]
+__all__ = [
+    "CheckpointManager",
+    "atomic_torch_save",
+    "file_sha256",
+    "remove_interrupted_writes",
+    "safe_load",
+    "to_cpu",
+]
 
 MANIFEST = "manifest.json"
 # Immutable leaves: `to_cpu` shares them with the snapshot instead of copying.

@@ -765,4 +765,7 @@ def test_model_checkpoint_removes_stale_temp_files_of_dead_writers_at_start(tmp_
     assert not stale.exists() and mine.exists()
     assert [p.name for p in dirpath.glob("*.ckpt")] == ["epoch=0-step=2.ckpt"]
     err = capsys.readouterr().err
-    assert f"removed 1 temporary file(s) of interrupted checkpoint writes (0.0 MB) from {dirpath}" in err
+    assert (
+        f"removed 1 temporary file(s) of interrupted checkpoint writes (0.0 MB) from {dirpath}"
+        in err
+    )
