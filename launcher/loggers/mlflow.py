@@ -285,7 +285,7 @@ class MLflowLogger(Logger):
         record_run_status(self.spool.directory, status)
         self._stop_thread()  # logging again (a later stage) reopens the run
         atexit.unregister(self._flush_at_exit)
-        if self.spool.has_pending():
+        if not self.spool.remove_if_delivered():
             log.warning(
                 "MLflow unreachable at %s: the run's records are kept in %s; upload "
                 "them with `launch sync %s`",

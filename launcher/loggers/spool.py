@@ -14,6 +14,9 @@ Files in the spool directory (normally the run directory):
     mlflow_spool.append.lock  flock, held briefly: appends, cursor writes, starting the file over
     mlflow_run.json           the run this directory logs to, decided before anything is sent
 
+A finalized logger whose records were all acked removes the spool's files (`remove_if_delivered`);
+`mlflow_run.json` stays.
+
 Exactly once: the cursor advances (atomically, fsync'd) after the records the store acked. A
 record sent but not acked (crash, or a timeout after the store kept it) is sent again, which the
 `Sender` makes harmless (see `launcher.loggers.sender`). Appending never waits for a replay in
@@ -104,6 +107,16 @@ class Spool:
                 os.truncate(self.path, 0)
             else:
                 self.write_state(state)
+
+    def remove_if_delivered(self) -> bool:
+        """Delete the spool's files when every record was acked (the run's logger is closed);
+        True if it did. A later append starts a fresh spool; the run record stays."""
+        with self.locked(), self._flock(APPEND_LOCK_FILE):
+            if self.has_pending():
+                return False
+            for name in (SPOOL_FILE, STATE_FILE, LOCK_FILE, APPEND_LOCK_FILE):
+                (self.directory / name).unlink(missing_ok=True)
+        return True
 
     def append(self, records: list[dict[str, Any]], tracking_uri: str | None = None) -> None:
         """Append `records` durably (flush + fsync) before returning."""
@@ -231,6 +244,8 @@ def replay_spool(spool_dir: str, tracking_uri: str | None = None) -> int:
     """
     spool = Spool(spool_dir)
     if not spool.path.exists():
+        if (Path(spool_dir) / RUN_FILE).exists():
+            return 0  # a run whose records were all delivered: its spool was removed
         raise UserError(f"no MLflow spool in {spool_dir} ({SPOOL_FILE}): nothing to sync")
     if not spool.has_pending():
         return 0

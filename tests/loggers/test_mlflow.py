@@ -501,6 +501,30 @@ def test_logging_after_finalize_continues_the_run_and_exit_restores_its_status(t
     assert run.info.status == "FINISHED"
 
 
+def test_a_delivered_and_finalized_spool_leaves_no_files_and_sync_has_nothing_to_do(tmp_path):
+    """Issue 16: a clean run leaves no empty spool files in its run dir (the run record stays:
+    a relaunch reads it); `launch sync` of that dir says there is nothing left to send."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir = tmp_path / "run"
+    logger = MLflowLogger("e", tracking_uri=uri, save_dir=str(tmp_path), spool_dir=str(run_dir),
+                          log_system_metrics=False)  # fmt: skip
+    logger.log_hyperparams({"lr": 0.1})
+    for step in range(10):
+        logger.log_metrics({"loss": value(step)}, step=step)
+    logger.request_flush()()  # what a checkpoint does: the records are spooled
+    assert (run_dir / "mlflow_spool.jsonl").exists()
+    logger.finalize("FINISHED")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["mlflow_run.json"]
+    assert replay_spool(str(run_dir)) == 0
+    run = client(uri).get_run(logger.run_id)
+    assert run.info.status == "FINISHED" and len(history(uri, logger.run_id, "loss")) == 10
+    # A later stage logs on into the same run (the spool starts afresh), and cleans up again.
+    logger.log_metrics({"test_loss": 2.0}, step=10)
+    logger.finalize("FINISHED")
+    assert client(uri).get_run(run.info.run_id).data.metrics["test_loss"] == 2.0
+    assert sorted(p.name for p in run_dir.iterdir()) == ["mlflow_run.json"]
+
+
 def test_a_short_run_gets_system_metrics_and_other_nodes_reach_mlflow(tmp_path, monkeypatch):
     """Rank 0's logger samples soon after start (short runs had none) and logs what the other
     nodes' first processes wrote into the run dir as system/node<N>/<name>."""
