@@ -64,6 +64,13 @@ class OutOfSpace(Exception):
         super().__init__(path)
         self.path, self.needed, self.free, self.kept = path, needed, free, kept
 
+    def keep_too(self, what: str) -> None:
+        """Add `what` to what the message says was kept (once)."""
+        if not self.kept:
+            self.kept = what
+        elif what not in self.kept:
+            self.kept = f"{self.kept}; {what}"
+
     def __str__(self) -> str:
         free = f", {_mb(self.free)} free there" if self.free is not None else ""
         kept = f" Kept: {self.kept}." if self.kept else ""

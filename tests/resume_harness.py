@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,21 @@ class SaveAt(Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.at and not self.path.exists():
             trainer.save_checkpoint(str(self.path))
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A real small file system at `path` (`mount -t tmpfs`, as root), unmounted at the end."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> None:
+    """Take all but `leave` bytes of `folder`'s file system with one file."""
+    stat = os.statvfs(folder)
+    with open(folder / "filler", "wb") as f, contextlib.suppress(OSError):  # full: done
+        f.write(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))

@@ -16,6 +16,7 @@ tells a live writer's file (locked, kept) from a dead one's (free, removed), in 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -174,3 +175,43 @@ def lock_owner(path: str | os.PathLike[str]) -> str:
         return Path(path).read_text().strip()
     except OSError:
         return ""
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """True when `exc` or what caused it is ENOSPC/EDQUOT (torch wraps it in a RuntimeError)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
+def free_bytes(path: str | os.PathLike[str]) -> int | None:
+    """Bytes free to us on the file system of `path`'s folder (None if it cannot be asked)."""
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def append_whole(path: str | os.PathLike[str], data: bytes, durable: bool = False) -> None:
+    """Append `data` to `path` entirely or not at all: a failed write (a full disk) cuts the
+    file back to its old size before the error is raised. `durable`: fsync before returning."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)

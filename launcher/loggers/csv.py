@@ -29,7 +29,8 @@ from typing import Any
 
 import yaml
 
-from launcher.common.files import atomic_write_text
+from launcher.common.files import append_whole, atomic_write_text, free_bytes, is_out_of_space
+from launcher.errors import OutOfSpace
 from launcher.loggers.base import add_prefix, check_state_keys, params_dict, scalar
 from launcher.loggers.versioned import VersionedLogger
 
@@ -53,6 +54,7 @@ class ExperimentWriter:
         self.metrics_keys: list[str] = []  # the file's header
         self.hparams: dict[str, Any] = {}
         self.rows_on_disk = 0
+        self.out_of_space: OutOfSpace | None = None  # the last save's, once raised
         path = Path(self.metrics_file_path)
         if keep_rows is None:
             if path.parent.is_dir() and any(path.parent.iterdir()):
@@ -83,20 +85,35 @@ class ExperimentWriter:
         self.metrics.append(row)
 
     def save(self) -> None:
-        """Append the buffered rows; rewrite the file first when they bring new columns."""
+        """Append the buffered rows; rewrite the file first when they bring new columns.
+
+        A full disk raises `OutOfSpace` and leaves the file as it was (the rows stay buffered).
+        """
         if not self.metrics:
             return
-        new_keys = set().union(*self.metrics) - set(self.metrics_keys)
+        keys = self.metrics_keys
+        new_keys = set().union(*self.metrics) - set(keys)
         exists = os.path.isfile(self.metrics_file_path)
-        if new_keys:
-            self.metrics_keys = sorted([*self.metrics_keys, *new_keys])
-            if exists:
-                self._rewrite(_read_rows(self.metrics_file_path))
-        with open(self.metrics_file_path, "a" if exists else "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+        text = io.StringIO()
+        try:
+            if new_keys:
+                self.metrics_keys = sorted([*keys, *new_keys])
+                if exists:
+                    self._rewrite(_read_rows(self.metrics_file_path))
+            writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
             if not exists:
                 writer.writeheader()
             writer.writerows(self.metrics)
+            append_whole(self.metrics_file_path, text.getvalue().encode())
+        except OSError as exc:
+            if not is_out_of_space(exc):
+                raise
+            if not (exists and new_keys):  # a rewrite that failed left the old header
+                self.metrics_keys = keys
+            self.out_of_space = OutOfSpace(
+                self.metrics_file_path, len(text.getvalue()), free_bytes(self.metrics_file_path)
+            )
+            raise self.out_of_space from exc
         self.rows_on_disk += len(self.metrics)
         self.metrics = []
 
@@ -166,7 +183,14 @@ class CSVLogger(VersionedLogger):
 
     def finalize(self, status: str) -> None:
         # Only writes: the file stays this logger's, so a later stage appends to it.
-        self.save()
+        said = self._experiment is not None and self._experiment.out_of_space is not None
+        try:
+            self.save()
+        except OutOfSpace:
+            if not said:
+                raise
+            # The run is failing on it already (said once): the rows stay unwritten, the
+            # file whole.
 
     def state_dict(self) -> dict[str, Any]:
         # Called when a checkpoint is written: what is on disk now is what the checkpoint covers.

@@ -51,8 +51,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from launcher.common.files import free_bytes, is_out_of_space
 from launcher.common.secrets import mask_secrets, mask_text
 from launcher.common.threads import start_thread
+from launcher.errors import OutOfSpace
 from launcher.loggers.base import (
     Logger,
     add_prefix,
@@ -73,7 +75,7 @@ from launcher.loggers.sender import (
     metric_records,
     probe_server,
 )
-from launcher.loggers.spool import Spool, record_run, record_run_status, replay
+from launcher.loggers.spool import RUN_FILE, Spool, record_run, record_run_status, replay
 from launcher.loggers.system_metrics import NodeMetricsReader, SystemMetricsSampler
 from launcher.tracking.local_store import prepare_local_store
 from launcher.tracking.reader import is_connection_error, local_artifact_root, resolve_tracking_uri
@@ -155,6 +157,11 @@ class MLflowLogger(Logger):
         # append/popleft are thread-safe.
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._journal_lock = threading.Lock()  # queue -> spool, from any thread, in order
+        # A full disk: records the spool could not take (oldest first), sent to the store
+        # directly; the error is raised once on the training thread (`_raise_out_of_space`).
+        self._unspooled: list[dict[str, Any]] = []
+        self._out_of_space: OutOfSpace | None = None
+        self._out_of_space_raised = False
         self._flush_waiters: list[threading.Event] = []  # set after the next send attempt
         self._probe_due = True  # ask a server for /health first, and again after it failed
         self._wake = threading.Event()
@@ -213,6 +220,8 @@ class MLflowLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._thread is None:
             self._start()
+        if self._out_of_space is not None:
+            self._raise_out_of_space()
         if self._prefix:
             metrics = add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR)
         if step is None:
@@ -245,6 +254,7 @@ class MLflowLogger(Logger):
     def flush(self) -> None:
         """Spool what is queued, then wait for one attempt to send it (not for a retry)."""
         self._journal()
+        self._raise_out_of_space()
         thread = self._thread
         if thread is None or not thread.is_alive():
             return
@@ -262,7 +272,21 @@ class MLflowLogger(Logger):
         """
         if self._thread is None:
             return already_done  # nothing was logged
-        return self._journal
+        return self._spool_or_raise
+
+    def _spool_or_raise(self) -> None:
+        """What a checkpoint waits for; a full disk fails it (its file must not claim records
+        that are not durable)."""
+        self._journal()
+        if self._unspooled and self._out_of_space is not None:
+            self._out_of_space_raised = True
+            raise self._out_of_space
+
+    def _raise_out_of_space(self) -> None:
+        """Raise the spool's `OutOfSpace` once (then the run fails and finalizes quietly)."""
+        if self._out_of_space is not None and not self._out_of_space_raised:
+            self._out_of_space_raised = True
+            raise self._out_of_space
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """`log_model="all"` (or True with `save_top_k=-1`): upload the new files now."""
@@ -282,10 +306,22 @@ class MLflowLogger(Logger):
         self._put(("status", {"status": status, "end_time": int(time.time() * 1000)}))
         self._closed = True
         self._final_status = status
-        record_run_status(self.spool.directory, status)
+        try:
+            record_run_status(self.spool.directory, status)
+        except OSError as exc:  # a full disk: said once already; the store gets the status
+            if not is_out_of_space(exc):
+                raise
         self._stop_thread()  # logging again (a later stage) reopens the run
         atexit.unregister(self._flush_at_exit)
-        if not self.spool.remove_if_delivered():
+        if self._unspooled:
+            log.warning(
+                "MLflow unreachable at %s and no room in %s: %d records of the run (its end "
+                "state among them) could not be kept",
+                mask_text(self.tracking_uri),
+                self.spool.path,
+                len(self._unspooled),
+            )
+        elif not self.spool.remove_if_delivered():
             log.warning(
                 "MLflow unreachable at %s: the run's records are kept in %s; upload "
                 "them with `launch sync %s`",
@@ -358,7 +394,13 @@ class MLflowLogger(Logger):
                 self._reopened = True
             # Named and written down before anything can be lost: a relaunch that finds no
             # checkpoint continues this run (see `recorded_run`), never opens a second one.
-            record_run(self.spool.directory, self._ref, self.experiment_name)
+            try:
+                record_run(self.spool.directory, self._ref, self.experiment_name)
+            except OSError as exc:  # a full disk: the run fails at the next logging call
+                if not is_out_of_space(exc):
+                    raise
+                path = str(self.spool.directory / RUN_FILE)
+                self._out_of_space = OutOfSpace(path, 4096, free_bytes(path))
             self._queue.appendleft(("open", self._open_record()))
             self._thread = start_thread(self._loop, "mlflow-logger")
             atexit.register(self._flush_at_exit)
@@ -474,7 +516,17 @@ class MLflowLogger(Logger):
                 records += metric_records(self._ref, rows)
                 rows = []
                 records.append({"op": item[0], "run": self._ref, **item[1]})
-            self.spool.append(records + metric_records(self._ref, rows), self.tracking_uri)
+            records = self._unspooled + records + metric_records(self._ref, rows)
+            try:
+                self.spool.append(records, self.tracking_uri)
+            except OutOfSpace as exc:  # kept in memory and sent directly (`_send_unspooled`)
+                self._unspooled = records
+                if self._out_of_space is None:
+                    exc.kept = (f"the run's MLflow records up to the disk filling, in {exc.path} "
+                                "(`launch sync` sends what the store lacks)")  # fmt: skip
+                    self._out_of_space = exc
+                return
+            self._unspooled = []
 
     def _send_spooled(self, final: bool = False) -> None:
         """Send the spool from its cursor; a connection error (or a timeout) means: later.
@@ -491,6 +543,7 @@ class MLflowLogger(Logger):
                 self._probe_due = False
             deadline = time.monotonic() + _EXIT_DRAIN_S if final else None
             sent = replay(sender, self.spool, deadline)
+            sent += self._send_unspooled(sender)
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
@@ -506,6 +559,24 @@ class MLflowLogger(Logger):
                 mask_text(self.tracking_uri),
                 sent,
             )
+
+    def _send_unspooled(self, sender: RecordSender) -> int:
+        """Send the records a full disk kept out of the spool, after the spool (in order)."""
+        sent = 0
+        while True:
+            with self._journal_lock:
+                if not self._unspooled:
+                    return sent
+                record = self._unspooled[0]
+            try:
+                sent += sender.apply(record)
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+                sender.warn(record["op"], f"MLflow rejected {record['op']}: {exc}")
+            with self._journal_lock:
+                if self._unspooled and self._unspooled[0] is record:
+                    self._unspooled.pop(0)
 
     def _go_offline(self, exc: Exception) -> None:
         self._offline = True

@@ -35,8 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from launcher.common.files import atomic_write_text
-from launcher.errors import UserError
+from launcher.common.files import append_whole, atomic_write_text, free_bytes, is_out_of_space
+from launcher.errors import OutOfSpace, UserError
 from launcher.loggers.sender import RecordSender, Sender, probe_server
 from launcher.tracking.reader import is_connection_error, resolve_tracking_uri
 
@@ -56,6 +56,8 @@ class Spool:
         self.directory = Path(directory)
         self.path = self.directory / SPOOL_FILE
         self.state_path = self.directory / STATE_FILE
+        # The state a full disk kept from its file: newer than the file, for this process.
+        self._unsaved: dict[str, Any] | None = None
 
     def has_pending(self) -> bool:
         """True when records were spooled and not yet acked by the server."""
@@ -64,15 +66,28 @@ class Spool:
 
     def read_state(self) -> dict[str, Any]:
         """The replay cursor: {"offset": bytes acked, "runs": {ref: run id}, "tracking_uri"}."""
+        if self._unsaved is not None:
+            return dict(self._unsaved)
         try:
             state = json.loads(self.state_path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             state = {}
         return {"offset": 0, "runs": {}, "tracking_uri": None, **state}
 
-    def write_state(self, state: dict[str, Any]) -> None:
-        """Replace the cursor atomically and durably: an acked record is never sent twice."""
-        atomic_write_text(self.state_path, json.dumps(state), durable=True)
+    def write_state(self, state: dict[str, Any]) -> bool:
+        """Replace the cursor atomically and durably: an acked record is never sent twice.
+
+        False when a full disk refused it: this process then keeps it in memory (another may
+        send the acked records again, which the Sender makes harmless)."""
+        try:
+            atomic_write_text(self.state_path, json.dumps(state), durable=True)
+        except OSError as exc:
+            if not is_out_of_space(exc):
+                raise
+            self._unsaved = dict(state)
+            return False
+        self._unsaved = None
+        return True
 
     def update_state(self, **changes: Any) -> None:
         """Change some fields of the state (under the append lock: no write is lost)."""
@@ -102,9 +117,11 @@ class Spool:
             state = {**self.read_state(), "offset": offset, "runs": runs}
             if offset and offset == self.path.stat().st_size:
                 # Cursor first: a crash in between only means re-sending acked records,
-                # which the Sender makes harmless.
-                self.write_state({**state, "offset": 0})
-                os.truncate(self.path, 0)
+                # which the Sender makes harmless; one kept in memory only: the file stays.
+                if self.write_state({**state, "offset": 0}):
+                    os.truncate(self.path, 0)
+                else:
+                    self.write_state(state)
             else:
                 self.write_state(state)
 
@@ -119,20 +136,27 @@ class Spool:
         return True
 
     def append(self, records: list[dict[str, Any]], tracking_uri: str | None = None) -> None:
-        """Append `records` durably (flush + fsync) before returning."""
+        """Append `records` durably (fsync) before returning, all of them or none: a full
+        disk raises `OutOfSpace` and leaves the file as it was."""
         if not records:
             return
-        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-        with self._flock(APPEND_LOCK_FILE):
-            if tracking_uri and self.read_state()["tracking_uri"] != tracking_uri:
-                self.write_state({**self.read_state(), "tracking_uri": tracking_uri})
-            with open(self.path, "ab") as f:
+        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        path = self.path
+        try:
+            with self._flock(APPEND_LOCK_FILE):
+                if tracking_uri and self.read_state()["tracking_uri"] != tracking_uri:
+                    path = self.state_path
+                    self.write_state({**self.read_state(), "tracking_uri": tracking_uri})
+                    path = self.path
                 # A crash mid-write leaves a partial last line: close it, replay skips it.
-                if f.tell() and _last_byte(self.path) != b"\n":
-                    f.write(b"\n")
-                f.write(lines.encode())
-                f.flush()
-                os.fsync(f.fileno())
+                if self.path.exists() and self.path.stat().st_size:
+                    if _last_byte(self.path) != b"\n":
+                        lines = b"\n" + lines
+                append_whole(self.path, lines, durable=True)
+        except OSError as exc:
+            if not is_out_of_space(exc):
+                raise
+            raise OutOfSpace(str(path), len(lines), free_bytes(path)) from exc
 
     def pending(self, offset: int) -> Iterator[tuple[int, dict[str, Any] | None]]:
         """(end offset, record) for each complete line after `offset`; None for a torn line."""

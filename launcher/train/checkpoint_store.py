@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import copy
-import errno
 import hashlib
 import json
 import os
@@ -37,7 +36,13 @@ from typing import IO, Any, cast
 
 import torch
 
-from launcher.common.files import atomic_write_text, atomic_writer, remove_stale_temp_files
+from launcher.common.files import (
+    atomic_write_text,
+    atomic_writer,
+    free_bytes,
+    is_out_of_space,
+    remove_stale_temp_files,
+)
 from launcher.common.threads import start_thread
 from launcher.errors import OutOfSpace, UserError
 from launcher.tracking.run_info import file_sha256
@@ -77,23 +82,13 @@ def atomic_torch_save(
             if not sync_dir:  # durable=True would also sync the directory: the caller does
                 f.flush()
                 os.fsync(f.fileno())
+    except OutOfSpace:  # a logger's spool, in before_rename: its own message
+        raise
     except Exception as exc:
-        if not _out_of_space(exc):
+        if not is_out_of_space(exc):
             raise
-        raise OutOfSpace(str(path), _nbytes(state), _free_bytes(path)) from exc
+        raise OutOfSpace(str(path), _nbytes(state), free_bytes(path)) from exc
     return digest.hexdigest()
-
-
-def _out_of_space(exc: BaseException) -> bool:
-    """True when `exc` or what caused it is ENOSPC/EDQUOT (torch wraps it in a RuntimeError)."""
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        link = link.__cause__ or link.__context__
-    return False
 
 
 def _nbytes(state: Any) -> int:
@@ -105,14 +100,6 @@ def _nbytes(state: Any) -> int:
     if isinstance(state, (list, tuple)):
         return sum(_nbytes(v) for v in state)
     return 0
-
-
-def _free_bytes(path: str | os.PathLike[str]) -> int | None:
-    try:
-        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
-    except OSError:
-        return None
-    return stat.f_bavail * stat.f_frsize
 
 
 def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -287,17 +274,17 @@ class CheckpointManager:
             try:
                 self._write_manifest(entries)
             except OSError as exc:  # the old manifest stands: the new file is not listed
-                if not _out_of_space(exc):
+                if not is_out_of_space(exc):
                     raise
                 path.unlink(missing_ok=True)
-                raise OutOfSpace(str(self.dirpath / MANIFEST), 4096, _free_bytes(path)) from exc
+                raise OutOfSpace(str(self.dirpath / MANIFEST), 4096, free_bytes(path)) from exc
         except OutOfSpace as exc:
-            exc.kept = self._kept()
+            exc.kept = self.kept()
             raise
         for entry in stale:  # only after the manifest no longer points at them
             (self.dirpath / entry["file"]).unlink(missing_ok=True)
 
-    def _kept(self) -> str:
+    def kept(self) -> str:
         """What a failed save leaves to resume from, for its error message."""
         entries = self.entries()
         if not entries:

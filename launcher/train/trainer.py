@@ -39,7 +39,7 @@ from launcher.callbacks.model_checkpoint import ModelCheckpoint
 from launcher.callbacks.progress import ProgressBar
 from launcher.callbacks.timer import Timer
 from launcher.cluster_env import ClusterEnvironment
-from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, RunStopped, UserError
+from launcher.errors import REQUEUE_EXIT_CODE, OutOfSpace, RequeueRequested, RunStopped, UserError
 from launcher.loggers.base import Logger
 from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
@@ -1046,6 +1046,8 @@ class Trainer:
                 lg.flush()
             return
         self.call_hook("on_exception", exc)
+        if isinstance(exc, OutOfSpace) and self.checkpoints is not None:
+            exc.keep_too(self.checkpoints.kept())  # a logger's file: the checkpoints stand
         if isinstance(exc, UserError) and not self.run_record.started:
             return  # refused before the run began (a bad resume, bad input): its state stands
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))

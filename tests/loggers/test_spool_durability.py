@@ -7,6 +7,8 @@ covers is durable locally at once; a hung or restarting server only delays the u
 from __future__ import annotations
 
 import logging
+import json
+import os
 import signal
 import socket
 import statistics
@@ -359,3 +361,53 @@ def test_a_server_restarting_mid_run_never_slows_an_epoch(live_mlflow_server, tm
     (run,) = client.search_runs([client.get_experiment_by_name("restart").experiment_id])
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "m0"))
     assert steps == sorted(set(steps)) and len(steps) == 420, steps
+
+
+def test_a_full_disk_under_the_spool_fails_the_run_once_and_the_store_gets_everything(
+    tmp_path,
+):
+    """Issue 15 item 3: the spool's disk fills. The logger thread says nothing (no traceback),
+    the training thread gets one `OutOfSpace` naming the spool, the spool keeps only whole
+    lines, and the records it could not take reach the reachable store directly, the run's
+    FAILED among them, each step once."""
+    from mlflow.tracking import MlflowClient
+
+    from launcher.errors import OutOfSpace
+    from tests.resume_harness import fill_disk, tmpfs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the store is on another disk
+    crashes: list = []
+    threading.excepthook, hook = crashes.append, threading.excepthook
+    try:
+        with tmpfs(tmp_path / "small", "1m") as small:
+            logger = MLflowLogger("full", run_name="r", tracking_uri=uri, save_dir=str(tmp_path),
+                                  spool_dir=str(small / "run"), log_system_metrics=False)  # fmt: skip
+            for step in range(20):
+                logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+            logger.request_flush()()  # a checkpoint: spooled
+            fill_disk(small)
+            raised = None
+            for step in range(20, 2000):
+                try:
+                    logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+                except OutOfSpace as exc:
+                    raised = exc
+                    break
+                time.sleep(0.005)
+            assert raised is not None, "a full spool disk was never reported"
+            assert str(raised).startswith(f"out of disk space writing {small / 'run'}/mlflow_")
+            with pytest.raises(OutOfSpace):  # a checkpoint cannot claim these records
+                logger.request_flush()()
+            lines = (small / "run" / "mlflow_spool.jsonl").read_bytes().split(b"\n")
+            assert lines[-1] == b"" and all(json.loads(line) for line in lines[:-1])
+            logger.finalize("failed")  # quiet now: the run is failing on it already
+            # Everything reached the store: the spool is gone (the run record stays).
+            assert "mlflow_spool.jsonl" not in os.listdir(small / "run")
+    finally:
+        threading.excepthook = hook
+    assert not crashes, crashes
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("full").experiment_id])
+    assert run.info.status == "FAILED"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
+    assert steps == list(range(step)), steps
