@@ -6,8 +6,8 @@ covers is durable locally at once; a hung or restarting server only delays the u
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import signal
 import socket
