@@ -95,11 +95,13 @@ class ExperimentWriter:
         new_keys = set().union(*self.metrics) - set(keys)
         exists = os.path.isfile(self.metrics_file_path)
         text = io.StringIO()
+        rewritten = False
         try:
             if new_keys:
                 self.metrics_keys = sorted([*keys, *new_keys])
                 if exists:
                     self._rewrite(_read_rows(self.metrics_file_path))
+                rewritten = True
             writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
             if not exists:
                 writer.writeheader()
@@ -108,10 +110,11 @@ class ExperimentWriter:
         except OSError as exc:
             if not is_out_of_space(exc):
                 raise
-            if not (exists and new_keys):  # a rewrite that failed left the old header
+            if not rewritten:  # the file keeps its old header
                 self.metrics_keys = keys
+            needed = len(text.getvalue()) or 100 * len(self.metrics)  # rows not written yet
             self.out_of_space = OutOfSpace(
-                self.metrics_file_path, len(text.getvalue()), free_bytes(self.metrics_file_path)
+                self.metrics_file_path, needed, free_bytes(self.metrics_file_path)
             )
             raise self.out_of_space from exc
         self.rows_on_disk += len(self.metrics)

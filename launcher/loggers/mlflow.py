@@ -279,8 +279,7 @@ class MLflowLogger(Logger):
         that are not durable)."""
         self._journal()
         if self._unspooled and self._out_of_space is not None:
-            self._out_of_space_raised = True
-            raise self._out_of_space
+            raise self._out_of_space  # (the writer thread's: the training thread is told too)
 
     def _raise_out_of_space(self) -> None:
         """Raise the spool's `OutOfSpace` once (then the run fails and finalizes quietly)."""

@@ -260,12 +260,12 @@ class CheckpointManager:
     ) -> None:
         path = self.dirpath / name
         wait = before_write() if before_write is not None else None
-        if wait is not None and not overlap:
-            wait()
-            wait = None
         # One directory fsync, after the manifest's rename, makes both renames durable; until
         # then a crash leaves the old manifest, which does not name this file.
         try:
+            if wait is not None and not overlap:
+                wait()
+                wait = None
             sha = atomic_torch_save(state, path, sync_dir=False, before_rename=wait)
             entries = [e for e in self.entries() if e["file"] != name]
             entries.append({"file": name, "sha256": sha, "size": path.stat().st_size,
@@ -279,7 +279,7 @@ class CheckpointManager:
                 path.unlink(missing_ok=True)
                 raise OutOfSpace(str(self.dirpath / MANIFEST), 4096, free_bytes(path)) from exc
         except OutOfSpace as exc:
-            exc.kept = self.kept()
+            exc.keep_too(self.kept())  # a logger's spool may have said what it keeps
             raise
         for entry in stale:  # only after the manifest no longer points at them
             (self.dirpath / entry["file"]).unlink(missing_ok=True)

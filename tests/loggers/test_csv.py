@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 from argparse import Namespace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -136,3 +137,26 @@ def test_two_loggers_of_one_name_have_distinct_state_keys(tmp_path):
 
     keys = {CSVLogger(tmp_path).state_key, TensorBoardLogger(tmp_path).state_key}
     assert len(keys) == 2
+
+
+def test_a_full_disk_raises_out_of_space_once_and_leaves_the_file_whole(tmp_path):
+    """Issue 15 item 3: metrics.csv on a disk that fills up. One `OutOfSpace` naming the file,
+    no partial row, the rows on disk as they were; a finalize while failing stays quiet."""
+    from launcher.errors import OutOfSpace
+    from tests.resume_harness import fill_disk, tmpfs
+
+    with tmpfs(tmp_path / "small", "256k") as small:
+        logger = CSVLogger(str(small), name="full")
+        for step in range(10):
+            logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+        logger.save()
+        path = Path(logger.log_dir) / "metrics.csv"
+        before = path.read_bytes()
+        fill_disk(small)
+        with pytest.raises(OutOfSpace) as raised:  # it writes every 100 rows
+            for step in range(10, 20000):
+                logger.log_metrics({"loss": 1.0 / (step + 1), "acc": 0.5}, step=step)
+        assert str(raised.value).startswith(f"out of disk space writing {path}: it needs about")
+        assert path.read_bytes() == before  # no partial row, the old header
+        logger.finalize("failed")  # the run is failing on it: said once
+        assert path.read_bytes() == before

@@ -256,6 +256,42 @@ def test_a_full_disk_fails_with_one_message_keeping_the_last_good_checkpoint(
     assert run.info.status == "FAILED"
 
 
+def test_a_full_disk_under_the_spool_fails_the_run_with_one_message_and_the_store_has_it_all(
+    tmp_path: Path, live_mlflow_server
+) -> None:
+    """The run dir's disk fills between checkpoints (the MLflow store is a server elsewhere):
+    the spool's append is the first write to fail. One message naming the spool and the last
+    good checkpoint, exit 1, no traceback, the run FAILED with every logged step once."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.resume_harness import fill_disk, tmpfs
+
+    overrides = {**KILL_OVERRIDES, "step_sleep": "0.15",
+                 "trainer.checkpoint_every_n_steps": "20"}  # fmt: skip
+    with tmpfs(tmp_path / "out", "48m") as out:
+        spec = make_spec(out, "spoolfull", overrides=overrides,
+                         tracking_uri=live_mlflow_server.uri)  # fmt: skip
+        log = tmp_path / "spoolfull.log"
+        proc = start_worker(spec, log)
+        assert made_progress(spec, proc), log.read_text()[-3000:]
+        resume_dir = Path(spec.run_dir) / "checkpoints" / "resume"
+        fill_disk(out)
+        assert proc.wait(timeout=120) == 1, log.read_text()[-3000:]
+        text = log.read_text()
+        assert "Traceback" not in text, text[-5000:]
+        errors = [ln for ln in text.splitlines() if ln.startswith("error: ")]
+        assert len(errors) == 1, text[-3000:]
+        assert errors[0].startswith(f"error: out of disk space writing {spec.run_dir}/mlflow_")
+        path, state = CheckpointManager(str(resume_dir)).load_latest()
+        assert f"the last good checkpoint, {path} (step {state['global_step']})" in errors[0]
+        assert not [p.name for p in resume_dir.iterdir() if p.name.endswith(".tmp")]
+        client = MlflowClient(tracking_uri=live_mlflow_server.uri)
+        (run,) = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
+        assert run.info.status == "FAILED"
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+        assert steps == list(range(len(steps))) and len(steps) > state["global_step"]
+
+
 def test_resuming_a_finished_run_does_nothing(tmp_path: Path) -> None:
     spec = make_spec(tmp_path / "out", "done")
     assert run_worker(spec, tmp_path / "a.log") == 0
