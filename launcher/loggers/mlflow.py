@@ -17,6 +17,13 @@ interpreter time is not taken from training. The run is named locally before any
 (a placeholder `run_ref`, written to `spool_dir/mlflow_run.json`); the store creates it on the
 first successful send, and until then `run_id` is None and the checkpoint holds the placeholder.
 
+At the end (`finalize`, or the process exiting) the thread sends once more whatever the retry
+timer says, bounded (`_EXIT_*`: a store that is down or hangs costs the exit a second or
+three); what is left stays spooled for `launch sync`; a fully delivered spool is removed, and
+the helper process exits. A full disk under the spool: what it cannot take is kept in memory
+and sent to the store directly, and the training thread gets one `OutOfSpace` naming the spool
+(a checkpoint waiting on it fails too), so the run ends FAILED with one message, exit 1.
+
 Resume: `load_state_dict` (before any logging) continues the checkpointed run (status back to
 RUNNING). A resumed job re-logs the steps between its checkpoint and the crash; each (key,
 step) is stored once because a key's steps only increase: the logger drops steps at or below
