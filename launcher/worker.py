@@ -12,6 +12,7 @@ on the code it returns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -182,7 +183,7 @@ def main(spec_path: str, debug: bool | None = None, sigterm_stops: bool = False)
     finally:
         # In-process (one local worker in the `launch` process): the caller's streams again.
         if isinstance(sys.stdout, _PrefixTee):
-            sys.stdout.log_file.close()
+            sys.stdout.close_file()
             sys.stdout, sys.stderr = kept
 
 
@@ -231,6 +232,7 @@ class _PrefixTee:
     def __init__(self, console: Any, log_file: Any, prefix: str) -> None:
         self.console, self.log_file, self.prefix = console, log_file, prefix
         self._at_line_start = True
+        self._file_full = False
 
     def write(self, text: str) -> int:
         out = []
@@ -240,12 +242,32 @@ class _PrefixTee:
         joined = "".join(out)
         self.console.write(joined)
         # The file gets text, not the live bar's terminal controls (cursor moves, colours).
-        self.log_file.write(_TERMINAL_CONTROL.sub("", joined).replace("\r", "\n"))
+        self._to_file(self.log_file.write, _TERMINAL_CONTROL.sub("", joined).replace("\r", "\n"))
         return len(text)
 
     def flush(self) -> None:
         self.console.flush()
-        self.log_file.flush()
+        self._to_file(self.log_file.flush)
+
+    def close_file(self) -> None:
+        self._to_file(self.log_file.close)
+        if self._file_full:  # its buffer could not be written: drop it
+            with contextlib.suppress(OSError):
+                self.log_file.close()
+
+    def _to_file(self, write: Any, *args: Any) -> None:
+        """A full disk stops the log file, not the run (the console still gets every line:
+        the run's own out-of-space error must reach the user)."""
+        if self._file_full:
+            return
+        try:
+            write(*args)
+        except OSError as exc:
+            from launcher.common.files import is_out_of_space
+
+            if not is_out_of_space(exc):
+                raise
+            self._file_full = True
 
     def isatty(self) -> bool:
         return self.console.isatty()

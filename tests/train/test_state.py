@@ -340,7 +340,9 @@ def test_sigterm_resume_and_server_outage_keep_one_continuous_mlflow_run(
 
     proc = start_worker(spec, log)  # the requeued job; the server dies under it, then returns
     assert made_progress(spec, proc)
-    live_mlflow_server.stop()
+    proc.send_signal(signal.SIGSTOP)  # a loaded machine stops the server slowly: the run
+    live_mlflow_server.stop()  # must not finish meanwhile, or nothing ran during the outage
+    proc.send_signal(signal.SIGCONT)
     assert made_progress(spec, proc)  # training goes on while the server is down
     proc.send_signal(signal.SIGSTOP)  # hold training until the server is back, so the
     live_mlflow_server.start()  # replay during the run is what this test exercises
