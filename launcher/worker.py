@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 import time
 import traceback
@@ -220,6 +221,14 @@ def route_output(spec: LaunchSpec) -> None:
     os.dup2(log_file.fileno(), 1)
     os.dup2(log_file.fileno(), 2)
     sys.stdout = sys.stderr = log_file
+    # A rank that prints nothing still says it is there (`launch logs --rank N` mid-run).
+    again = f", restart {env.restart_count}" if env.restart_count else ""
+    log_file.write(
+        f"[launcher] rank {env.global_rank} of {env.world_size} (node {env.node_rank}, local "
+        f"rank {env.local_rank}) on {socket.gethostname()}, pid {os.getpid()}{again}, started "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}; rank 0 prints the progress and metrics, this "
+        "file holds this rank's own output\n"
+    )
 
 
 _TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")

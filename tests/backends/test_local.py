@@ -1,13 +1,19 @@
-"""The local backend's plan: what `--dry-run` prints is the processes `submit` starts."""
+"""The local backend: what `--dry-run` prints is the processes `submit` starts; `launch logs`
+of any rank while a run runs."""
 
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from backends.local import LocalBackend
 from launcher.spec import LaunchSpec
+from tests.resume_harness import REPO, TINY, wait_for, worker_env
 
 
 def make_spec(tmp_path: Path, **fields) -> LaunchSpec:
@@ -37,3 +43,48 @@ def test_each_node_is_one_agent_on_one_rendezvous_and_the_render_is_what_runs(tm
     assert len(endpoints) == 1  # both agents meet at the one port chosen by the plan
     assert all("--max-restarts=1" in c and c[-1] == spec.spec_path for c in plan.commands)
     assert not Path(spec.run_dir).exists()  # planning writes nothing
+
+
+@pytest.mark.slow
+def test_logs_of_each_rank_while_a_two_process_run_runs(tmp_path: Path) -> None:
+    # `launch logs NAME --rank 1` during the run: what that rank wrote so far (its own output;
+    # rank 0 prints the progress), and `--follow` keeps printing until the run ends.
+    env = {**worker_env(), "LAUNCHER_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    out = tmp_path / "out"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "launcher.cli.app", TINY, "--accelerator", "cpu", "--devices",
+         "2", "--name", "live", "--output-dir", str(out), "--max-epochs", "2",
+         "--set", "step_sleep=0.1", "--set", "n_train=320"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    def launch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "launcher.cli.app", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+    try:
+        rank0 = out / "tiny" / "live" / "logs" / "rank0.log"
+        assert wait_for(lambda: rank0.is_file() and "Trainable params" in rank0.read_text(), 120)
+        assert run.poll() is None
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "launcher.cli.app", "logs", "live", "--rank", "1", "-f"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        now = launch("logs", "live", "--rank", "1")
+        assert now.returncode == 0, now.stderr
+        assert "[launcher] rank 1 of 2 (node 0, local rank 1)" in now.stdout, now.stdout
+        assert "rank 0 prints the progress" in now.stdout
+        assert "Trainable params" in launch("logs", "live").stdout  # rank 0, also mid-run
+        assert run.poll() is None, "the run ended before the logs were read; make it slower"
+        time.sleep(2)
+        assert follow.poll() is None  # still following: the run is still going
+        assert run.wait(timeout=300) == 0, run.stdout.read() if run.stdout else ""
+        followed, err = follow.communicate(timeout=30)
+        assert follow.returncode == 0, err
+        assert "[launcher] rank 1 of 2" in followed
+        missing = launch("logs", "live", "--rank", "2")
+        assert missing.returncode == 2 and "--rank 2: no such rank" in missing.stderr
+        assert "ranks 0-1" in missing.stderr
+    finally:
+        if run.poll() is None:
+            run.kill()
