@@ -211,7 +211,8 @@ def route_output(spec: LaunchSpec) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(log_dir / f"rank{env.global_rank}.log", "a", buffering=1)  # noqa: SIM115
     if env.global_rank == 0:
-        prefix = "[rank 0] " if env.world_size > 1 else ""
+        # Under Ray the prefix also tells the run's lines from Ray's (backends/ray_logs.py).
+        prefix = "[rank 0] " if env.world_size > 1 or env.kind == "ray" else ""
         sys.stdout = _PrefixTee(sys.stdout, log_file, prefix)
         sys.stderr = _PrefixTee(sys.stderr, log_file, prefix)
         return

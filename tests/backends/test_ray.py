@@ -148,7 +148,14 @@ def test_killed_worker_group_restarts_and_resumes_exactly(
     assert recovery < 60, "recovery waited for a collective timeout"
 
     assert backend.wait(job, poll_seconds=0.5) == JobState.SUCCEEDED, "".join(backend.logs(job))
-    assert "resumed from" in "".join(backend.logs(job))
+    log = "".join(backend.logs(job))
+    assert "resumed from" in log
+    # Quiet by default: Ray's ~100 lines of report and traceback become one line.
+    died = [line for line in log.splitlines() if "died" in line]
+    assert len(died) == 1 and died[0].startswith("[launcher] rank 1 (pid "), log
+    assert "Ray Train restarts the worker group (restart 1 of 2)" in died[0]
+    for noise in ("PreemptionWatcher", "Traceback", "(raylet)", "(TrainController", "\x1b["):
+        assert noise not in log, (noise, log)
     starts = Path(spec.run_dir) / WORKER_STATE_DIR / job.native_id
     assert [(starts / f"rank{r}.starts").read_text() for r in (0, 1)] == ["1", "1"]
     killed, baseline = final_state(spec), final_state(reference)
@@ -162,7 +169,9 @@ def test_killed_worker_group_restarts_and_resumes_exactly(
 
 def test_status_logs_cancel_through_the_cli(ray_cluster, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LAUNCHER_VERBOSE", "0")  # --verbose sets it to 1; restored after
     submitted = launch(
+        "--verbose",  # Ray's own lines stay in the job's log
         "run", RECIPE, "--backend", "ray", "--address", ray_cluster.job_api, "--nodes", "2",
         "--devices", "1", "--accelerator", "cpu", "--output-dir", str(tmp_path), "--name",
         "long", "--max-steps", "100000", "--set", "step_sleep=0.5",
@@ -180,6 +189,7 @@ def test_status_logs_cancel_through_the_cli(ray_cluster, tmp_path: Path, monkeyp
     assert wait_for(rank1_log.exists, timeout=120, interval=1)
     logs = launch("logs", handle)
     assert logs.exit_code == 0 and "Running entrypoint for job" in logs.output, logs.output
+    assert wait_for(lambda: "(TrainController pid=" in launch("logs", handle).output, 60, 1)
     assert launch("logs", handle, "--rank", "1").exit_code == 0
     cancelled = launch("cancel", handle)
     assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
