@@ -46,45 +46,49 @@ def test_each_node_is_one_agent_on_one_rendezvous_and_the_render_is_what_runs(tm
 
 
 @pytest.mark.slow
-def test_logs_of_each_rank_while_a_two_process_run_runs(tmp_path: Path) -> None:
-    # `launch logs NAME --rank 1` during the run: what that rank wrote so far (its own output;
-    # rank 0 prints the progress), and `--follow` keeps printing until the run ends.
+@pytest.mark.parametrize("devices", [1, 2])
+def test_logs_of_each_rank_while_a_local_run_runs(tmp_path: Path, devices: int) -> None:
+    # `launch logs NAME [--rank N]` during the run: what that rank wrote so far (rank 0 prints
+    # the progress; another rank its own output), and `-f` keeps printing until the run ends.
     env = {**worker_env(), "LAUNCHER_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
     out = tmp_path / "out"
     run = subprocess.Popen(
         [sys.executable, "-m", "launcher.cli.app", TINY, "--accelerator", "cpu", "--devices",
-         "2", "--name", "live", "--output-dir", str(out), "--max-epochs", "2",
-         "--set", "step_sleep=0.1", "--set", "n_train=320"],
+         str(devices), "--name", "live", "--output-dir", str(out), "--max-epochs", "2",
+         "--set", "step_sleep=0.1", "--set", f"n_train={160 * devices}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 
-    def launch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def launch(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "launcher.cli.app", *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+                              env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
 
+    last = devices - 1
     try:
         rank0 = out / "tiny" / "live" / "logs" / "rank0.log"
         assert wait_for(lambda: rank0.is_file() and "Trainable params" in rank0.read_text(), 120)
         assert run.poll() is None
         follow = subprocess.Popen(
-            [sys.executable, "-m", "launcher.cli.app", "logs", "live", "--rank", "1", "-f"],
+            [sys.executable, "-m", "launcher.cli.app", "logs", "live", "--rank", str(last), "-f"],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        now = launch("logs", "live", "--rank", "1")
-        assert now.returncode == 0, now.stderr
-        assert "[launcher] rank 1 of 2 (node 0, local rank 1)" in now.stdout, now.stdout
-        assert "rank 0 prints the progress" in now.stdout
-        assert "Trainable params" in launch("logs", "live").stdout  # rank 0, also mid-run
+        assert "Trainable params" in launch("logs", "live").stdout  # rank 0, mid-run
+        if devices == 2:
+            now = launch("logs", "live", "--rank", "1")
+            assert now.returncode == 0, now.stderr
+            assert "[launcher] rank 1 of 2 (node 0, local rank 1) on " in now.stdout, now.stdout
+            assert "rank 0 prints the progress" in now.stdout
         assert run.poll() is None, "the run ended before the logs were read; make it slower"
         time.sleep(2)
         assert follow.poll() is None  # still following: the run is still going
         assert run.wait(timeout=300) == 0, run.stdout.read() if run.stdout else ""
         followed, err = follow.communicate(timeout=30)
         assert follow.returncode == 0, err
-        assert "[launcher] rank 1 of 2" in followed
-        missing = launch("logs", "live", "--rank", "2")
-        assert missing.returncode == 2 and "--rank 2: no such rank" in missing.stderr
-        assert "ranks 0-1" in missing.stderr
+        expected = "run live FINISHED" if devices == 1 else "[launcher] rank 1 of 2"
+        assert expected in followed, followed
+        missing = launch("logs", "live", "--rank", str(devices))
+        assert missing.returncode == 2 and f"--rank {devices}: no such rank" in missing.stderr
+        assert f"ranks 0-{last}" in missing.stderr
     finally:
         if run.poll() is None:
             run.kill()
