@@ -38,6 +38,7 @@ class LaunchSpec:
     max_steps: int | None = None
     fast_dev_run: int | bool = False
     seed: int | None = None
+    threads: int | None = None  # torch threads per process; None: from the allocation
     module: str | None = None  # class name of the Module when the recipe defines several
     overrides: dict[str, str] = field(default_factory=dict)  # raw `--set key=value`
     resume: str = "auto"  # "auto" | "never" | a checkpoint path or run directory

@@ -179,6 +179,14 @@ def run(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(metavar="N", help="Global random seed.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Torch CPU threads per process (default: OMP_NUM_THREADS, else the "
+            "allocation: SLURM cpus_per_task, Ray num_cpus_per_worker).",
+        ),
+    ] = None,
     resume: Annotated[
         str | None,
         typer.Option(metavar="FROM", help="auto (default) | a checkpoint | a run directory."),

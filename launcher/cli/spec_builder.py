@@ -65,6 +65,7 @@ class LaunchOptions:
     output_dir: str | None = None
     cluster: str | None = None
     seed: int | None = None
+    threads: int | None = None
     resume: str | None = None
     no_resume: bool = False
     max_restarts: int = 0
@@ -140,6 +141,7 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
         max_steps=options.max_steps,
         fast_dev_run=options.fast_dev_run,
         seed=options.seed,
+        threads=options.threads,
         module=recipe.module_cls.__name__ if options.module else None,
         overrides=overrides,
         resume=_resume(options),
@@ -175,6 +177,7 @@ def _check_counts(options: LaunchOptions) -> None:
         ("--gpus", options.gpus, 1),
         ("--devices", options.devices, 1),
         ("--max-restarts", options.max_restarts, 0),
+        ("--threads", options.threads, 1),
     ):
         if value is not None and value < minimum:
             raise UserError(f"{flag} {value}: must be at least {minimum}")
