@@ -108,6 +108,15 @@ def test_two_local_processes_get_torchruns_one_thread_each_and_the_params_say_so
 
 
 @pytest.mark.slow
+def test_local_agents_sharing_this_host_get_one_thread_a_process(tmp_path) -> None:
+    """--nodes 2 --devices 1: torchrun sets nothing for one process a node, but both share
+    this host's cores; the local backend gives its agents torchrun's default."""
+    reports, params = run_probe(tmp_path, "nodes", "--nodes", "2", "--devices", "1")
+    assert reports == [{"threads": 1, "omp": "1"}] * 2
+    assert params["launch.threads"] == "1"
+
+
+@pytest.mark.slow
 def test_the_threads_flag_wins_and_a_lone_process_keeps_torchs_default(tmp_path) -> None:
     reports, params = run_probe(tmp_path, "flag", "--devices", "2", "--threads", "2")
     assert reports == [{"threads": 2, "omp": "2"}] * 2  # over torchrun's OMP_NUM_THREADS=1
