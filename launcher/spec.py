@@ -19,6 +19,7 @@ from typing import Any
 from launcher.common.files import atomic_write_text
 
 SPEC_FILENAME = "launch.json"
+DEFAULT_OUTPUT_DIR = "./outputs"  # runs go to DIR/EXPERIMENT/NAME unless --output-dir
 
 
 @dataclass

@@ -27,10 +27,9 @@ from launcher.cli.cluster_config import (
 )
 from launcher.common.secrets import is_secret_key, mask_text
 from launcher.errors import UserError
-from launcher.spec import SPEC_FILENAME, LaunchSpec
+from launcher.spec import DEFAULT_OUTPUT_DIR, SPEC_FILENAME, LaunchSpec
 from launcher.train.names import ACCELERATORS, PRECISIONS
 
-DEFAULT_OUTPUT_DIR = "./outputs"
 # Trainer arguments the worker fills from the spec, and the flag that sets each.
 FLAG_OWNED_TRAINER_ARGS = {
     "accelerator": "--accelerator",
