@@ -144,11 +144,14 @@ def load() -> str:
 
 
 def report(what: str, values: list[float], target: float, unit: str = "s") -> str:
+    """The figure against its target, printed at once (a later section may fail)."""
     median = statistics.median(values)
     ok = median >= target if what.endswith("its") else median <= target
     sign = ">=" if what.endswith("its") else "<="
-    return (f"{what}: median {fmt_spread(values, unit)}, n={len(values)}; "
+    line = (f"{what}: median {fmt_spread(values, unit)}, n={len(values)}; "
             f"target {sign} {target:g}{unit}: {'met' if ok else 'MISSED'}")  # fmt: skip
+    print(f"  {line}", flush=True)
+    return line
 
 
 def run_section(
@@ -198,6 +201,9 @@ def main() -> None:
             from bench.ray_startup import ensure_cluster
 
             address, started_ray = (args.address, False) if args.address else ensure_cluster()
+            for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):  # the cluster's token
+                if key in os.environ:
+                    bench.env[key] = os.environ[key]
             try:
                 times = run_section("submit -> 'submitted'", {
                     "slurm": lambda: bench.submit("slurm"),
