@@ -78,7 +78,12 @@ class LocalBackend(Backend[LocalPlan]):
             *worker,
         ]  # fmt: skip
         commands = [list(agent) for _node in range(spec.nodes)]
-        return LocalPlan(spec, commands, env={"PYTHONUNBUFFERED": "1"}, in_process=False)
+        env = {"PYTHONUNBUFFERED": "1"}
+        if "OMP_NUM_THREADS" not in os.environ:
+            # torchrun's default for several processes a node, for every agent here: they all
+            # share this host's cores (with --nodes N, torchrun alone would leave each at all).
+            env["OMP_NUM_THREADS"] = "1"
+        return LocalPlan(spec, commands, env=env, in_process=False)
 
     def schedule(self, plan: LocalPlan) -> Job:
         spec = plan.spec

@@ -34,6 +34,7 @@ from launcher.spec import LaunchSpec
 
 if TYPE_CHECKING:
     from launcher.loggers.system_metrics import NodeMetricsWriter
+    from launcher.train.cpu_threads import ThreadChoice
     from launcher.train.trainer import Trainer
 
 # LaunchSpec fields that become Trainer arguments when set.
@@ -110,9 +111,11 @@ def _train(spec: LaunchSpec, sigterm_stops: bool) -> int:
     from launcher.train.trainer import Trainer
 
     started = time.monotonic()
+    threads = set_threads(spec)  # before the recipe's module-level code runs torch ops
     recipe = load_recipe(spec.recipe, spec.module)
     overrides = resolve_overrides(recipe, spec.overrides)
     kwargs = trainer_arguments(spec, recipe.trainer_defaults, overrides.trainer)
+    kwargs["launch_settings"].update(threads=threads.threads, threads_from=threads.source)
     seed_everything(kwargs["seed"])  # before the model exists: identical init on every rank
     model = recipe.module_cls(**overrides.model)
     datamodule = recipe.datamodule_cls(**overrides.data) if recipe.datamodule_cls else None
@@ -141,6 +144,19 @@ def _train(spec: LaunchSpec, sigterm_stops: bool) -> int:
     trainer.barrier()
     trainer.dist.teardown()
     return 0
+
+
+def set_threads(spec: LaunchSpec) -> ThreadChoice:
+    """This process's torch threads from `--threads`, OMP_NUM_THREADS or the allocation."""
+    import torch
+
+    from launcher.cluster_env import ClusterEnvironment
+    from launcher.train.cpu_threads import apply_threads, choose_threads
+
+    gpu = spec.accelerator == "gpu" or (spec.accelerator == "auto" and torch.cuda.is_available())
+    choice = choose_threads(spec.threads, ClusterEnvironment.detect(), gpu)
+    apply_threads(choice)
+    return choice
 
 
 def _node_metrics(spec: LaunchSpec, trainer: Trainer) -> NodeMetricsWriter | None:

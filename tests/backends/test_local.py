@@ -31,13 +31,16 @@ def test_one_process_runs_the_worker_in_process(tmp_path: Path) -> None:
     )
 
 
-def test_each_node_is_one_agent_on_one_rendezvous_and_the_render_is_what_runs(tmp_path) -> None:
+def test_each_node_is_one_agent_on_one_rendezvous_and_the_render_is_what_runs(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     spec = make_spec(tmp_path, nodes=2, devices_per_node=2, max_restarts=1)
     plan = LocalBackend().plan(spec)
     assert not plan.in_process and len(plan.commands) == 2
     # Exactly the commands and environment `submit(plan)` hands to subprocess.Popen.
     assert plan.render().splitlines() == [
-        f"PYTHONUNBUFFERED=1 {shlex.join(c)}" for c in plan.commands
+        f"PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 {shlex.join(c)}" for c in plan.commands
     ]
     endpoints = {arg for command in plan.commands for arg in command if "rdzv-endpoint" in arg}
     assert len(endpoints) == 1  # both agents meet at the one port chosen by the plan
@@ -92,3 +95,9 @@ def test_logs_of_each_rank_while_a_local_run_runs(tmp_path: Path, devices: int) 
     finally:
         if run.poll() is None:
             run.kill()
+
+
+def test_a_thread_count_of_yours_reaches_the_agents_unchanged(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the agents inherit it; the plan adds none
+    plan = LocalBackend().plan(make_spec(tmp_path, nodes=2, devices_per_node=1))
+    assert plan.env == {"PYTHONUNBUFFERED": "1"}

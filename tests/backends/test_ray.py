@@ -328,3 +328,26 @@ def test_cancel_of_an_unknown_job_is_a_user_error(ray_cluster) -> None:
     ghost = Job("ray://no-such-job", "ray", "/tmp", extra={"address": ray_cluster.job_api})
     with pytest.raises(UserError, match="no-such-job"):
         RayBackend().status(ghost)
+
+
+def test_each_worker_trains_with_its_num_cpus_per_worker(ray_cluster, tmp_path: Path) -> None:
+    """Ray sets OMP_NUM_THREADS to the worker's CPUs (1 here); torch alone would take 2."""
+    import mlflow
+
+    spec = make_spec(tmp_path, "threads", ray_cluster.job_api)
+    spec.recipe = str(REPO / "tests" / "recipes" / "threads_probe.py")
+    spec.experiment = "threads_probe"
+    spec.cluster["ray"]["num_cpus_per_worker"] = 1
+    spec.write()
+    backend = RayBackend()
+    job = backend.submit(spec)
+    assert backend.wait(job, poll_seconds=0.5) == JobState.SUCCEEDED, "".join(backend.logs(job))
+    reports = [
+        json.loads((Path(spec.run_dir) / f"threads_rank{r}.json").read_text()) for r in (0, 1)
+    ]
+    assert reports == [{"threads": 1, "omp": "1"}] * 2
+    client = mlflow.MlflowClient(spec.tracking_uri)
+    experiment = client.get_experiment_by_name("threads_probe")
+    (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'threads'")
+    assert run.data.params["launch.threads"] == "1"
+    assert run.data.params["launch.threads_from"] == "OMP_NUM_THREADS"
