@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from launcher.errors import REQUEUE_EXIT_CODE
+from launcher.loggers.sender import RUN_REF_TAG
 from launcher.train.checkpoint_store import CheckpointManager
 from tests.resume_harness import (
     assert_bitwise_equal,
@@ -200,7 +201,7 @@ def test_a_deleted_manifest_resumes_from_the_files_in_the_same_mlflow_run(tmp_pa
     client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
     runs = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
     (only,) = runs  # one run, the one the checkpoint names (by id, or by its placeholder)
-    assert _run_id(resumed) in (only.info.run_id, only.data.tags.get("launcher.run_ref"))
+    assert _run_id(resumed) in (only.info.run_id, only.data.tags.get(RUN_REF_TAG))
     _steps_exactly_once(out, resumed)
 
 
