@@ -23,8 +23,9 @@ TINY = str(REPO / "tests" / "recipes" / "tiny.py")
 
 def make_spec(out: Path, name: str, recipe: str = TINY, **fields: Any) -> LaunchSpec:
     overrides = fields.pop("overrides", {})
+    fields.setdefault("experiment", "tiny")
     spec = LaunchSpec(recipe=recipe, run_dir=str(out / "tiny" / name), name=name,
-                      experiment="tiny", overrides=overrides, **fields)  # fmt: skip
+                      overrides=overrides, **fields)  # fmt: skip
     spec.write()
     return spec
 

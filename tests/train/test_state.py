@@ -270,7 +270,7 @@ def test_a_full_disk_under_the_spool_fails_the_run_with_one_message_and_the_stor
     overrides = {**KILL_OVERRIDES, "step_sleep": "0.15",
                  "trainer.checkpoint_every_n_steps": "20"}  # fmt: skip
     with tmpfs(tmp_path / "out", "48m") as out:
-        spec = make_spec(out, "spoolfull", overrides=overrides,
+        spec = make_spec(out, "spoolfull", overrides=overrides, experiment="spoolfull",
                          tracking_uri=live_mlflow_server.uri)  # fmt: skip
         log = tmp_path / "spoolfull.log"
         proc = start_worker(spec, log)
@@ -287,7 +287,8 @@ def test_a_full_disk_under_the_spool_fails_the_run_with_one_message_and_the_stor
         assert f"the last good checkpoint, {path} (step {state['global_step']})" in errors[0]
         assert not [p.name for p in resume_dir.iterdir() if p.name.endswith(".tmp")]
         client = MlflowClient(tracking_uri=live_mlflow_server.uri)
-        (run,) = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
+        # The session's server is shared: its own experiment, apart from other tests' runs.
+        (run,) = client.search_runs(client.get_experiment_by_name("spoolfull").experiment_id)
         assert run.info.status == "FAILED"
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
         assert steps == list(range(len(steps))) and len(steps) > state["global_step"]
