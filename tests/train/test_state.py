@@ -301,6 +301,12 @@ def test_resuming_a_finished_run_does_nothing(tmp_path: Path) -> None:
     assert run_worker(spec, tmp_path / "b.log") == 0
     assert "already finished" in (tmp_path / "b.log").read_text()
     assert_bitwise_equal(before["state_dict"], final_state(spec)["state_dict"])
+    from mlflow.tracking import MlflowClient
+
+    # The relaunch opened no second run (it used to leave one RUNNING, without params).
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'out'}/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FINISHED"
 
 
 def test_incompatible_resume_names_the_changed_setting(tmp_path: Path) -> None:
