@@ -54,7 +54,7 @@ class Distributed:
 
     @property
     def strategy(self) -> str:
-        """"fsdp" or "ddp" (what a resumed run must share with the checkpoint's)."""
+        """The strategy: "fsdp" or "ddp" (a resumed run must share the checkpoint's)."""
         return "fsdp" if self.fsdp is not None else "ddp"
 
     @property

@@ -197,8 +197,9 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
         "epoch": FunctionPart(lambda: trainer.current_epoch, ignore),  # loops has the position
         "global_step": FunctionPart(lambda: trainer.global_step, ignore),
         LIGHTNING_VERSION_KEY: FunctionPart(lambda: LIGHTNING_VERSION, ignore),
-        "optimizer_states": PartList(fsdp.optimizer_parts(module, trainer.optimizers),
-                                     "optimizers"),
+        "optimizer_states": PartList(
+            fsdp.optimizer_parts(module, trainer.optimizers), "optimizers"
+        ),
         "lr_schedulers": PartList(
             [c.scheduler for c in trainer.lr_scheduler_configs], "lr schedulers"
         ),  # fmt: skip

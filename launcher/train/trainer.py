@@ -93,8 +93,13 @@ if TYPE_CHECKING:
     from launcher.train.datamodule import DataModule
     from launcher.train.module import Module
 
-_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true",
-               "fsdp")
+_STRATEGIES = (
+    "auto",
+    "ddp",
+    "ddp_find_unused_parameters_false",
+    "ddp_find_unused_parameters_true",
+    "fsdp",
+)
 
 
 class _StepWrapper(nn.Module):
