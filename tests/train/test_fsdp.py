@@ -83,10 +83,14 @@ def test_fsdp_settings_without_fsdp_and_unsupported_combinations_are_user_errors
 def test_blocks_named_or_sharded_in_configure_model_are_the_fsdp_units(tmp_path: Path) -> None:
     from torch.distributed.fsdp import FSDPModule
 
-    for kwargs in ({"fsdp_blocks": ["Block"]}, {"hparams": {"shard_in_configure_model": True}}):
+    for kwargs in ({"fsdp_blocks": ["Block"], "fsdp_reshard_after_forward": False},
+                   {"hparams": {"shard_in_configure_model": True}}):  # fmt: skip
         model = _fit(tmp_path, "named", strategy="fsdp", max_steps=2, **kwargs)
         units = [name for name, m in model.named_modules() if isinstance(m, FSDPModule)]
         assert units == ["", "blocks.0", "blocks.1", "blocks.2"], kwargs
+        group = model.blocks[0]._get_fsdp_state()._fsdp_param_group  # noqa: SLF001 (torch's)
+        # reshard_after_forward=False keeps a block's parameters gathered until backward.
+        assert (group.post_forward_mesh_info is None) == ("fsdp_blocks" in kwargs)
 
 
 def test_bf16_mixed_gathers_bf16_parameters_and_reduces_in_fp32(tmp_path: Path) -> None:
@@ -147,3 +151,34 @@ def test_sigterm_mid_epoch_resumes_fsdp_bitwise(tmp_path: Path) -> None:
     got = final_state(spec)
     assert_bitwise_equal(expected["state_dict"], got["state_dict"], "model")
     assert_bitwise_equal(expected["optimizer_states"], got["optimizer_states"], "optimizers")
+
+
+def test_model_checkpoint_file_holds_the_full_weights_and_loads_back(tmp_path: Path) -> None:
+    from torch.distributed.tensor import DTensor
+
+    torch.manual_seed(0)
+    model = BlocksModel()
+    trainer = Trainer(**{**TRAINER, "max_epochs": 1}, logger=False, seed=1, strategy="fsdp",
+                      default_root_dir=str(tmp_path))  # fmt: skip
+    trainer.fit(model)
+    expected = _full(model.state_dict())
+    (before,) = trainer.validate(model)
+    path = trainer.checkpoint_callback.best_model_path
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert saved.keys() == expected.keys()
+    assert not any(isinstance(v, DTensor) for v in saved.values())  # one plain file
+    assert_bitwise_equal(expected, saved)
+    with torch.no_grad():  # spoil the weights: the checkpoint must bring them back
+        for p in model.parameters():
+            p.zero_()
+    (after,) = trainer.validate(model, ckpt_path=path)
+    assert after == before
+    assert_bitwise_equal(expected, _full(model.state_dict()))
+
+
+def test_a_ddp_checkpoint_does_not_resume_under_fsdp(tmp_path: Path) -> None:
+    run_dir = str(tmp_path / "run")
+    Trainer(**TRAINER, max_steps=2, logger=False, run_dir=run_dir).fit(BlocksModel())
+    trainer = Trainer(**TRAINER, logger=False, run_dir=run_dir, strategy="fsdp")
+    with pytest.raises(UserError, match="strategy changed from ddp to fsdp"):
+        trainer.fit(BlocksModel(), ckpt_path="last")
