@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from launcher import Trainer
 from launcher.errors import REQUEUE_EXIT_CODE, UserError
@@ -174,6 +175,13 @@ def test_model_checkpoint_file_holds_the_full_weights_and_loads_back(tmp_path: P
     (after,) = trainer.validate(model, ckpt_path=path)
     assert after == before
     assert_bitwise_equal(expected, _full(model.state_dict()))
+    # predict_step gathers the root's parameters too: the same outputs as the plain model.
+    tokens = torch.randint(0, 32, (20, 8), generator=torch.Generator().manual_seed(3))
+    preds = trainer.predict(model, DataLoader(tokens, batch_size=16))
+    plain = BlocksModel()
+    plain.load_state_dict(expected)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.cat(preds), plain(tokens), rtol=1e-5, atol=1e-6)
 
 
 def test_a_ddp_checkpoint_does_not_resume_under_fsdp(tmp_path: Path) -> None:
