@@ -66,7 +66,10 @@ class Distributed:
         return self.env.world_size > 1
 
     def setup(self) -> None:
-        """Join the process group (unless Ray Train or the caller already made one)."""
+        """Join the process group (unless Ray Train or the caller already made one).
+
+        One process under FSDP joins a group of one (its device mesh needs a group); like any
+        group this one owns, it lasts until `teardown()` (the worker's last call)."""
         if torch_dist.is_initialized():
             return
         if not self.is_distributed:

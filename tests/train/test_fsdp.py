@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,15 @@ from blocks import TRAINER, BlocksModel  # noqa: E402
 
 # 96 samples, a global batch of 16: 6 steps an epoch, 2 epochs.
 BASE = {"n_train": "96", "trainer.max_epochs": "2", "trainer.gradient_clip_val": "0.5"}
+
+
+@pytest.fixture(autouse=True)
+def _no_group_left() -> Iterator[None]:
+    """One process under FSDP joins a group of one (its device mesh needs it), which lives as
+    long as the process, as the worker's does until `dist.teardown()`: later tests need none."""
+    yield
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _full(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
