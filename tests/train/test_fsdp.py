@@ -200,3 +200,14 @@ def test_a_ddp_checkpoint_does_not_resume_under_fsdp(tmp_path: Path) -> None:
     trainer = Trainer(**TRAINER, logger=False, run_dir=run_dir, strategy="fsdp")
     with pytest.raises(UserError, match="strategy changed from ddp to fsdp"):
         trainer.fit(BlocksModel(), ckpt_path="last")
+
+
+@pytest.mark.slow
+def test_two_process_bf16_mixed_keeps_fp32_shards_and_learns(tmp_path: Path) -> None:
+    overrides = {**BASE, "trainer.strategy": "fsdp", "trainer.precision": "bf16-mixed",
+                 "trainer.fsdp_blocks": "['Block']"}  # fmt: skip
+    bf16 = final_state(_two(tmp_path, "bf16", overrides))
+    fp32 = final_state(_two(tmp_path, "fp32", {**overrides, "trainer.precision": "32-true"}))
+    assert {v.dtype for v in bf16["state_dict"].values()} == {torch.float32}
+    for key, value in fp32["state_dict"].items():  # bf16 rounding, not another model
+        torch.testing.assert_close(bf16["state_dict"][key], value, rtol=0.05, atol=0.05)
