@@ -35,25 +35,31 @@ _REFUSED = ("16-mixed", "fp8")
 
 @dataclass(frozen=True)
 class FSDPSettings:
-    """The Trainer's FSDP settings: `fsdp_blocks` (class names) and `fsdp_reshard_after_forward`."""
+    """The Trainer's FSDP settings: `fsdp_blocks` (class names), `fsdp_reshard_after_forward`
+    and `fsdp_cpu_offload` (shards, gradients and the optimizer step on the CPU)."""
 
     blocks: tuple[str, ...] | None = None
     reshard_after_forward: bool = True
+    cpu_offload: bool = False
 
     @classmethod
-    def parse(cls, strategy: str, blocks: list[str] | None,
-              reshard_after_forward: bool) -> FSDPSettings | None:  # fmt: skip
+    def parse(cls, strategy: str, blocks: list[str] | None, reshard_after_forward: bool = True,
+              cpu_offload: bool = False) -> FSDPSettings | None:  # fmt: skip
         """The settings under `strategy="fsdp"`, else None (FSDP settings then are an error)."""
         if strategy != "fsdp":
-            if blocks is not None:
-                raise UserError(f"fsdp_blocks={blocks!r} is a setting of strategy='fsdp', but "
-                                f"strategy is {strategy!r}; pass strategy='fsdp' or drop it")  # fmt: skip
+            given = {"fsdp_blocks": blocks is not None, "fsdp_cpu_offload": cpu_offload,
+                     "fsdp_reshard_after_forward": not reshard_after_forward}  # fmt: skip
+            unused = [name for name, set_ in given.items() if set_]
+            if unused:
+                raise UserError(f"{', '.join(unused)}: settings of strategy='fsdp', but strategy "
+                                f"is {strategy!r}; pass strategy='fsdp' or drop them")  # fmt: skip
             return None
         if blocks is not None and (isinstance(blocks, str) or not all(
             isinstance(b, str) for b in blocks
         )):  # fmt: skip
             raise UserError(f"fsdp_blocks must be a list of class names, got {blocks!r}")
-        return cls(None if blocks is None else tuple(blocks), bool(reshard_after_forward))
+        names = None if blocks is None else tuple(blocks)
+        return cls(names, bool(reshard_after_forward), bool(cpu_offload))
 
 
 def is_sharded(module: nn.Module) -> bool:
@@ -89,7 +95,12 @@ def find_blocks(module: nn.Module, names: tuple[str, ...] | None) -> list[nn.Mod
 
 def shard(module: Any, settings: FSDPSettings, precision: str, device: torch.device) -> Any:
     """Shard `module` in place with FSDP2: its blocks, then itself as the root. Idempotent."""
-    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import (
+        CPUOffloadPolicy,
+        FSDPModule,
+        MixedPrecisionPolicy,
+        fully_shard,
+    )
 
     if isinstance(module, FSDPModule):
         return module  # sharded by an earlier stage
@@ -104,6 +115,8 @@ def shard(module: Any, settings: FSDPSettings, precision: str, device: torch.dev
     kwargs: dict[str, Any] = {"mesh": mesh}
     if policy is not None:
         kwargs["mp_policy"] = policy
+    if settings.cpu_offload:  # pinned host memory only where there is a GPU to copy to
+        kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=device.type == "cuda")
     by_user = is_sharded(module)  # configure_model() sharded by hand: keep its blocks
     if not by_user:
         _broadcast_from_rank0(module)  # as DDP: every rank starts from rank 0's weights

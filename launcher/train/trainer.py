@@ -126,8 +126,8 @@ class Trainer:
     `async_checkpointing`, `run_dir` (where checkpoints and logs go), `experiment_name`,
     `run_name`, `tracking_uri`, `process_group_timeout` (seconds), `launch_settings` (recorded
     as params and checked on resume); under `strategy="fsdp"` (FSDP2, `train/fsdp.py`):
-    `fsdp_blocks` (the class names of the blocks to shard one by one) and
-    `fsdp_reshard_after_forward`.
+    `fsdp_blocks` (the class names of the blocks to shard one by one),
+    `fsdp_reshard_after_forward` and `fsdp_cpu_offload`.
 
     What callbacks, loggers and models may read or call is listed in ARCHITECTURE.md
     (Contracts); besides: `loop` (the loop position, `LoopState`), `results` (the current
@@ -185,6 +185,7 @@ class Trainer:
         launch_settings: dict[str, Any] | None = None,
         fsdp_blocks: list[str] | None = None,
         fsdp_reshard_after_forward: bool = True,
+        fsdp_cpu_offload: bool = False,
         **lightning_only: Any,
     ) -> None:
         check_trainer_kwargs(lightning_only, inspect.signature(Trainer).parameters)
@@ -278,7 +279,9 @@ class Trainer:
                 f"unknown strategy {strategy!r}; this trainer supports {', '.join(_STRATEGIES)}"
             )
         find_unused = strategy == "ddp_find_unused_parameters_true"
-        fsdp = FSDPSettings.parse(strategy, fsdp_blocks, fsdp_reshard_after_forward)
+        fsdp = FSDPSettings.parse(
+            strategy, fsdp_blocks, fsdp_reshard_after_forward, fsdp_cpu_offload
+        )
         self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused, fsdp)
         self.precision_plugin = build_precision(precision, self.device)
         if deterministic:

@@ -65,12 +65,14 @@ def test_one_process_fsdp_matches_plain_training(tmp_path: Path) -> None:
     from torch.distributed.tensor import DTensor
 
     plain = _full(_fit(tmp_path, "plain", accumulate_grad_batches=2).state_dict())
-    model = _fit(tmp_path, "fsdp", strategy="fsdp", accumulate_grad_batches=2)
-    assert all(isinstance(p, DTensor) for p in model.parameters())  # really sharded
-    sharded = _full(model.state_dict())
-    assert sharded.keys() == plain.keys()
-    for key in plain:
-        torch.testing.assert_close(sharded[key], plain[key], rtol=1e-5, atol=1e-6)
+    for offload in (False, True):  # on the CPU, offloading changes where nothing lives
+        model = _fit(tmp_path, f"fsdp{offload}", strategy="fsdp", accumulate_grad_batches=2,
+                     fsdp_cpu_offload=offload)  # fmt: skip
+        assert all(isinstance(p, DTensor) for p in model.parameters())  # really sharded
+        sharded = _full(model.state_dict())
+        assert sharded.keys() == plain.keys()
+        for key in plain:
+            torch.testing.assert_close(sharded[key], plain[key], rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_block_name_is_a_user_error_naming_the_classes(tmp_path: Path) -> None:
@@ -81,8 +83,10 @@ def test_unknown_block_name_is_a_user_error_naming_the_classes(tmp_path: Path) -
 def test_fsdp_settings_without_fsdp_and_unsupported_combinations_are_user_errors(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(UserError, match="strategy='fsdp'"):
-        Trainer(fsdp_blocks=["Block"], logger=False)
+    with pytest.raises(
+        UserError, match="fsdp_blocks, fsdp_cpu_offload: settings of strategy='fsdp'"
+    ):
+        Trainer(fsdp_blocks=["Block"], fsdp_cpu_offload=True, logger=False)
     settings = FSDPSettings.parse("fsdp", None, True)
     assert settings is not None
     with pytest.raises(UserError, match="precision='bf16-mixed'"):  # fp16 needs a GPU here
