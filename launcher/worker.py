@@ -92,11 +92,16 @@ def run(spec: LaunchSpec, sigterm_stops: bool = False) -> int:
     from launcher.cluster_env import ClusterEnvironment
     from launcher.common.run_lock import claim_run
 
+    from launcher.common.heartbeat import beating
+
     lock = (
         claim_run(spec.run_dir, spec.name) if ClusterEnvironment.detect().global_rank == 0 else None
     )
     try:
-        return _train(spec, sigterm_stops)
+        if lock is None:
+            return _train(spec, sigterm_stops)
+        with beating(spec.run_dir):  # `launch runs` tells a run that died without a word
+            return _train(spec, sigterm_stops)
     finally:
         if lock is not None:
             os.close(lock)

@@ -23,7 +23,7 @@ from launcher.common.files import atomic_write_text
 from launcher.common.secrets import mask_secrets, mask_tree
 from launcher.common.threads import start_thread
 from launcher.errors import UserError
-from launcher.tracking.run_info import flatten
+from launcher.tracking.run_info import RUN_DIR_TAG, flatten
 from launcher.tracking.run_info import run_tags as _run_tags
 
 if TYPE_CHECKING:
@@ -165,6 +165,8 @@ def run_tags(trainer: Trainer) -> dict[str, str]:
     tags = _run_tags(recipe, settings.get("backend", "local"), env.job_id, env.restart_count)
     tags["launcher.state"] = "running"
     tags["launcher.resumes"] = str(trainer.loop.resumes)
+    if trainer.run_dir:  # its heartbeat: `launch runs` tells a run that died without a word
+        tags[RUN_DIR_TAG] = str(Path(trainer.run_dir).resolve())
     command = settings.get("command")
     if command:  # MLflow shows its note on the run's page: how to run this again
         tags["mlflow.note.content"] = f"`{command}`"
