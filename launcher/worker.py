@@ -90,9 +90,8 @@ def run(spec: LaunchSpec, sigterm_stops: bool = False) -> int:
     refused (`launcher.common.run_lock`).
     """
     from launcher.cluster_env import ClusterEnvironment
-    from launcher.common.run_lock import claim_run
-
     from launcher.common.heartbeat import beating
+    from launcher.common.run_lock import claim_run
 
     lock = (
         claim_run(spec.run_dir, spec.name) if ClusterEnvironment.detect().global_rank == 0 else None

@@ -17,9 +17,9 @@ import typer
 from backends.base import Backend, Job, JobState, Plan
 from backends.registry import JobRecord, JobRegistry
 from launcher.cli.identity import JOB_END_STATUS, find_job, store_of
-from launcher.common.heartbeat import is_lost
 from launcher.cli.options import DebugOption, JobArgument, JsonOption, LauncherCommand
 from launcher.cli.output import Column, print_json, print_rows
+from launcher.common.heartbeat import is_lost
 from launcher.errors import UserError
 from launcher.tracking.run_info import LOST_STATE
 

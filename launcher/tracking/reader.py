@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from launcher.common.secrets import mask_text
-from launcher.tracking.run_end import mark_if_lost
 from launcher.errors import UserError
+from launcher.tracking.run_end import mark_if_lost
 
 if TYPE_CHECKING:
     import subprocess
@@ -212,8 +212,8 @@ def list_runs(
             list(by_id), max_results=max_results, order_by=["attributes.start_time DESC"]
         )
         # A run whose processes died without a word is marked by whoever notices: us.
-        runs = [client.get_run(r.info.run_id) if mark_if_lost(client, r) else r for r in runs]
-        return [_row(client, run, by_id[run.info.experiment_id]) for run in runs]
+        marked = [client.get_run(r.info.run_id) if mark_if_lost(client, r) else r for r in runs]
+        return [_row(client, run, by_id[run.info.experiment_id]) for run in marked]
 
 
 def _row(client: MlflowClient, run: Run, experiment: str) -> dict[str, Any]:

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 
-
 def end_run(client: MlflowClient, run: Run, status: str, state: str, reason: str) -> None:
     """End `run` with MLflow `status`, its state tag and the reason, if it is still RUNNING."""
     if run.info.status != "RUNNING":
