@@ -23,7 +23,7 @@ from launcher.common.files import atomic_write_text
 from launcher.common.secrets import mask_secrets, mask_tree
 from launcher.common.threads import start_thread
 from launcher.errors import UserError
-from launcher.tracking.run_info import RUN_DIR_TAG, flatten
+from launcher.tracking.run_info import END_REASON_TAG, RUN_DIR_TAG, flatten
 from launcher.tracking.run_info import run_tags as _run_tags
 
 if TYPE_CHECKING:
@@ -80,11 +80,15 @@ class RunRecord:
         for lg in self.trainer.loggers:
             lg.set_tags({"launcher.state": state})
 
-    def end(self, status: str) -> None:
+    def end(self, status: str, reason: str | None = None) -> None:
         """Final state tag, then every logger's `finalize` with Lightning's word for `status`
         ("FINISHED" -> "success", "FAILED" -> "failed"; "KILLED" -> "killed", which Lightning
-        calls "failed": our loggers record the interrupt)."""
+        calls "failed": our loggers record the interrupt). `reason`: the `launcher.end_reason`
+        tag, why a run ended that could have gone on (its requeue budget spent)."""
         self.set_state(status.lower())
+        if reason:
+            for lg in self.trainer.loggers:
+                lg.set_tags({END_REASON_TAG: reason})
         word = _LIGHTNING_STATUS.get(status, status)
         for lg in self.trainer.loggers:
             lg.finalize(word)
