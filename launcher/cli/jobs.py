@@ -194,7 +194,7 @@ def cancel(job: JobArgument, debug: DebugOption = False) -> None:
     # Its processes may be killed before they can end the run: once the job is gone,
     # `current_state` ends it KILLED (a job still ending is caught by a later `launch jobs`).
     deadline = time.monotonic() + CANCEL_WAIT_S
-    while not (state := current_state(found, registry)).is_terminal():
+    while not (state := current_state(registry.get(found.handle), registry)).is_terminal():
         if time.monotonic() > deadline:
             typer.echo(f"cancel sent to {found.handle} ({found.name}); it is still {state.value}")
             return

@@ -122,3 +122,25 @@ def test_the_heartbeat_beats_while_the_block_runs_and_is_gone_after(tmp_path):
     old = time.time() - heartbeat.STALE_S - 1
     os.utime(tmp_path / "heartbeat", (old, old))
     assert heartbeat.is_lost(tmp_path)
+
+
+@pytest.mark.slow
+def test_launch_cancel_of_a_local_run_stops_it_killed_in_one_vocabulary(tmp_path, monkeypatch):
+    out, home = tmp_path / "out", tmp_path / "home"
+    out.mkdir()
+    monkeypatch.setenv("LAUNCHER_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    proc = launch_process(out, home, TINY, "--name", "stopme", "--output-dir", str(out), *SLOW)
+    manifest = out / "tiny" / "stopme" / "checkpoints" / "resume" / "manifest.json"
+    log = tmp_path / "launch.log"
+    assert wait_for(lambda: manifest.exists() and len(mlflow_runs(out)) == 1, 120, 0.5), (
+        log.read_text()[-3000:]
+    )
+    cancelled = cli("cancel", "stopme")  # from another terminal: waits until it stopped
+    assert cancelled.exit_code == 0 and "CANCELLED" in cancelled.stdout, cancelled.output
+    assert proc.wait(timeout=60) == 143, log.read_text()[-3000:]
+    (run,) = mlflow_runs(out)
+    assert run.info.status == "KILLED" and run.data.tags["launcher.state"] == "killed"
+    assert job_state("stopme") == "CANCELLED" and run_row(out)["state"] == "CANCELLED"
+    again = cli("cancel", "stopme")
+    assert again.exit_code == 2 and "already ended" in again.output
