@@ -144,3 +144,31 @@ def test_launch_cancel_of_a_local_run_stops_it_killed_in_one_vocabulary(tmp_path
     assert job_state("stopme") == "CANCELLED" and run_row(out)["state"] == "CANCELLED"
     again = cli("cancel", "stopme")
     assert again.exit_code == 2 and "already ended" in again.output
+
+
+def test_launch_runs_marks_a_running_run_with_a_stale_heartbeat_lost(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))  # no job recorded: runs only
+    out = tmp_path / "out"
+    out.mkdir()
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    experiment = client.create_experiment("tiny")
+    dead, live, old = (tmp_path / name for name in ("dead", "live", "old"))
+    for run_dir in (dead, live):
+        run_dir.mkdir()
+        (run_dir / "heartbeat").touch()
+    stale = time.time() - heartbeat.STALE_S - 5
+    os.utime(dead / "heartbeat", (stale, stale))
+    ids = {}
+    for name, run_dir in (("dead", dead), ("live", live), ("old", old)):  # old: no heartbeat
+        run = client.create_run(experiment, run_name=name, tags={"launcher.run_dir": str(run_dir)})
+        ids[name] = run.info.run_id
+    listed = cli("runs", "--json", "--output-dir", str(out))
+    assert listed.exit_code == 0, listed.output
+    states = {row["name"]: row["state"] for row in json.loads(listed.stdout)}
+    assert states == {"dead": "LOST", "live": "RUNNING", "old": "RUNNING"}
+    marked = client.get_run(ids["dead"])
+    assert marked.info.status == "FAILED" and marked.data.tags["launcher.state"] == "lost"
+    assert "resume with: launch resume dead" in marked.data.tags["launcher.end_reason"]
+    assert client.get_run(ids["live"]).info.status == "RUNNING"
