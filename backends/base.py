@@ -107,6 +107,9 @@ class Backend(ABC, Generic[PlanT]):
     """
 
     name: ClassVar[str] = ""
+    # The scheduler knows whether a job's processes live (SLURM, Ray). False: only the run's
+    # heartbeat tells (local), so a RUNNING job whose heartbeat went stale is LOST.
+    tracks_processes: ClassVar[bool] = True
 
     @abstractmethod
     def plan(self, spec: LaunchSpec) -> PlanT:

@@ -58,6 +58,7 @@ class LocalBackend(Backend[LocalPlan]):
     """Runs the worker on this host and waits for it."""
 
     name = "local"
+    tracks_processes = False  # a job recorded RUNNING may have been SIGKILLed: the heartbeat says
 
     def plan(self, spec: LaunchSpec) -> LocalPlan:
         worker = ["-m", "launcher.worker", spec.spec_path]

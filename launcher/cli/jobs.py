@@ -29,14 +29,16 @@ CANCEL_WAIT_S = 90.0  # scancel's SIGKILL comes 30 s (KillWait) after its SIGTER
 def current_state(job: Job, registry: JobRegistry) -> JobState:
     """Ask the job's backend for its state; remember terminal states so we ask only once.
 
-    A job seen RUNNING whose heartbeat went silent is `LOST`. A job found ended gets its MLflow
-    run ended too, if the run could not end itself (`end_job_run`).
+    A job of a backend that cannot see its processes (local) seen RUNNING whose heartbeat went
+    silent is `LOST`. A job found ended gets its MLflow run ended too, if the run could not end
+    itself (`end_job_run`).
     """
     recorded = job.extra.get("state")
     if recorded and JobState(recorded).is_terminal():
         return JobState(recorded)
-    state = _backend(job).status(job)
-    if state == JobState.RUNNING and is_lost(job.run_dir):
+    backend = _backend(job)
+    state = backend.status(job)
+    if state == JobState.RUNNING and not backend.tracks_processes and is_lost(job.run_dir):
         state = JobState.LOST
     if state.is_terminal():
         registry.update(dataclasses.replace(job, extra={**job.extra, "state": state.value}))
