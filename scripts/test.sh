@@ -14,4 +14,5 @@ python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
 ruff check .
 ruff format --check .
 python3 -m mypy
-exec python3 -m pytest -q -p no:cacheprovider "$@"
+# The 30 slowest tests are listed at the end: the suite should stay under ~25 minutes.
+exec python3 -m pytest -q -p no:cacheprovider --durations=30 "$@"

@@ -13,6 +13,7 @@ monitored metric was not synced across ranks.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -351,18 +352,18 @@ class ModelCheckpoint(Callback):
         plan = self._plan(candidates, top_k) if trainer.is_global_zero else None
         plan = trainer.broadcast(plan)
         self._apply_plan_state(plan)
+        files = trainer.checkpoint_files  # written off the training thread, in order
         for path in plan["save"]:
-            if self.save_weights_only:
-                trainer.save_checkpoint(path, weights_only=True)
-            else:
-                trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=self.save_weights_only, background=True)
             if trainer.is_global_zero:  # Lightning: loggers that upload checkpoints hear of it
                 for logger in trainer.loggers:
+                    if logger.reads_checkpoint_files:
+                        files.wait()
                     logger.after_save_checkpoint(self)
         self._last_global_step_saved = trainer.global_step
         if trainer.is_global_zero:
-            for path in plan["delete"]:
-                delete_checkpoint(path)
+            for path in plan["delete"]:  # after the new files, as Lightning orders them
+                files.run(functools.partial(delete_checkpoint, path))
             if self.verbose and plan["save"]:
                 print(f"ModelCheckpoint: saved {', '.join(plan['save'])}", file=sys.stderr)
 

@@ -84,6 +84,16 @@ class Logger:
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Called after `ModelCheckpoint` saved a file (loggers that upload models use it)."""
 
+    @property
+    def reads_checkpoint_files(self) -> bool:
+        """Whether `after_save_checkpoint` may read the file just saved (ModelCheckpoint
+        then waits for its background write first). A subclass that overrides the hook is
+        assumed to; Lightning's `log_model=False` (`log_model` or `_log_model`) says not."""
+        if type(self).after_save_checkpoint is Logger.after_save_checkpoint:
+            return False
+        log_model = getattr(self, "log_model", getattr(self, "_log_model", True))
+        return bool(log_model)
+
     def save(self) -> None:
         """Write what is buffered to its files (the trainer calls it at epoch ends)."""
 

@@ -310,10 +310,27 @@ class Module(nn.Module):
         holding a logged `Metric`. Each stage has one dataloader here, so no
         `/dataloader_idx_N` suffix is ever added.
         """
+        trainer = self._trainer
+        if (  # the hot path, every step: a one-element tensor from a step method
+            type(value) is torch.Tensor
+            and trainer is not None
+            and trainer.current_hook is None
+            and metric_attribute is None
+            and value.numel() == 1
+            and (results := trainer.results) is not None
+            and name in results.entries
+            and trainer.stage != "predict"
+        ):
+            results.log(
+                name, value, prog_bar, True if logger is None else logger, on_step, on_epoch,
+                sync_dist=sync_dist, reduce_fx=reduce_fx, batch_size=batch_size,
+                enable_graph=enable_graph, sync_dist_group=sync_dist_group,
+                rank_zero_only=rank_zero_only,
+            )  # fmt: skip
+            return
         from launcher.train.log_options import EPOCH_END, log_levels
 
         check_loggable(name, value)
-        trainer = self._trainer
         if trainer is not None and trainer.stage == "predict":
             raise UserError(
                 "You are trying to `self.log()` but the loop's result collection is not "

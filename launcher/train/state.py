@@ -337,12 +337,16 @@ def save_resume_checkpoint(trainer: Trainer, blocking: bool = False) -> str:
         # (see CheckpointManager.save for when it overlaps the write).
         loggers = list(trainer.loggers)
 
+        files = trainer.checkpoint_files
+
         def flush_loggers() -> Callable[[], None]:
             waits = [lg.request_flush() for lg in loggers]
 
             def wait_all() -> None:
                 for wait in waits:
                     wait()
+                # The state names ModelCheckpoint's files: they exist before it is claimed.
+                files.wait_idle()
 
             return wait_all
 
@@ -354,14 +358,23 @@ def save_resume_checkpoint(trainer: Trainer, blocking: bool = False) -> str:
     return path
 
 
-def save_to(trainer: Trainer, filepath: str, weights_only: bool = False) -> None:
-    """`Trainer.save_checkpoint`: a full (or weights-only) checkpoint at `filepath`."""
+def save_to(
+    trainer: Trainer, filepath: str, weights_only: bool = False, background: bool = False
+) -> None:
+    """`Trainer.save_checkpoint`: a full (or weights-only) checkpoint at `filepath`.
+
+    `background`: written by `trainer.checkpoint_files` once the state is copied.
+    """
     state = build_state(trainer)
     if state is not None:
         if weights_only:  # Lightning's weights-only keys: no optimizers, callbacks or loops
             keep = (*_WEIGHTS_ONLY, *state.get(USER_KEYS, ()))
             state = {k: state[k] for k in keep if k in state}
-        atomic_torch_save(state, filepath)
+        if background:
+            trainer.checkpoint_files.save(state, filepath)
+        else:
+            trainer.checkpoint_files.wait()  # in order with the files queued before it
+            atomic_torch_save(state, filepath)
     trainer.barrier()
 
 
@@ -384,6 +397,7 @@ def find_checkpoint(trainer: Trainer, ckpt_path: str) -> tuple[str, dict[str, An
     "best" is ModelCheckpoint's `best_model_path`. A path that does not exist is an error.
     """
     stage = trainer.stage
+    trainer.checkpoint_files.wait()  # ModelCheckpoint's files still being written
     if ckpt_path == "last":
         manager = trainer.checkpoints
         # Our resume checkpoints continue a fit; evaluating "last" is ModelCheckpoint's, as

@@ -43,7 +43,7 @@ from launcher.errors import REQUEUE_EXIT_CODE, RequeueRequested, RunStopped, Use
 from launcher.loggers.base import Logger
 from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
-from launcher.train.checkpoint_store import CheckpointManager
+from launcher.train.checkpoint_store import BackgroundSaver, CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
 from launcher.train.input_checks import LossWatch, check_train_loader
@@ -302,6 +302,7 @@ class Trainer:
         self.train_loader: DataLoader | None = None
         self.val_loader: DataLoader | None = None
         self.checkpoints: CheckpointManager | None = None
+        self.checkpoint_files = BackgroundSaver()  # ModelCheckpoint's files, off this thread
         self.run_record = RunRecord(self)
         self.signals = PreemptionSignals()
         self.train_results = Results("train", self.dist.all_reduce)
@@ -468,9 +469,15 @@ class Trainer:
             lg.log_metrics(values, step)
             lg.save()  # as Lightning's logger connector (CSVLogger writes its rows here)
 
-    def save_checkpoint(self, filepath: str, weights_only: bool = False) -> None:
-        """Write a full checkpoint to `filepath` (call on every rank; rank 0 writes)."""
-        trainer_state.save_to(self, filepath, weights_only)
+    def save_checkpoint(
+        self, filepath: str, weights_only: bool = False, *, background: bool = False
+    ) -> None:
+        """Write a full checkpoint to `filepath` (call on every rank; rank 0 writes).
+
+        `background=True` (ModelCheckpoint's saves) returns once the state is copied; the
+        file is written by `checkpoint_files`, whose `wait()` anything reading it calls first.
+        """
+        trainer_state.save_to(self, filepath, weights_only, background)
 
     def call_hook(self, hook: str, *args: Any) -> None:
         """Call `hook` on every callback that defines it, then on the model.
@@ -545,6 +552,7 @@ class Trainer:
             self.loop.finished = True
             if self.enable_checkpointing:
                 trainer_state.save_resume_checkpoint(self)
+            self.checkpoint_files.wait()  # ModelCheckpoint's last files are on disk
             self.run_record.upload_best()
             self.run_record.end("FINISHED")
             self.profiler.report("fit", self.run_dir, self.is_global_zero)
@@ -1002,6 +1010,7 @@ class Trainer:
 
     def _end(self, stage: str) -> None:
         self.signals.restore()
+        self.checkpoint_files.close()
         if self.checkpoints is not None:
             self.checkpoints.close()
         if self.datamodule is not None:  # Lightning's order: data, callbacks, model

@@ -27,6 +27,7 @@ from launcher.callbacks import (
 from launcher.callbacks.lr_monitor import optimizer_names
 from launcher.errors import UserError
 from launcher.loggers.base import Logger
+from launcher.train.checkpoint_store import BackgroundSaver
 
 
 class StandInTrainer:
@@ -60,6 +61,7 @@ class StandInTrainer:
         self.callbacks: list = []
         self.loop = SimpleNamespace(last_val_batch=0)  # a validation has run
         self.saved: list[tuple[str, bool]] = []
+        self.checkpoint_files = BackgroundSaver()  # the real trainer's: deletes run through it
         self.logged: list[tuple[int | None, dict]] = []
         # Two stand-ins sharing `channel` act as ranks 0 and 1 of one job (rank 0 runs first).
         self._channel = channel
@@ -72,7 +74,7 @@ class StandInTrainer:
             return obj
         return self._channel.pop(0)
 
-    def save_checkpoint(self, path: str, weights_only: bool = False) -> None:
+    def save_checkpoint(self, path: str, weights_only: bool = False, background: bool = False):
         self.saved.append((path, weights_only))
         if self.is_global_zero:  # the real trainer writes on rank 0 only
             os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from launcher.errors import UserError
-from launcher.train.checkpoint_store import CheckpointManager, atomic_torch_save, safe_load, to_cpu
+from launcher.errors import OutOfSpace, UserError
+from launcher.train.checkpoint_store import (
+    BackgroundSaver,
+    CheckpointManager,
+    atomic_torch_save,
+    safe_load,
+    to_cpu,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -321,3 +327,50 @@ def test_a_save_in_flight_at_exit_is_finished(tmp_path: Path) -> None:
     assert "returned" in out.stdout and time.monotonic() - started >= 0.5
     _, state = CheckpointManager(str(tmp_path)).load_latest()
     assert torch.equal(state["w"], torch.ones(10))
+
+
+def test_background_saver_writes_a_snapshot_then_runs_later_jobs_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import launcher.train.checkpoint_store as store
+
+    gate, write = threading.Event(), store.atomic_torch_save
+
+    def slow_write(state, path, **kwargs):  # a write still in flight until the gate opens
+        gate.wait(10)
+        return write(state, path, **kwargs)
+
+    monkeypatch.setattr(store, "atomic_torch_save", slow_write)
+    saver, order = BackgroundSaver(), []
+    state = _state(1, size=2_000_000)
+    saver.save(state, tmp_path / "a.ckpt")
+    state["w"].fill_(-1.0)  # the loop moves on at once; the file keeps the copy
+    saver.run(lambda: order.append(("delete after a", (tmp_path / "a.ckpt").exists())))
+    assert order == []  # queued behind the save, not run on this thread
+    gate.set()
+    saver.wait()
+    assert order == [("delete after a", True)]
+    assert torch.equal(safe_load(tmp_path / "a.ckpt")["w"], torch.full((2_000_000,), 1.0))
+    saver.run(lambda: order.append("idle: runs here"))
+    assert order[-1] == "idle: runs here"
+    saver.close()
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_a_background_failure_is_raised_by_the_next_wait_and_stops_later_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import launcher.train.checkpoint_store as store
+
+    def full(state, path, **_):
+        raise OutOfSpace(str(path), 10, 0)
+
+    monkeypatch.setattr(store, "atomic_torch_save", full)
+    saver, later = BackgroundSaver(), []
+    saver.save(_state(1), tmp_path / "a.ckpt")
+    saver.wait_idle()
+    saver._submit(lambda: later.append("written"))  # after a failure nothing more is written
+    saver.close()  # never raises: a failing run already has its error
+    with pytest.raises(OutOfSpace):
+        saver.wait()
+    assert later == []
