@@ -80,7 +80,12 @@ class LocalBackend(Backend[LocalPlan]):
             *worker,
         ]  # fmt: skip
         commands = [list(agent) for _node in range(spec.nodes)]
-        return LocalPlan(spec, commands, env={"PYTHONUNBUFFERED": "1"}, in_process=False)
+        env = {"PYTHONUNBUFFERED": "1"}
+        if "OMP_NUM_THREADS" not in os.environ:
+            # torchrun's default for several processes a node, for every agent here: they all
+            # share this host's cores (with --nodes N, torchrun alone would leave each at all).
+            env["OMP_NUM_THREADS"] = "1"
+        return LocalPlan(spec, commands, env=env, in_process=False)
 
     def schedule(self, plan: LocalPlan) -> Job:
         spec = plan.spec
@@ -144,8 +149,16 @@ class LocalBackend(Backend[LocalPlan]):
         return JobState(job.extra.get("state", JobState.UNKNOWN.value))
 
     def logs(self, job: Job, rank: int | None = None, follow: bool = False) -> Iterator[str]:
-        """The rank's log file as it is now: a local job is over once it is recorded."""
-        return follow_file(Path(job.run_dir) / "logs" / f"rank{rank or 0}.log", lambda: True)
+        """A rank's log file as it is now; with `follow`, until the run ends (the `launch`
+        process running it in the foreground records its end, or is gone)."""
+        rank = rank or 0
+        spec_path = Path(job.run_dir) / "launch.json"
+        world = LaunchSpec.read(str(spec_path)).world_size if spec_path.is_file() else None
+        if world is not None and not 0 <= rank < world:
+            raise UserError(f"--rank {rank}: no such rank in {job.handle}, which has ranks "
+                            f"0-{world - 1}")  # fmt: skip
+        path = Path(job.run_dir) / "logs" / f"rank{rank}.log"
+        return follow_file(path, lambda: not follow or not _running(job), poll_s=0.25)
 
     def cancel(self, job: Job) -> None:
         """Stop a local run from another terminal: SIGTERM to its `launch` process, which
@@ -157,6 +170,35 @@ class LocalBackend(Backend[LocalPlan]):
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError as exc:
             raise UserError(f"{job.handle}: its process {pid} is gone; nothing to cancel") from exc
+
+
+def _running(job: Job) -> bool:
+    """Whether the foreground `launch` process of a local job still runs it."""
+    from backends.registry import JobRegistry
+
+    pid = job.extra.get("pid")
+    if not isinstance(pid, int) or not _alive(pid):
+        return False
+    try:
+        state = JobRegistry().get(job.handle).extra.get("state")
+    except UserError:  # the record was removed
+        return False
+    return state == JobState.RUNNING.value
+
+
+def _alive(pid: int) -> bool:
+    """`pid` is a live process (not a zombie waiting for its parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc (macOS): kill(0) said it exists
 
 
 class _StopForwarder:

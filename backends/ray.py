@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import sys
@@ -72,6 +73,12 @@ JOB_ENV_VARS = {
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
+
+
+def _verbose_env() -> dict[str, str]:
+    # `launch --verbose` shows Ray's own lines in the job's log too (backends/ray_logs.py).
+    return {"LAUNCHER_VERBOSE": "1"} if os.environ.get("LAUNCHER_VERBOSE") == "1" else {}
+
 
 T = TypeVar("T")
 
@@ -151,6 +158,7 @@ class RayBackend(Backend[RayPlan]):
             "env_vars": {
                 **JOB_ENV_VARS,
                 "LAUNCHER_RAY_SUBMISSION_ID": submission_id,
+                **_verbose_env(),
                 **user_env.get("env_vars", {}),
             },
         }

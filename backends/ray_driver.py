@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.ray_config import max_failures, scaling_settings
+from backends.ray_logs import FilteredStream, RayLogFilter
 from launcher.common.files import atomic_write_text
 from launcher.errors import PROCESS_GROUP_TIMEOUT_S, USER_ERROR_EXIT_CODE
 from launcher.spec import LaunchSpec
@@ -107,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", default=DEFAULT_WORKER, help="MODULE:FUNCTION(spec_path)")
     args = parser.parse_args(argv)
     spec = LaunchSpec.read(args.spec)
+    streams = quiet_ray_output() if args.worker == DEFAULT_WORKER else []
     print(
         f"launcher: {spec.name}: {spec.world_size} Ray Train workers, run dir {spec.run_dir}",
         flush=True,
     )
-    result = build_trainer(spec, args.worker).fit()
+    try:
+        result = build_trainer(spec, args.worker).fit()
+    finally:
+        for stream in streams:
+            stream.close_report()
     if result.error is not None:
         print(f"launcher: training failed: {result.error}", file=sys.stderr, flush=True)
         return 1
@@ -119,6 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     # mypy reads are v1's, which lack it.
     returned = result.return_value  # type: ignore[attr-defined]
     return USER_ERROR_EXIT_CODE if returned == USER_ERROR_EXIT_CODE else 0
+
+
+def quiet_ray_output() -> list[FilteredStream]:
+    """Unless `launch --verbose`: Ray prints every actor's lines through this process's
+    sys.stdout/sys.stderr; keep the run's own and one line a failure (backends/ray_logs.py).
+    Only for our worker, whose prefixed lines tell its output from Ray's; `--worker` shows all."""
+    if os.environ.get("LAUNCHER_VERBOSE") == "1":
+        return []
+    log_filter = RayLogFilter()
+    streams = [FilteredStream(sys.stdout, log_filter), FilteredStream(sys.stderr, log_filter)]
+    sys.stdout, sys.stderr = streams
+    return streams
 
 
 def _count_start(path: Path) -> int:

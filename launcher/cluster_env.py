@@ -31,6 +31,9 @@ class ClusterEnvironment:
     job_id: str | None = None
     restart_count: int = 0  # how many times this job was restarted or requeued
     agent_store: bool = False  # torchrun's agent hosts the rendezvous store (not rank 0)
+    # CPUs the scheduler gave this process (SLURM's per-task CPUs, Ray's per-worker CPUs);
+    # None where nobody allots them (local runs). launcher/train/cpu_threads.py reads it.
+    cpus_per_process: int | None = None
 
     @property
     def is_global_zero(self) -> bool:
@@ -83,6 +86,7 @@ class ClusterEnvironment:
             main_port=port,
             job_id=job_id,
             restart_count=int(env.get("SLURM_RESTART_COUNT", "0")),
+            cpus_per_process=_slurm_cpus(env, max(1, world // max(1, num_nodes))),
         )
 
     @classmethod
@@ -102,7 +106,28 @@ class ClusterEnvironment:
             # The submission id is what `ray://...` handles name (Ray's own job id is not).
             job_id=env.get("LAUNCHER_RAY_SUBMISSION_ID") or env.get("RAY_JOB_ID"),
             restart_count=int(env.get("LAUNCHER_RAY_ATTEMPT", "0")),
+            cpus_per_process=_ray_cpus(),
         )
+
+
+def _slurm_cpus(env: Mapping[str, str], tasks_on_node: int) -> int | None:
+    """`--cpus-per-task` (SLURM_CPUS_PER_TASK); without it, the node's CPUs shared by its tasks.
+
+    One process runs per task (backends/slurm_task.py), so a task's CPUs are its process's.
+    """
+    per_task = env.get("SLURM_CPUS_PER_TASK", "")
+    if per_task.isdigit():
+        return max(1, int(per_task))
+    on_node = env.get("SLURM_CPUS_ON_NODE", "")
+    return max(1, int(on_node) // tasks_on_node) if on_node.isdigit() else None
+
+
+def _ray_cpus() -> int | None:
+    """The CPUs Ray reserved for this worker (`num_cpus_per_worker`), whole ones, at least 1."""
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    return max(1, int(cpus)) if cpus else None
 
 
 def expand_hostlist(hostlist: str) -> list[str]:

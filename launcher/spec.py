@@ -19,6 +19,7 @@ from typing import Any
 from launcher.common.files import atomic_write_text
 
 SPEC_FILENAME = "launch.json"
+DEFAULT_OUTPUT_DIR = "./outputs"  # runs go to DIR/EXPERIMENT/NAME unless --output-dir
 
 
 @dataclass
@@ -38,6 +39,7 @@ class LaunchSpec:
     max_steps: int | None = None
     fast_dev_run: int | bool = False
     seed: int | None = None
+    threads: int | None = None  # torch threads per process; None: from the allocation
     module: str | None = None  # class name of the Module when the recipe defines several
     overrides: dict[str, str] = field(default_factory=dict)  # raw `--set key=value`
     resume: str = "auto"  # "auto" | "never" | a checkpoint path or run directory

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 import time
 import traceback
@@ -34,6 +35,7 @@ from launcher.spec import LaunchSpec
 
 if TYPE_CHECKING:
     from launcher.loggers.system_metrics import NodeMetricsWriter
+    from launcher.train.cpu_threads import ThreadChoice
     from launcher.train.trainer import Trainer
 
 # Asked at a preemption: why no requeue is left (the SLURM task's budget), or None.
@@ -117,9 +119,11 @@ def _train(spec: LaunchSpec, sigterm_stops: bool, no_requeue: NoRequeue) -> int:
     from launcher.train.trainer import Trainer
 
     started = time.monotonic()
+    threads = set_threads(spec)  # before the recipe's module-level code runs torch ops
     recipe = load_recipe(spec.recipe, spec.module)
     overrides = resolve_overrides(recipe, spec.overrides)
     kwargs = trainer_arguments(spec, recipe.trainer_defaults, overrides.trainer)
+    kwargs["launch_settings"].update(threads=threads.threads, threads_from=threads.source)
     seed_everything(kwargs["seed"])  # before the model exists: identical init on every rank
     model = recipe.module_cls(**overrides.model)
     datamodule = recipe.datamodule_cls(**overrides.data) if recipe.datamodule_cls else None
@@ -153,6 +157,19 @@ def _train(spec: LaunchSpec, sigterm_stops: bool, no_requeue: NoRequeue) -> int:
     trainer.barrier()
     trainer.dist.teardown()
     return 0
+
+
+def set_threads(spec: LaunchSpec) -> ThreadChoice:
+    """This process's torch threads from `--threads`, OMP_NUM_THREADS or the allocation."""
+    import torch
+
+    from launcher.cluster_env import ClusterEnvironment
+    from launcher.train.cpu_threads import apply_threads, choose_threads
+
+    gpu = spec.accelerator == "gpu" or (spec.accelerator == "auto" and torch.cuda.is_available())
+    choice = choose_threads(spec.threads, ClusterEnvironment.detect(), gpu)
+    apply_threads(choice)
+    return choice
 
 
 def _node_metrics(spec: LaunchSpec, trainer: Trainer) -> NodeMetricsWriter | None:
@@ -228,7 +245,8 @@ def route_output(spec: LaunchSpec) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(log_dir / f"rank{env.global_rank}.log", "a", buffering=1)  # noqa: SIM115
     if env.global_rank == 0:
-        prefix = "[rank 0] " if env.world_size > 1 else ""
+        # Under Ray the prefix also tells the run's lines from Ray's (backends/ray_logs.py).
+        prefix = "[rank 0] " if env.world_size > 1 or env.kind == "ray" else ""
         sys.stdout = _PrefixTee(sys.stdout, log_file, prefix)
         sys.stderr = _PrefixTee(sys.stderr, log_file, prefix)
         return
@@ -238,6 +256,14 @@ def route_output(spec: LaunchSpec) -> None:
     os.dup2(log_file.fileno(), 1)
     os.dup2(log_file.fileno(), 2)
     sys.stdout = sys.stderr = log_file
+    # A rank that prints nothing still says it is there (`launch logs --rank N` mid-run).
+    again = f", restart {env.restart_count}" if env.restart_count else ""
+    log_file.write(
+        f"[launcher] rank {env.global_rank} of {env.world_size} (node {env.node_rank}, local "
+        f"rank {env.local_rank}) on {socket.gethostname()}, pid {os.getpid()}{again}, started "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}; rank 0 prints the progress and metrics, this "
+        "file holds this rank's own output\n"
+    )
 
 
 _TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")

@@ -184,14 +184,15 @@ def logs(
 
 
 def cancel(job: JobArgument, debug: DebugOption = False) -> None:
-    """Cancel a pending or running job (one that already ended is an error, exit code 2)."""
+    """Cancel a pending or running job (one that already ended is left as it is, exit 0)."""
     registry = JobRegistry()
     found = find_job(job, registry).job
     state = current_state(found, registry)
-    if state.is_terminal():  # a user slip, as scancel of an ended job is: exit code 2
-        raise UserError(
+    if state.is_terminal():  # what the user wanted holds already: say so, no error
+        typer.echo(
             f"{found.handle} ({found.name}) had already ended: {state.value}; nothing to cancel"
         )
+        return
     _backend(found).cancel(found)
     # Its processes may be killed before they can end the run: once the job is gone,
     # `current_state` ends it KILLED (a job still ending is caught by a later `launch jobs`).

@@ -29,13 +29,13 @@ from launcher.cli.options import (
     LauncherCommand,
     WaitOption,
 )
-from launcher.cli.spec_builder import DEFAULT_OUTPUT_DIR, PRECISIONS, LaunchOptions, build_spec
 from launcher.common.heartbeat import heartbeat_path
 from launcher.common.run_lock import check_not_running
 from launcher.errors import UserError
-from launcher.spec import SPEC_FILENAME, LaunchSpec
+from launcher.spec import DEFAULT_OUTPUT_DIR, SPEC_FILENAME, LaunchSpec
+from launcher.train.names import PRECISIONS
 
-__all__ = ["LaunchOptions", "build_spec", "register", "resume_spec", "submit_spec"]
+__all__ = ["register", "resume_spec", "submit_spec"]
 
 
 def submit_spec(
@@ -181,6 +181,14 @@ def run(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(metavar="N", help="Global random seed.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Torch CPU threads per process (default: OMP_NUM_THREADS, else the "
+            "allocation: SLURM cpus_per_task, Ray num_cpus_per_worker).",
+        ),
+    ] = None,
     resume: Annotated[
         str | None,
         typer.Option(metavar="FROM", help="auto (default) | a checkpoint | a run directory."),
@@ -211,6 +219,9 @@ def run(
         launch recipes/digits.py --backend ray --address http://head:8265 --dry-run
     """
     flags = {k: v for k, v in locals().items() if k not in ("wait", "dry_run")}
+    # Here, not at the top: `launch jobs`/`status` import this module and never build a spec.
+    from launcher.cli.spec_builder import LaunchOptions, build_spec
+
     spec = build_spec(LaunchOptions(**{**flags, "overrides": overrides or []}))
     raise typer.Exit(submit_spec(spec, dry_run=dry_run, wait=wait))
 

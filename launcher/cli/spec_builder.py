@@ -27,10 +27,9 @@ from launcher.cli.cluster_config import (
 )
 from launcher.common.secrets import is_secret_key, mask_text
 from launcher.errors import UserError
-from launcher.spec import SPEC_FILENAME, LaunchSpec
+from launcher.spec import DEFAULT_OUTPUT_DIR, SPEC_FILENAME, LaunchSpec
 from launcher.train.names import ACCELERATORS, PRECISIONS
 
-DEFAULT_OUTPUT_DIR = "./outputs"
 # Trainer arguments the worker fills from the spec, and the flag that sets each.
 FLAG_OWNED_TRAINER_ARGS = {
     "accelerator": "--accelerator",
@@ -65,6 +64,7 @@ class LaunchOptions:
     output_dir: str | None = None
     cluster: str | None = None
     seed: int | None = None
+    threads: int | None = None
     resume: str | None = None
     no_resume: bool = False
     max_restarts: int = 0
@@ -140,6 +140,7 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
         max_steps=options.max_steps,
         fast_dev_run=options.fast_dev_run,
         seed=options.seed,
+        threads=options.threads,
         module=recipe.module_cls.__name__ if options.module else None,
         overrides=overrides,
         resume=_resume(options),
@@ -175,6 +176,7 @@ def _check_counts(options: LaunchOptions) -> None:
         ("--gpus", options.gpus, 1),
         ("--devices", options.devices, 1),
         ("--max-restarts", options.max_restarts, 0),
+        ("--threads", options.threads, 1),
     ):
         if value is not None and value < minimum:
             raise UserError(f"{flag} {value}: must be at least {minimum}")

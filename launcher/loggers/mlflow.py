@@ -172,6 +172,11 @@ class MLflowLogger(Logger):
             self._ready.wait(_READY_TIMEOUT_S)
         return self._known_run_id()
 
+    @property
+    def known_run_id(self) -> str | None:
+        """The run id if it is known already; never starts the logger or opens the run."""
+        return self._known_run_id()
+
     def _known_run_id(self) -> str | None:
         return None if self._ref.startswith(PENDING_PREFIX) else self._ref
 

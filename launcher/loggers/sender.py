@@ -12,7 +12,7 @@ Also here: MLflow's limits and the cleaning of params and tags to fit them (`fla
 `clean_tags`, `metric_records`).
 
 A run that could not be created yet (store down at start-up) is named by a placeholder
-`pending-<hex>`; applying its `open` record creates the run, tagged `launcher.run_ref`, so a
+`pending-<hex>`; applying its `open` record creates the run, tagged `RUN_REF_TAG`, so a
 crash before the mapping is saved finds it again instead of creating a twin. Metrics at or below
 the step the server already holds for their key are dropped (a run logs each key at increasing
 steps), which makes re-sending a record harmless; params, tags and status are idempotent.
@@ -29,7 +29,8 @@ from launcher.tracking.reader import configure_http_env
 from launcher.tracking.run_info import MASK, flatten, is_secret_key, mask_secrets
 
 PENDING_PREFIX = "pending-"
-RUN_REF_TAG = "launcher.run_ref"
+# Under "mlflow.", which the MLflow UI hides (its system tags): bookkeeping, not the user's.
+RUN_REF_TAG = "mlflow.launcher.runRef"
 SYSTEM_PREFIX = "system/"  # sampled, not replayed by training: never deduplicated by step
 MAX_METRICS_PER_REQUEST = 1000  # MLflow's limits
 MAX_PARAMS_PER_REQUEST = 100

@@ -533,11 +533,9 @@ def restore(trainer: Trainer, ckpt_path: str) -> bool:
                         "to validate/test(ckpt_path=...), or load it in the recipe")  # fmt: skip
     check_same_model(trainer.module, state, path)  # before "already finished": same model?
     loop = loops["fit_loop"]
-    if loop["finished"]:
-        if trainer.is_global_zero:
-            print(f"[launcher] run already finished at step {loop['global_step']} ({path}); "
-                  "nothing to do. Use --no-resume to train again.", flush=True)  # fmt: skip
-        return True
+    # A finished run loads too (as Lightning restores before its loop finds nothing to do):
+    # the model has its trained weights, the trainer its step, the logger its run (so
+    # nothing opens a second one).
     trainer.call_hook("on_load_checkpoint", state)
     # Again: a hook may have added parts (SWA's scheduler) that the checkpoint holds state for.
     parts = checkpoint_parts(trainer, source=path)
@@ -545,6 +543,11 @@ def restore(trainer: Trainer, ckpt_path: str) -> bool:
     for key in [FORMAT_KEY, USER_KEYS, *state.get(USER_KEYS, ())]:
         state.pop(key, None)
     load_parts({k: v for k, v in parts.items() if k != "launcher_launch"}, state, path)
+    if loop["finished"]:
+        if trainer.is_global_zero:
+            print(f"[launcher] run already finished at step {loop['global_step']} ({path}); "
+                  "nothing to do. Use --no-resume to train again.", flush=True)  # fmt: skip
+        return True
     if trainer.is_global_zero:
         print(f"[launcher] resumed from {path} (epoch {loop['epoch']}, step "
               f"{loop['global_step']}, batch {loop['batch_idx']})", flush=True)  # fmt: skip

@@ -40,7 +40,7 @@ def run_summary(trainer: Trainer, status: str, seconds: float, name: str) -> lis
 
     output_dir = str(Path(trainer.default_root_dir))
     for lg in trainer.loggers:
-        run_id = lg.run_id if isinstance(lg, MLflowLogger) else None
+        run_id = lg.known_run_id if isinstance(lg, MLflowLogger) else None
         if isinstance(lg, MLflowLogger) and run_id:
             uri = lg.tracking_uri
             where = uri if uri.startswith(("http://", "https://")) else (

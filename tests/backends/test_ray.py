@@ -148,7 +148,14 @@ def test_killed_worker_group_restarts_and_resumes_exactly(
     assert recovery < 60, "recovery waited for a collective timeout"
 
     assert backend.wait(job, poll_seconds=0.5) == JobState.SUCCEEDED, "".join(backend.logs(job))
-    assert "resumed from" in "".join(backend.logs(job))
+    log = "".join(backend.logs(job))
+    assert "resumed from" in log
+    # Quiet by default: Ray's ~100 lines of report and traceback become one line.
+    died = [line for line in log.splitlines() if "died" in line]
+    assert len(died) == 1 and died[0].startswith("[launcher] rank 1 (pid "), log
+    assert "Ray Train restarts the worker group (restart 1 of 2)" in died[0]
+    for noise in ("PreemptionWatcher", "Traceback", "(raylet)", "(TrainController", "\x1b["):
+        assert noise not in log, (noise, log)
     starts = Path(spec.run_dir) / WORKER_STATE_DIR / job.native_id
     assert [(starts / f"rank{r}.starts").read_text() for r in (0, 1)] == ["1", "1"]
     killed, baseline = final_state(spec), final_state(reference)
@@ -162,7 +169,9 @@ def test_killed_worker_group_restarts_and_resumes_exactly(
 
 def test_status_logs_cancel_through_the_cli(ray_cluster, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LAUNCHER_VERBOSE", "0")  # --verbose sets it to 1; restored after
     submitted = launch(
+        "--verbose",  # Ray's own lines stay in the job's log
         "run", RECIPE, "--backend", "ray", "--address", ray_cluster.job_api, "--nodes", "2",
         "--devices", "1", "--accelerator", "cpu", "--output-dir", str(tmp_path), "--name",
         "long", "--max-steps", "100000", "--set", "step_sleep=0.5",
@@ -180,6 +189,7 @@ def test_status_logs_cancel_through_the_cli(ray_cluster, tmp_path: Path, monkeyp
     assert wait_for(rank1_log.exists, timeout=120, interval=1)
     logs = launch("logs", handle)
     assert logs.exit_code == 0 and "Running entrypoint for job" in logs.output, logs.output
+    assert wait_for(lambda: "(TrainController pid=" in launch("logs", handle).output, 60, 1)
     assert launch("logs", handle, "--rank", "1").exit_code == 0
     assert wait_for(lambda: _runs(tmp_path), timeout=60, interval=1)  # the MLflow run exists
     cancelled = launch("cancel", handle)  # Ray kills the driver: `launch cancel` ends the run
@@ -337,3 +347,26 @@ def test_cancel_of_an_unknown_job_is_a_user_error(ray_cluster) -> None:
     ghost = Job("ray://no-such-job", "ray", "/tmp", extra={"address": ray_cluster.job_api})
     with pytest.raises(UserError, match="no-such-job"):
         RayBackend().status(ghost)
+
+
+def test_each_worker_trains_with_its_num_cpus_per_worker(ray_cluster, tmp_path: Path) -> None:
+    """Ray sets OMP_NUM_THREADS to the worker's CPUs (1 here); torch alone would take 2."""
+    import mlflow
+
+    spec = make_spec(tmp_path, "threads", ray_cluster.job_api)
+    spec.recipe = str(REPO / "tests" / "recipes" / "threads_probe.py")
+    spec.experiment = "threads_probe"
+    spec.cluster["ray"]["num_cpus_per_worker"] = 1
+    spec.write()
+    backend = RayBackend()
+    job = backend.submit(spec)
+    assert backend.wait(job, poll_seconds=0.5) == JobState.SUCCEEDED, "".join(backend.logs(job))
+    reports = [
+        json.loads((Path(spec.run_dir) / f"threads_rank{r}.json").read_text()) for r in (0, 1)
+    ]
+    assert reports == [{"threads": 1, "omp": "1"}] * 2
+    client = mlflow.MlflowClient(spec.tracking_uri)
+    experiment = client.get_experiment_by_name("threads_probe")
+    (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'threads'")
+    assert run.data.params["launch.threads"] == "1"
+    assert run.data.params["launch.threads_from"] == "OMP_NUM_THREADS"

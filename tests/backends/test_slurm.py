@@ -384,7 +384,7 @@ def test_cli_jobs_status_logs_cancel_resume(runs, uninterrupted):
     assert "launch resume cancelled" in run.data.tags["launcher.end_reason"]
     assert run_states(runs)["cancelled"] == "CANCELLED"
     again = launch("cancel", "cancelled")
-    assert again.exit_code == 2 and "already ended" in again.stderr
+    assert again.exit_code == 0 and "already ended" in again.stdout
 
     resumed = launch("resume", "cancelled", "--wait")  # a new job, same run dir
     assert resumed.exit_code == 0, resumed.output
@@ -515,3 +515,30 @@ def test_submitit_signal_bypass_lines_are_dropped_unless_verbose(monkeypatch, ve
     assert seen == (["Bypassing signal SIGCONT"] if verbose else []) + [
         "Job completed successfully"
     ]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.parametrize("cpus_per_task", [1, 2])
+def test_each_task_trains_with_the_cpus_slurm_gave_it(runs, cpus_per_task):
+    """Without the rule torch starts a thread per core of the node (2 here) in every task."""
+    import mlflow
+    import yaml
+
+    config = load_cluster_config("local_slurm")
+    cluster = runs / f"cpus{cpus_per_task}.yaml"
+    slurm = {**dataclasses.asdict(config.slurm), "cpus_per_task": cpus_per_task}
+    cluster.write_text(yaml.safe_dump({"backend": "slurm", "slurm": slurm}))
+    name = f"threads-{cpus_per_task}"
+    probe = str(REPO / "tests" / "recipes" / "threads_probe.py")
+    result = launch(probe, "--cluster", str(cluster), "--nodes", "2", "--devices", "1",
+                    "--accelerator", "cpu", "--output-dir", str(runs), "--name", name, "--wait")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run_dir = runs / "threads_probe" / name
+    reports = [json.loads((run_dir / f"threads_rank{r}.json").read_text()) for r in (0, 1)]
+    assert reports == [{"threads": cpus_per_task, "omp": str(cpus_per_task)}] * 2
+    client = mlflow.MlflowClient(f"sqlite:///{runs}/mlflow.db")
+    experiment = client.get_experiment_by_name("threads_probe")
+    (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")
+    assert run.data.params["launch.threads"] == str(cpus_per_task)
+    assert run.data.params["launch.threads_from"] == f"SLURM_CPUS_PER_TASK={cpus_per_task}"

@@ -533,3 +533,22 @@ def test_node_metrics_reader_returns_each_whole_line_once(tmp_path):
     with open(path, "a") as f:
         f.write('ues": {"system/cpu_percent": 7}}\n')
     assert reader.new_samples() == [(2.0, {"system/node2/cpu_percent": 7.0})]
+
+
+def test_the_run_ref_tag_is_hidden_from_the_mlflow_ui(tmp_path):
+    # MLflow's UI lists a run's tags through Utils.getVisibleTagValues, which drops keys that
+    # start with "mlflow." (its system tags): the placeholder ref must not be a user-visible tag.
+    from launcher.loggers import MLFlowLogger
+    from launcher.loggers.sender import RUN_REF_TAG
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = MLFlowLogger("e", tracking_uri=uri, save_dir=str(tmp_path), log_system_metrics=False)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    ref = logger.state_dict()["run_ref"]
+    logger.finalize("success")
+    tags = client(uri).get_run(logger.run_id).data.tags
+    assert tags[RUN_REF_TAG] == ref and ref.startswith("pending-")
+    visible = {key: value for key, value in tags.items() if not key.startswith("mlflow.")}
+    assert ref not in visible.values() and not any("run_ref" in key for key in visible), visible
+    (found,) = client(uri).search_runs(["0", "1"], f"tags.`{RUN_REF_TAG}` = '{ref}'")
+    assert found.info.run_id == logger.run_id

@@ -192,6 +192,12 @@ def test_launch_ui_opens_the_runs_table_in_a_browser_and_stops_on_sigterm(store,
         assert "Training runs" in page and "2 matching runs" in page, page[:2000]
         assert " a " in page and " b " in page, page[:2000]  # the two runs' names, in rows
         assert "Detect Issues" not in page, page[:2000]
+        # The run's page lists the user's tags, not our placeholder bookkeeping tag.
+        experiment = re.search(r"/experiments/(\d+)", runs_url).group(1)
+        run_page = _visible_text(chromium(f"{runs_url.split('#')[0]}#/experiments/"
+                                          f"{experiment}/runs/{ids['a']}"))  # fmt: skip
+        assert "launcher.recipe" in run_page and "mnist.py" in run_page, run_page[:3000]
+        assert "runRef" not in run_page and "pending-" not in run_page, run_page[:3000]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

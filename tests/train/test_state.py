@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from launcher.errors import REQUEUE_EXIT_CODE
+from launcher.loggers.sender import RUN_REF_TAG
 from launcher.train.checkpoint_store import CheckpointManager
 from tests.resume_harness import (
     assert_bitwise_equal,
@@ -200,7 +201,7 @@ def test_a_deleted_manifest_resumes_from_the_files_in_the_same_mlflow_run(tmp_pa
     client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
     runs = client.search_runs(client.get_experiment_by_name("tiny").experiment_id)
     (only,) = runs  # one run, the one the checkpoint names (by id, or by its placeholder)
-    assert _run_id(resumed) in (only.info.run_id, only.data.tags.get("launcher.run_ref"))
+    assert _run_id(resumed) in (only.info.run_id, only.data.tags.get(RUN_REF_TAG))
     _steps_exactly_once(out, resumed)
 
 
@@ -263,6 +264,12 @@ def test_resuming_a_finished_run_does_nothing(tmp_path: Path) -> None:
     assert run_worker(spec, tmp_path / "b.log") == 0
     assert "already finished" in (tmp_path / "b.log").read_text()
     assert_bitwise_equal(before["state_dict"], final_state(spec)["state_dict"])
+    from mlflow.tracking import MlflowClient
+
+    # The relaunch opened no second run (it used to leave one RUNNING, without params).
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'out'}/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FINISHED"
 
 
 def test_incompatible_resume_names_the_changed_setting(tmp_path: Path) -> None:
