@@ -184,4 +184,6 @@ def test_child_exits_quietly_when_its_parent_dies_mid_request(tmp_path):
     child.wait(timeout=60)
     said = child.stderr.read().decode()
     assert "Traceback" not in said and "BrokenPipe" not in said, said
-    assert len(said.strip().splitlines()) <= 1, said
+    # MLflow's own INFO lines as it creates the fresh store are not the helper's exit.
+    exit_lines = [ln for ln in said.strip().splitlines() if " INFO mlflow." not in ln]
+    assert len(exit_lines) <= 1, said
