@@ -2,7 +2,8 @@
 
     dist = Distributed(env, device, timeout_seconds=120)
     dist.setup()                      # init_process_group (gloo on CPU, NCCL on GPU)
-    model = dist.wrap(model)          # DistributedDataParallel when world_size > 1
+    model = dist.shard(model)         # strategy="fsdp": FSDP2 in place (train/fsdp.py)
+    model = dist.wrap(model)          # DistributedDataParallel when world_size > 1 (not fsdp)
     with dist.no_sync(model, not last_micro_step): loss.backward()
 
 With one process every method is a cheap no-op, so the trainer never branches on it.
@@ -20,6 +21,7 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from launcher.cluster_env import ClusterEnvironment
+from launcher.train import fsdp as fsdp_strategy
 
 _NO_OP = contextlib.nullcontext()  # reusable and reentrant
 
@@ -32,7 +34,7 @@ _OPS = {
 
 
 class Distributed:
-    """DDP over the processes `ClusterEnvironment` describes."""
+    """DDP (or FSDP2 with `fsdp` settings) over the processes `ClusterEnvironment` describes."""
 
     def __init__(
         self,
@@ -40,12 +42,20 @@ class Distributed:
         device: torch.device,
         timeout_seconds: float = 120.0,
         find_unused_parameters: bool = False,
+        fsdp: fsdp_strategy.FSDPSettings | None = None,
     ) -> None:
         self.env = env
         self.device = device
         self.timeout_seconds = timeout_seconds
         self.find_unused_parameters = find_unused_parameters
+        self.fsdp = fsdp
+        self._fsdp_root: nn.Module | None = None  # the sharded model (fsdp)
         self._owns_group = False
+
+    @property
+    def strategy(self) -> str:
+        """The strategy: "fsdp" or "ddp" (a resumed run must share the checkpoint's)."""
+        return "fsdp" if self.fsdp is not None else "ddp"
 
     @property
     def world_size(self) -> int:
@@ -56,8 +66,18 @@ class Distributed:
         return self.env.world_size > 1
 
     def setup(self) -> None:
-        """Join the process group (unless Ray Train or the caller already made one)."""
-        if not self.is_distributed or torch_dist.is_initialized():
+        """Join the process group (unless Ray Train or the caller already made one).
+
+        One process under FSDP joins a group of one (its device mesh needs a group); like any
+        group this one owns, it lasts until `teardown()` (the worker's last call)."""
+        if torch_dist.is_initialized():
+            return
+        if not self.is_distributed:
+            if self.fsdp is not None:  # FSDP's device mesh needs a group, of one process here
+                backend = "nccl" if self.device.type == "cuda" else "gloo"
+                torch_dist.init_process_group(backend, store=torch_dist.HashStore(), rank=0,
+                                              world_size=1)  # fmt: skip
+                self._owns_group = True
             return
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         # A dead peer must fail the job, not hang it until a 30-minute default timeout.
@@ -85,8 +105,15 @@ class Distributed:
             torch_dist.destroy_process_group()
             self._owns_group = False
 
+    def shard(self, model: Any, precision: str) -> Any:
+        """strategy="fsdp": `fully_shard` the blocks and the root, in place; else `model`."""
+        if self.fsdp is None:
+            return model
+        self._fsdp_root = fsdp_strategy.shard(model, self.fsdp, precision, self.device)
+        return self._fsdp_root
+
     def wrap(self, model: nn.Module) -> nn.Module:
-        if not self.is_distributed:
+        if not self.is_distributed or self.fsdp is not None:  # FSDP shards in place instead
             return model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(
@@ -97,6 +124,8 @@ class Distributed:
         """Skip the gradient all-reduce on non-final accumulation micro-steps."""
         if skip_sync and isinstance(model, nn.parallel.DistributedDataParallel):
             return model.no_sync()
+        if skip_sync and self._fsdp_root is not None:
+            return fsdp_strategy.no_sync(self._fsdp_root, skip_sync)
         return _NO_OP  # shared: entered every step
 
     def barrier(self) -> None:

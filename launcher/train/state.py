@@ -35,6 +35,7 @@ import torch
 
 from launcher.callbacks.model_checkpoint import ModelCheckpoint, generate_state_key
 from launcher.errors import UserError
+from launcher.train import fsdp
 from launcher.train.checkpoint_store import CheckpointManager, atomic_torch_save, safe_load
 from launcher.train.input_checks import check_same_model
 from launcher.train.seed import load_rng_state, rng_state
@@ -185,15 +186,20 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
     def ignore(_state: Any) -> None:
         """Records for people and Lightning: the parts that restore them are elsewhere."""
 
+    model: Stateful = FunctionPart(module.state_dict, load_model)
+    if fsdp.is_sharded(module):  # the full state dicts, gathered by every rank
+        model = fsdp.ModelState(module, source)
     parts: dict[str, Stateful] = {
-        "state_dict": FunctionPart(module.state_dict, load_model),
+        "state_dict": model,
         # On resume the recipe re-creates the hyperparameters; load_from_checkpoint reads them.
         "hyper_parameters": FunctionPart(lambda: _plain(dict(module.hparams)), ignore),
         "hparams_name": FunctionPart(lambda: module.hparams_name, ignore),
         "epoch": FunctionPart(lambda: trainer.current_epoch, ignore),  # loops has the position
         "global_step": FunctionPart(lambda: trainer.global_step, ignore),
         LIGHTNING_VERSION_KEY: FunctionPart(lambda: LIGHTNING_VERSION, ignore),
-        "optimizer_states": PartList(trainer.optimizers, "optimizers"),
+        "optimizer_states": PartList(
+            fsdp.optimizer_parts(module, trainer.optimizers), "optimizers"
+        ),
         "lr_schedulers": PartList(
             [c.scheduler for c in trainer.lr_scheduler_configs], "lr schedulers"
         ),  # fmt: skip
@@ -382,6 +388,7 @@ def compat_settings(trainer: Trainer) -> dict[str, Any]:
     """Settings a resumed run must share with the run that wrote the checkpoint."""
     return {
         "world_size": trainer.world_size,
+        "strategy": trainer.dist.strategy,  # FSDP's optimizer states are keyed by name
         # The Trainer's argument: a GradientAccumulationScheduler changes the live value.
         "accumulate_grad_batches": trainer.accumulate_grad_batches_arg,
     }
@@ -564,7 +571,10 @@ def load_weights(trainer: Trainer, ckpt_path: str) -> None:
         state = upgrade(state, path)
     if "state_dict" not in state:
         raise UserError(f"{path} holds no model weights (no 'state_dict' key)")
-    trainer.module.load_state_dict(state["state_dict"])
+    if fsdp.is_sharded(trainer.module):
+        fsdp.ModelState(trainer.module, path).load_state_dict(state["state_dict"])
+    else:
+        trainer.module.load_state_dict(state["state_dict"])
 
 
 def _metric_states(module: torch.nn.Module) -> dict[str, Any]:

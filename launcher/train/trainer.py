@@ -46,6 +46,7 @@ from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import BackgroundSaver, CheckpointManager
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
+from launcher.train.fsdp import FSDPSettings
 from launcher.train.input_checks import LossWatch, check_train_loader
 from launcher.train.lightning_args import (
     check_trainer_kwargs,
@@ -92,7 +93,13 @@ if TYPE_CHECKING:
     from launcher.train.datamodule import DataModule
     from launcher.train.module import Module
 
-_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
+_STRATEGIES = (
+    "auto",
+    "ddp",
+    "ddp_find_unused_parameters_false",
+    "ddp_find_unused_parameters_true",
+    "fsdp",
+)
 
 
 class _StepWrapper(nn.Module):
@@ -118,7 +125,9 @@ class Trainer:
     may differ from `global_step`), `keep_last_checkpoints`,
     `async_checkpointing`, `run_dir` (where checkpoints and logs go), `experiment_name`,
     `run_name`, `tracking_uri`, `process_group_timeout` (seconds), `launch_settings` (recorded
-    as params and checked on resume).
+    as params and checked on resume); under `strategy="fsdp"` (FSDP2, `train/fsdp.py`):
+    `fsdp_blocks` (the class names of the blocks to shard one by one),
+    `fsdp_reshard_after_forward` and `fsdp_cpu_offload`.
 
     What callbacks, loggers and models may read or call is listed in ARCHITECTURE.md
     (Contracts); besides: `loop` (the loop position, `LoopState`), `results` (the current
@@ -174,6 +183,9 @@ class Trainer:
         process_group_timeout: float = 120.0,
         signal_sync_every_n_steps: int = 8,
         launch_settings: dict[str, Any] | None = None,
+        fsdp_blocks: list[str] | None = None,
+        fsdp_reshard_after_forward: bool = True,
+        fsdp_cpu_offload: bool = False,
         **lightning_only: Any,
     ) -> None:
         check_trainer_kwargs(lightning_only, inspect.signature(Trainer).parameters)
@@ -267,7 +279,10 @@ class Trainer:
                 f"unknown strategy {strategy!r}; this trainer supports {', '.join(_STRATEGIES)}"
             )
         find_unused = strategy == "ddp_find_unused_parameters_true"
-        self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused)
+        fsdp = FSDPSettings.parse(
+            strategy, fsdp_blocks, fsdp_reshard_after_forward, fsdp_cpu_offload
+        )
+        self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused, fsdp)
         self.precision_plugin = build_precision(precision, self.device)
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -992,8 +1007,10 @@ class Trainer:
             model.to(self.device)
         if stage != "fit":  # *-true precisions: the parameters in their dtype here too
             model = self.precision_plugin.convert_eval_module(model)
+            model = self.dist.shard(model, self.precision)  # strategy="fsdp": in place
         if stage == "fit":
             model = self.precision_plugin.convert_module(model)
+            model = self.dist.shard(model, self.precision)
             self._step_wrapper = _StepWrapper(model)
             self._periodic = self.enable_checkpointing and bool(
                 self.checkpoint_every_n_steps or self.checkpoint_every_seconds

@@ -80,7 +80,11 @@ def test_checkpoint_keeps_the_format_2_layout(tmp_path: Path) -> None:
     assert state["launcher_sampler"] == {"seed": 0, "world_size": 1}
     assert len(state["launcher_per_rank"]) == 1
     assert sorted(state["launcher_per_rank"][0]) == ["metric_states", "results", "rng"]
-    assert state["launcher_launch"] == {"world_size": 1, "accumulate_grad_batches": 2}
+    assert state["launcher_launch"] == {
+        "world_size": 1,
+        "strategy": "ddp",
+        "accumulate_grad_batches": 2,
+    }
     assert len(state["optimizer_states"]) == 1 and state["launcher_precision"] == {}
 
 
