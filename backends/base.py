@@ -41,13 +41,16 @@ class JobState(str, enum.Enum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     TIMEOUT = "TIMEOUT"
+    LOST = "LOST"  # its processes died without a word: heartbeat silent (launcher.common.heartbeat)
     UNKNOWN = "UNKNOWN"
 
     def is_terminal(self) -> bool:
         return self in _TERMINAL
 
 
-_TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT}
+_TERMINAL = {
+    JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT, JobState.LOST
+}  # fmt: skip
 
 
 @dataclass
@@ -104,6 +107,9 @@ class Backend(ABC, Generic[PlanT]):
     """
 
     name: ClassVar[str] = ""
+    # The scheduler knows whether a job's processes live (SLURM, Ray). False: only the run's
+    # heartbeat tells (local), so a RUNNING job whose heartbeat went stale is LOST.
+    tracks_processes: ClassVar[bool] = True
 
     @abstractmethod
     def plan(self, spec: LaunchSpec) -> PlanT:

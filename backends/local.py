@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backends.base import Backend, Job, JobState, Plan, follow_file
+from launcher.common.heartbeat import heartbeat_age
 from launcher.common.net import free_port
 from launcher.errors import (
     INTERRUPTED_EXIT_CODE,
@@ -57,6 +58,7 @@ class LocalBackend(Backend[LocalPlan]):
     """Runs the worker on this host and waits for it."""
 
     name = "local"
+    tracks_processes = False  # a job recorded RUNNING may have been SIGKILLed: the heartbeat says
 
     def plan(self, spec: LaunchSpec) -> LocalPlan:
         worker = ["-m", "launcher.worker", spec.spec_path]
@@ -93,7 +95,10 @@ class LocalBackend(Backend[LocalPlan]):
             code = main(spec.spec_path, sigterm_stops=True)  # only a person sends it here
         else:
             code = self._run_agents(plan)
-        state = JobState.SUCCEEDED if code == 0 else JobState.FAILED
+        stopped = code in (INTERRUPTED_EXIT_CODE, TERMINATED_EXIT_CODE)  # the run is KILLED
+        state = (
+            JobState.SUCCEEDED if code == 0 else JobState.CANCELLED if stopped else JobState.FAILED
+        )
         return self.new_job(
             spec, Path(spec.run_dir).name, exit_code=code, state=state.value, pid=os.getpid()
         )
@@ -156,7 +161,15 @@ class LocalBackend(Backend[LocalPlan]):
         return follow_file(path, lambda: not follow or not _running(job), poll_s=0.25)
 
     def cancel(self, job: Job) -> None:
-        """Local runs are in the foreground: Ctrl-C stops them; nothing to cancel later."""
+        """Stop a local run from another terminal: SIGTERM to its `launch` process, which
+        checkpoints and ends the run KILLED, as Ctrl-C there would."""
+        pid = int(job.extra.get("pid") or 0)
+        if not pid or heartbeat_age(job.run_dir) is None:  # no process claims to run it
+            raise UserError(f"{job.handle} has no live process on this host; nothing to cancel")
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError as exc:
+            raise UserError(f"{job.handle}: its process {pid} is gone; nothing to cancel") from exc
 
 
 def _running(job: Job) -> bool:

@@ -71,9 +71,16 @@ class SlurmTask:
         quiet_submitit()
         from launcher import worker
 
-        code = worker.main(self.spec_path)
-        early.install()  # the trainer restores handlers on exit; keep requeue's SIGTERM out
         env = _SlurmEnv.from_environ()
+
+        def no_requeue() -> str | None:  # asked by the trainer when a preemption comes
+            if env.restarts < self.max_requeues or _recorded_state(env) == "CANCELLED":
+                return None  # requeued; or `launch cancel`, which ends the run KILLED
+            return (f"requeue budget spent: interrupted {env.restarts + 1} times, "
+                    f"max_requeues={self.max_requeues}")  # fmt: skip
+
+        code = worker.main(self.spec_path, no_requeue=no_requeue)
+        early.install()  # the trainer restores handlers on exit; keep requeue's SIGTERM out
         if code == 0:
             if env.rank == 0:
                 write_outcome(env.folder, env.job_id, "SUCCEEDED", restarts=env.restarts)

@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from launcher.errors import (
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from launcher.train.cpu_threads import ThreadChoice
     from launcher.train.trainer import Trainer
 
+# Asked at a preemption: why no requeue is left (the SLURM task's budget), or None.
+NoRequeue = Callable[[], str | None] | None
 # LaunchSpec fields that become Trainer arguments when set.
 _SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "seed", "tracking_uri")
 _LAUNCH_PARAMS = ("backend", "nodes", "devices_per_node", "accelerator", "precision", "seed",
@@ -84,28 +87,33 @@ def resume_path(spec: LaunchSpec) -> str | None:
     return "last" if CheckpointManager(resume_dir).has_checkpoint() else None
 
 
-def run(spec: LaunchSpec, sigterm_stops: bool = False) -> int:
+def run(spec: LaunchSpec, sigterm_stops: bool = False, no_requeue: NoRequeue = None) -> int:
     """Train `spec` in this process; returns the exit code.
 
     `sigterm_stops`: SIGTERM stops the run (KILLED) instead of asking for a requeue, as for a
     local run in the launching process, where only a person or the OS sends it. Global rank 0
     holds the run directory's lock meanwhile: the same `--name` started again while it runs is
-    refused (`launcher.common.run_lock`).
+    refused (`launcher.common.run_lock`). `no_requeue`, asked at a preemption: why the job may
+    not be requeued again (its requeue budget is spent), or None; a reason ends the run FAILED.
     """
     from launcher.cluster_env import ClusterEnvironment
+    from launcher.common.heartbeat import beating
     from launcher.common.run_lock import claim_run
 
     lock = (
         claim_run(spec.run_dir, spec.name) if ClusterEnvironment.detect().global_rank == 0 else None
     )
     try:
-        return _train(spec, sigterm_stops)
+        if lock is None:
+            return _train(spec, sigterm_stops, no_requeue)
+        with beating(spec.run_dir):  # `launch runs` tells a run that died without a word
+            return _train(spec, sigterm_stops, no_requeue)
     finally:
         if lock is not None:
             os.close(lock)
 
 
-def _train(spec: LaunchSpec, sigterm_stops: bool) -> int:
+def _train(spec: LaunchSpec, sigterm_stops: bool, no_requeue: NoRequeue) -> int:
     from launcher.cli.recipe import load_recipe, resolve_overrides
     from launcher.train.seed import seed_everything
     from launcher.train.summary import run_summary
@@ -122,10 +130,15 @@ def _train(spec: LaunchSpec, sigterm_stops: bool) -> int:
     datamodule = recipe.datamodule_cls(**overrides.data) if recipe.datamodule_cls else None
     trainer = Trainer(**kwargs)
     trainer.signals.sigterm_stops = sigterm_stops
+    trainer.signals.no_requeue = no_requeue
     node_metrics = _node_metrics(spec, trainer)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(spec))
     except RequeueRequested:
+        spent = no_requeue() if no_requeue else None
+        if spent and trainer.is_global_zero:
+            _say(f"not requeueing: {spent}; the run is FAILED. "
+                 f"Resume with: launch resume {spec.name}")  # fmt: skip
         return REQUEUE_EXIT_CODE  # checkpointed; the trainer already said so
     except RunStopped as stop:
         if trainer.is_global_zero:
@@ -174,14 +187,19 @@ def _node_metrics(spec: LaunchSpec, trainer: Trainer) -> NodeMetricsWriter | Non
         return None
 
 
-def main(spec_path: str, debug: bool | None = None, sigterm_stops: bool = False) -> int:
+def main(
+    spec_path: str,
+    debug: bool | None = None,
+    sigterm_stops: bool = False,
+    no_requeue: NoRequeue = None,
+) -> int:
     """Run the worker for the spec at `spec_path`; user errors print one paragraph."""
     spec = LaunchSpec.read(spec_path)
     debug = spec.debug if debug is None else debug
     kept = sys.stdout, sys.stderr
     route_output(spec)
     try:
-        return run(spec, sigterm_stops)
+        return run(spec, sigterm_stops, no_requeue)
     except KeyboardInterrupt:  # Ctrl-C twice, or outside the training loop
         if debug:
             traceback.print_exc()

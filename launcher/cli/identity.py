@@ -19,6 +19,7 @@ from pathlib import Path
 from backends.base import JobState
 from backends.registry import JobRecord, JobRegistry
 from launcher.errors import UserError
+from launcher.tracking.run_info import LOST_STATE
 
 # MLflow's RunStatus words onto the job states `launch jobs` prints.
 MLFLOW_STATES = {
@@ -31,8 +32,20 @@ MLFLOW_STATES = {
 _RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,32}")
 
 
-def run_state(mlflow_status: str) -> JobState:
-    """The `JobState` word for an MLflow run status (`UNKNOWN` for anything else)."""
+# ... and back: how a run whose job ended without it ending the run is ended in MLflow.
+JOB_END_STATUS = {
+    JobState.CANCELLED: "KILLED",
+    JobState.FAILED: "FAILED",
+    JobState.TIMEOUT: "FAILED",
+    JobState.LOST: "FAILED",
+}
+
+
+def run_state(mlflow_status: str, state_tag: str | None = None) -> JobState:
+    """The `JobState` word for an MLflow run status (`UNKNOWN` for anything else); a FAILED
+    run tagged `launcher.state=lost` (its processes died without a word) is `LOST`."""
+    if mlflow_status == "FAILED" and state_tag == LOST_STATE:
+        return JobState.LOST
     return MLFLOW_STATES.get(mlflow_status, JobState.UNKNOWN)
 
 
@@ -54,7 +67,7 @@ def _jobs_of_run_id(prefix: str, registry: JobRegistry) -> list[JobRecord]:
 
     records = registry.records()
     runs: dict[str, str] = {}
-    for uri in sorted({_store(r) for r in records}):
+    for uri in sorted({store_of(r) for r in records}):
         try:
             runs.update(runs_with_id_prefix(uri, prefix))
         except UserError:  # a store that is gone or unreachable knows no run
@@ -73,7 +86,7 @@ def _jobs_of_run_id(prefix: str, registry: JobRegistry) -> list[JobRecord]:
     return by_name[:1]  # newest first: the latest job of the run
 
 
-def _store(record: JobRecord) -> str:
+def store_of(record: JobRecord) -> str:
     """The MLflow store a recorded job's run went to (the worker's own rule)."""
     from launcher.tracking.reader import resolve_tracking_uri
 

@@ -16,21 +16,57 @@ import typer
 
 from backends.base import Backend, Job, JobState, Plan
 from backends.registry import JobRecord, JobRegistry
-from launcher.cli.identity import find_job
+from launcher.cli.identity import JOB_END_STATUS, find_job, store_of
 from launcher.cli.options import DebugOption, JobArgument, JsonOption, LauncherCommand
 from launcher.cli.output import Column, print_json, print_rows
+from launcher.common.heartbeat import is_lost
 from launcher.errors import UserError
+from launcher.tracking.run_info import LOST_STATE
+
+CANCEL_WAIT_S = 90.0  # scancel's SIGKILL comes 30 s (KillWait) after its SIGTERM
 
 
 def current_state(job: Job, registry: JobRegistry) -> JobState:
-    """Ask the job's backend for its state; remember terminal states so we ask only once."""
+    """Ask the job's backend for its state; remember terminal states so we ask only once.
+
+    A job of a backend that cannot see its processes (local) seen RUNNING whose heartbeat went
+    silent is `LOST`. A job found ended gets its MLflow run ended too, if the run could not end
+    itself (`end_job_run`).
+    """
     recorded = job.extra.get("state")
     if recorded and JobState(recorded).is_terminal():
         return JobState(recorded)
-    state = _backend(job).status(job)
+    backend = _backend(job)
+    state = backend.status(job)
+    if state == JobState.RUNNING and not backend.tracks_processes and is_lost(job.run_dir):
+        state = JobState.LOST
     if state.is_terminal():
         registry.update(dataclasses.replace(job, extra={**job.extra, "state": state.value}))
+        end_job_run(registry.get_record(job.handle), state)
     return state
+
+
+def end_job_run(record: JobRecord, state: JobState) -> None:
+    """End the job's MLflow run as its job ended (CANCELLED -> KILLED, FAILED/LOST -> FAILED)
+    when the run is still RUNNING: its processes were killed before they could say so."""
+    status = JOB_END_STATUS.get(state)
+    if status is None:
+        return
+    from launcher.tracking.run_end import end_open_run
+
+    name, experiment = record.job.name, record.spec.get("experiment")
+    if not experiment:
+        return
+    if state == JobState.LOST:
+        tag, why = LOST_STATE, "lost: its processes stopped without a word"
+    else:
+        tag = status.lower()
+        why = "cancelled" if state == JobState.CANCELLED else f"its job ended {state.value}"
+    reason = f"{why} ({record.job.handle}); resume with: launch resume {name}"
+    try:
+        end_open_run(store_of(record), experiment, name, status, tag, reason)
+    except Exception as exc:  # noqa: BLE001 - a store that is down must not hide the job's state
+        typer.echo(f"{record.job.handle}: its MLflow run was not marked {status}: {exc}", err=True)
 
 
 def _backend(job: Job) -> Backend[Plan]:
@@ -158,7 +194,15 @@ def cancel(job: JobArgument, debug: DebugOption = False) -> None:
         )
         return
     _backend(found).cancel(found)
-    typer.echo(f"cancelled {found.handle} ({found.name})")
+    # Its processes may be killed before they can end the run: once the job is gone,
+    # `current_state` ends it KILLED (a job still ending is caught by a later `launch jobs`).
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while not (state := current_state(registry.get(found.handle), registry)).is_terminal():
+        if time.monotonic() > deadline:
+            typer.echo(f"cancel sent to {found.handle} ({found.name}); it is still {state.value}")
+            return
+        time.sleep(1.0)
+    typer.echo(f"cancelled {found.handle} ({found.name}): {state.value}")
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,7 @@ from launcher.cli.options import (
     LauncherCommand,
     WaitOption,
 )
+from launcher.common.heartbeat import heartbeat_path
 from launcher.common.run_lock import check_not_running
 from launcher.errors import UserError
 from launcher.spec import DEFAULT_OUTPUT_DIR, SPEC_FILENAME, LaunchSpec
@@ -58,6 +59,7 @@ def submit_spec(
         typer.echo(text, nl=not text.endswith("\n"))
         return 0
     check_not_running(spec.run_dir, spec.name)  # before submit writes its launch.json
+    heartbeat_path(spec.run_dir).unlink(missing_ok=True)  # a dead attempt's: not this one's
     registry = registry or JobRegistry()
     started = None
     if spec.backend == "local":  # in the foreground: known to `launch resume` while it runs

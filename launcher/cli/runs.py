@@ -110,7 +110,7 @@ def runs(
                     "run_id": row["run_id"],
                     "name": row["name"],
                     "experiment": row["experiment"],
-                    "state": run_state(row["status"]).value,
+                    "state": run_state(row["status"], row["state_tag"]).value,
                     "mlflow_status": row["status"],
                     "recipe": row["recipe"],
                     "backend": row["backend"],
@@ -135,7 +135,7 @@ def runs(
             {
                 "run id": row["run_id"],
                 "name": row["name"],
-                "state": run_state(row["status"]).value,
+                "state": run_state(row["status"], row["state_tag"]).value,
                 "duration": _duration(row["duration_s"]),
                 "metrics (final)": " ".join(
                     f"{k}={m.final:.4g}" for k, m in row["metrics"].items() if m is not None

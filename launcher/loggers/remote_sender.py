@@ -279,7 +279,10 @@ def serve(tracking_uri: str, requests: IO[bytes], replies: IO[bytes]) -> None:
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
             kind = "connection" if is_connection_error(exc) else "rejected"
             status, value = kind, f"{type(exc).__name__}: {exc}"
-        _write(replies, (status, value, sender.runs, sender.experiment_ids, warnings[:]))
+        try:
+            _write(replies, (status, value, sender.runs, sender.experiment_ids, warnings[:]))
+        except BrokenPipeError:  # the training process died mid-request: nobody to tell
+            os._exit(0)  # not `return`: flushing the unsent reply at exit would raise again
         warnings.clear()
 
 

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 from launcher.common.secrets import mask_text
 from launcher.errors import UserError
+from launcher.tracking.run_end import mark_if_lost
 
 if TYPE_CHECKING:
     import subprocess
@@ -153,6 +154,9 @@ def _client(tracking_uri: str) -> Iterator[MlflowClient]:
         raise
 
 
+open_client = _client  # the public name: `with open_client(uri) as client: ...`
+
+
 def metric_mode(key: str) -> str:
     """Which way is better for `key`: "min" for losses and errors, else "max" (accuracy...)."""
     words = re.split(r"[^a-z0-9]+", key.lower())
@@ -207,7 +211,9 @@ def list_runs(
         runs = client.search_runs(
             list(by_id), max_results=max_results, order_by=["attributes.start_time DESC"]
         )
-        return [_row(client, run, by_id[run.info.experiment_id]) for run in runs]
+        # A run whose processes died without a word is marked by whoever notices: us.
+        marked = [client.get_run(r.info.run_id) if mark_if_lost(client, r) else r for r in runs]
+        return [_row(client, run, by_id[run.info.experiment_id]) for run in marked]
 
 
 def _row(client: MlflowClient, run: Run, experiment: str) -> dict[str, Any]:
@@ -219,6 +225,7 @@ def _row(client: MlflowClient, run: Run, experiment: str) -> dict[str, Any]:
         "name": info.run_name,
         "experiment": experiment,
         "status": info.status,
+        "state_tag": tags.get("launcher.state"),  # "lost": FAILED without a word (run_end.py)
         "recipe": tags.get("launcher.recipe"),
         "backend": tags.get("launcher.backend"),
         "nodes_x_gpus": f"{params.get('launch.nodes', '?')}x{params.get('launch.devices_per_node', '?')}",

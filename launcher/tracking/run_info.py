@@ -24,6 +24,10 @@ from typing import Any
 from launcher.common.secrets import MASK, is_secret_key, mask_secrets
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: its UI links the commit
+STATE_TAG = "launcher.state"  # "running", "waiting for requeue", "finished", "lost"...
+END_REASON_TAG = "launcher.end_reason"  # why a run ended that did not end itself (run_end.py)
+RUN_DIR_TAG = "launcher.run_dir"  # where its heartbeat is (launcher.common.heartbeat)
+LOST_STATE = "lost"  # the state tag of a run whose processes died without a word
 
 __all__ = ["MASK", "file_sha256", "flatten", "git_info", "is_secret_key", "mask_secrets",
            "run_tags"]  # fmt: skip

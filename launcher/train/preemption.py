@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
@@ -29,6 +30,9 @@ class PreemptionSignals:
         self.received: int | None = None
         # A local run in this process: SIGTERM is someone's `kill`, not a scheduler's notice.
         self.sigterm_stops = False
+        # Asked at a preemption: why no requeue is left ("max_requeues=3 used"), or None. A
+        # reason ends the run FAILED instead of "waiting for requeue".
+        self.no_requeue: Callable[[], str | None] | None = None
         self._previous: dict[int, Any] = {}
 
     @property

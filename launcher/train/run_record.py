@@ -23,7 +23,7 @@ from launcher.common.files import atomic_write_text
 from launcher.common.secrets import mask_secrets, mask_tree
 from launcher.common.threads import start_thread
 from launcher.errors import UserError
-from launcher.tracking.run_info import flatten
+from launcher.tracking.run_info import END_REASON_TAG, RUN_DIR_TAG, flatten
 from launcher.tracking.run_info import run_tags as _run_tags
 
 if TYPE_CHECKING:
@@ -80,11 +80,15 @@ class RunRecord:
         for lg in self.trainer.loggers:
             lg.set_tags({"launcher.state": state})
 
-    def end(self, status: str) -> None:
+    def end(self, status: str, reason: str | None = None) -> None:
         """Final state tag, then every logger's `finalize` with Lightning's word for `status`
         ("FINISHED" -> "success", "FAILED" -> "failed"; "KILLED" -> "killed", which Lightning
-        calls "failed": our loggers record the interrupt)."""
+        calls "failed": our loggers record the interrupt). `reason`: the `launcher.end_reason`
+        tag, why a run ended that could have gone on (its requeue budget spent)."""
         self.set_state(status.lower())
+        if reason:
+            for lg in self.trainer.loggers:
+                lg.set_tags({END_REASON_TAG: reason})
         word = _LIGHTNING_STATUS.get(status, status)
         for lg in self.trainer.loggers:
             lg.finalize(word)
@@ -165,6 +169,8 @@ def run_tags(trainer: Trainer) -> dict[str, str]:
     tags = _run_tags(recipe, settings.get("backend", "local"), env.job_id, env.restart_count)
     tags["launcher.state"] = "running"
     tags["launcher.resumes"] = str(trainer.loop.resumes)
+    if trainer.run_dir:  # its heartbeat: `launch runs` tells a run that died without a word
+        tags[RUN_DIR_TAG] = str(Path(trainer.run_dir).resolve())
     command = settings.get("command")
     if command:  # MLflow shows its note on the run's page: how to run this again
         tags["mlflow.note.content"] = f"`{command}`"

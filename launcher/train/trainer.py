@@ -1067,6 +1067,11 @@ class Trainer:
 
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, RequeueRequested):
+            spent = self.signals.no_requeue() if self.signals.no_requeue else None
+            if spent:  # the requeue budget is spent: the run ends here
+                self.run_record.end("FAILED", reason=f"{spent}; resume with: launch resume "
+                                                     f"{self.run_name or ''}")  # fmt: skip
+                return
             self.run_record.set_state("waiting for requeue")
             for lg in self.loggers:
                 lg.flush()

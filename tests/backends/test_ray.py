@@ -191,9 +191,28 @@ def test_status_logs_cancel_through_the_cli(ray_cluster, tmp_path: Path, monkeyp
     assert logs.exit_code == 0 and "Running entrypoint for job" in logs.output, logs.output
     assert wait_for(lambda: "(TrainController pid=" in launch("logs", handle).output, 60, 1)
     assert launch("logs", handle, "--rank", "1").exit_code == 0
-    cancelled = launch("cancel", handle)
+    assert wait_for(lambda: _runs(tmp_path), timeout=60, interval=1)  # the MLflow run exists
+    cancelled = launch("cancel", handle)  # Ray kills the driver: `launch cancel` ends the run
     assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
     assert wait_for(lambda: "CANCELLED" in status(), timeout=60, interval=1)
+    (run,) = _runs(tmp_path)
+    assert run.info.status == "KILLED" and run.data.tags["launcher.state"] == "killed"
+    assert "launch resume long" in run.data.tags["launcher.end_reason"]
+    jobs = json.loads(launch("jobs", "--json").stdout)
+    assert [job["state"] for job in jobs if job["handle"] == handle] == ["CANCELLED"]
+    listed = launch("runs", "--json", "--output-dir", str(tmp_path))
+    assert [row["state"] for row in json.loads(listed.stdout)] == ["CANCELLED"]
+
+
+def _runs(out: Path) -> list:
+    """The MLflow runs of ray_tiny in `out`'s store (none while it does not exist yet)."""
+    from mlflow.tracking import MlflowClient
+
+    if not (out / "mlflow.db").exists():
+        return []
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    experiment = client.get_experiment_by_name("ray_tiny")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
 def test_dry_run_shows_the_submission_and_submits_nothing(tmp_path: Path) -> None:

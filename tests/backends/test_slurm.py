@@ -244,6 +244,26 @@ def mlflow_run(runs: Path, name: str):
     return found[0], steps
 
 
+def mlflow_runs(runs: Path, name: str) -> list:
+    """The MLflow runs named `name` (none while the store does not exist yet)."""
+    import mlflow
+
+    if not (runs / "mlflow.db").exists():
+        return []
+    client = mlflow.MlflowClient(f"sqlite:///{runs}/mlflow.db")
+    experiment = client.get_experiment_by_name("slurm_tiny")
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")
+
+
+def run_states(runs: Path) -> dict[str, str]:
+    """name -> state, as `launch runs --json` says it."""
+    listed = launch("runs", "--json", "--output-dir", str(runs))
+    assert listed.exit_code == 0, listed.output
+    return {row["name"]: row["state"] for row in json.loads(listed.stdout)}
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_the_submitted_script_is_the_dry_run(runs):
@@ -351,11 +371,18 @@ def test_cli_jobs_status_logs_cancel_resume(runs, uninterrupted):
     logs = launch("logs", "cancelled")
     assert logs.exit_code == 0 and f"job_id={job.native_id}" in logs.stdout
     assert launch("logs", "cancelled", "--rank", "2").exit_code == 2  # ranks are 0 and 1
-    assert launch("cancel", "cancelled").exit_code == 0
+    wait_for(lambda: mlflow_runs(runs, "cancelled"), 60, "the MLflow run")
+    cancelled = launch("cancel", "cancelled")  # waits until the job is gone
+    assert cancelled.exit_code == 0 and "CANCELLED" in cancelled.stdout, cancelled.output
     backend = SlurmBackend()
     assert backend.wait(job, poll_seconds=0.5) == JobState.CANCELLED
     slow.unlink()
     assert "CANCELLED" in launch("jobs").stdout
+    # The run says so too, in the same words: KILLED in MLflow, CANCELLED in `launch runs`.
+    run, _ = mlflow_run(runs, "cancelled")
+    assert run.info.status == "KILLED" and run.data.tags["launcher.state"] == "killed"
+    assert "launch resume cancelled" in run.data.tags["launcher.end_reason"]
+    assert run_states(runs)["cancelled"] == "CANCELLED"
     again = launch("cancel", "cancelled")
     assert again.exit_code == 0 and "already ended" in again.stdout
 
@@ -366,6 +393,42 @@ def test_cli_jobs_status_logs_cancel_resume(runs, uninterrupted):
     assert "resumed from" in resumed.stdout
     assert f"{new.handle}  SUCCEEDED" in launch("status", new.handle).stdout
     assert_bitwise_equal(final_weights(new.run_dir), uninterrupted)
+    finished, _ = mlflow_run(runs, "cancelled")  # the same run, flipped back and finished
+    assert finished.info.run_id == run.info.run_id and finished.info.status == "FINISHED"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_spent_requeue_budget_ends_the_run_failed_saying_how_to_resume(runs, tmp_path):
+    config = tmp_path / "no_requeues.yaml"
+    config.write_text(
+        (REPO / "cluster_configs" / "local_slurm.yaml").read_text().replace(
+            "max_requeues: 3", "max_requeues: 0"
+        )
+    )  # fmt: skip
+    slow = runs / "budget.slow"
+    slow.touch()
+    result = launch(RECIPE, "--cluster", str(config), *TRAIN, "--output-dir", str(runs),
+                    "--name", "budget", "--set", "step_sleep=0.3", "--set", f"slow_while={slow}")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    job = JobRegistry().get("budget")
+    manifest = Path(job.run_dir) / "checkpoints" / "resume" / "manifest.json"
+    wait_for(manifest.exists, 90, "budget to start training")
+    wait_for(lambda: mlflow_runs(runs, "budget"), 60, "the MLflow run")
+    # What a preemption or the time limit sends; with max_requeues=0 no requeue is left.
+    subprocess.run(["scancel", "--signal=USR2", job.native_id], check=True)
+    backend = SlurmBackend()
+    assert backend.wait(job, poll_seconds=0.5) == JobState.FAILED
+    slow.unlink()
+    log = "".join(backend.logs(job))
+    assert "requeue budget spent" in log and "launch resume budget" in log, log[-3000:]
+    run, _ = mlflow_run(runs, "budget")
+    assert run.info.status == "FAILED" and run.data.tags["launcher.state"] == "failed"
+    reason = run.data.tags["launcher.end_reason"]
+    assert "requeue budget spent" in reason and "max_requeues=0" in reason, reason
+    assert "resume with: launch resume budget" in reason
+    assert run_states(runs)["budget"] == "FAILED"
+    assert f"{job.handle}  FAILED" in launch("status", "budget").stdout
 
 
 @pytest.mark.slurm

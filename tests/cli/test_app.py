@@ -77,6 +77,7 @@ class FakeBackend(Backend[FakePlan]):
 
     def cancel(self, job: Job) -> None:
         FakeBackend.cancelled.append(job.handle)
+        FakeBackend.states[job.handle] = JobState.CANCELLED  # as a scheduler does, at once
 
     def wait(self, job: Job, poll_seconds: float = 2.0) -> JobState:
         return self.status(job)
@@ -316,7 +317,9 @@ def test_submit_then_jobs_status_logs_cancel(workspace: Path) -> None:
     assert "FAILED" in listed.output  # the other job still shows
 
     launch("tiny.py", "--backend", "fake", "--name", "live")
-    assert launch("cancel", "live").exit_code == 0 and FakeBackend.cancelled == ["fake://3"]
+    cancelled = launch("cancel", "live")  # returns once the job is gone
+    assert cancelled.exit_code == 0 and FakeBackend.cancelled == ["fake://3"]
+    assert "cancelled fake://3 (live): CANCELLED" in cancelled.output
 
 
 @pytest.mark.parametrize(("state", "code"), [(JobState.SUCCEEDED, 0), (JobState.FAILED, 1)])

@@ -169,3 +169,21 @@ def test_starting_the_child_from_a_thread_survives_concurrent_forks(tmp_path):
     assert len(took) == 5 and forked
     assert max(took) < 1.5, f"starting the sender process waited on a forked process: {took}"
     senders[-1].apply(open_record("pending-x"))  # and the child works
+
+
+def test_child_exits_quietly_when_its_parent_dies_mid_request(tmp_path):
+    # A SIGKILLed trainer leaves its request unanswered: the child's reply meets a broken pipe.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "launcher.loggers.remote_sender", f"sqlite:///{tmp_path}/m.db"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    remote_sender._write(child.stdin, (open_record("pending-1"), {}, False))
+    child.stdout.close()  # the parent is gone: nobody reads the reply
+    child.stdin.close()
+    child.wait(timeout=60)
+    said = child.stderr.read().decode()
+    assert "Traceback" not in said and "BrokenPipe" not in said, said
+    # MLflow's own INFO lines as it creates the fresh store are not the helper's exit.
+    exit_lines = [ln for ln in said.strip().splitlines() if " INFO mlflow." not in ln]
+    assert len(exit_lines) <= 1, said
