@@ -1066,6 +1066,11 @@ class Trainer:
         return transfer
 
     def _fail(self, exc: BaseException) -> None:
+        # A save in flight flushes the loggers before its file takes its name: let it finish
+        # before the run's end closes them (it raised "Writer is closed" from TensorBoard).
+        if self.checkpoints is not None:
+            self.checkpoints.wait_idle()
+        self.checkpoint_files.wait_idle()
         if isinstance(exc, RequeueRequested):
             spent = self.signals.no_requeue() if self.signals.no_requeue else None
             if spent:  # the requeue budget is spent: the run ends here
