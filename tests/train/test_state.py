@@ -233,6 +233,8 @@ def test_a_full_disk_fails_with_one_message_keeping_the_last_good_checkpoint(
     proc = start_worker(spec, log)
     assert made_progress(spec, proc), log.read_text()[-3000:]
     resume_dir = Path(spec.run_dir) / "checkpoints" / "resume"
+    # The file takes its name before the manifest lists it: wait for the manifest's entry.
+    assert wait_for(lambda: "size" in CheckpointManager(str(resume_dir)).entries()[0], 60)
     (good,) = CheckpointManager(str(resume_dir)).entries()
     stat = os.statvfs(small_disk)
     # Leave room for metrics, not for another checkpoint (~4.6 MB: weights and Adam's moments).
