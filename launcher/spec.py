@@ -50,6 +50,9 @@ class LaunchSpec:
     cluster_file: str | None = None
     debug: bool = False
     command: str = ""  # the launch command as typed: the MLflow run's note
+    # A sweep trial's place in its sweep (launcher.sweep.trial_info): name, trial, params,
+    # parent_run_id. Empty for a plain run.
+    sweep: dict[str, Any] = field(default_factory=dict)
 
     @property
     def world_size(self) -> int:

@@ -67,7 +67,7 @@ def trainer_arguments(
         experiment_name=spec.experiment,
         run_name=spec.name,
         default_root_dir=kwargs.get("default_root_dir") or _output_dir(spec),
-        launch_settings={name: getattr(spec, name) for name in (*_LAUNCH_PARAMS, "command")},
+        launch_settings={name: getattr(spec, name) for name in (*_LAUNCH_PARAMS, "command", "sweep")},
     )
     return kwargs
 
@@ -323,8 +323,10 @@ class _PrefixTee:
 def _output_dir(spec: LaunchSpec) -> str:
     from pathlib import Path
 
-    # RUN_DIR is OUTPUT/EXPERIMENT/NAME: the MLflow store lives in OUTPUT.
-    return str(Path(spec.run_dir).parent.parent)
+    # RUN_DIR is OUTPUT/EXPERIMENT/NAME (a sweep trial's: OUTPUT/EXPERIMENT/SWEEP/NAME): the
+    # MLflow store lives in OUTPUT.
+    levels = 3 if spec.sweep else 2
+    return str(Path(spec.run_dir).parents[levels - 1])
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
     launch recipes/digits.py --max-epochs 2          # same as `launch run recipes/digits.py ...`
     launch recipes/digits.py --nodes 2 --gpus 8 --backend slurm --cluster my_cluster
     launch jobs | status JOB | logs JOB -f | cancel JOB | resume JOB
+    launch sweep recipes/digits.py --grid lr=0.1,0.01 --metric val_acc   # then compare SWEEP
     launch --help | --version
 
-Commands live in `launcher/cli/` (launch.py, jobs.py, runs.py) and hand off to library functions. A `UserError`
+Commands live in `launcher/cli/` (launch.py, sweep.py, jobs.py, runs.py) and hand off to library functions. A `UserError`
 anywhere becomes `error: <message>` on stderr and exit code 2; `--debug` shows the traceback.
 This module imports nothing heavy: `launch --help` never imports torch, mlflow, ray, submitit.
 """
@@ -21,7 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 import launcher
-from launcher.cli import jobs, launch, runs
+from launcher.cli import jobs, launch, runs, sweep
 from launcher.cli.options import DebugOption, plain_params, usage_pieces
 from launcher.errors import USER_ERROR_EXIT_CODE, UserError
 
@@ -144,6 +145,7 @@ def _root(
 
 
 launch.register(app)
+sweep.register(app)
 jobs.register(app)
 runs.register(app)
 

@@ -232,8 +232,16 @@ def resume(
     dry_run: DryRunOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Resubmit a job (or run directory) with the same settings, resuming from its checkpoint."""
+    """Resubmit a job (or run directory) with the same settings, resuming from its checkpoint.
+
+    A sweep: only its unfinished trials run again, each from its own checkpoint."""
     registry = JobRegistry()
+    from launcher.cli.sweep import find_sweep, resume_sweep
+
+    if (found := find_sweep(job, registry)) is not None:
+        if dry_run:
+            raise UserError(f"--dry-run of a sweep: use `launch status {found.name}`")
+        raise typer.Exit(resume_sweep(found))
     spec = resume_spec(job, registry)
     raise typer.Exit(submit_spec(spec, dry_run=dry_run, wait=wait, registry=registry))
 
