@@ -45,6 +45,7 @@ NoRequeue = Callable[[], str | None] | None
 _SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "seed", "tracking_uri")
 _LAUNCH_PARAMS = ("backend", "nodes", "devices_per_node", "accelerator", "precision", "seed",
                   "cluster_file", "recipe", "resume", "max_restarts", "log_checkpoints")  # fmt: skip
+_LAUNCH_SETTINGS = (*_LAUNCH_PARAMS, "command", "sweep")  # the trainer's `launch_settings`
 
 
 def trainer_arguments(
@@ -67,7 +68,7 @@ def trainer_arguments(
         experiment_name=spec.experiment,
         run_name=spec.name,
         default_root_dir=kwargs.get("default_root_dir") or _output_dir(spec),
-        launch_settings={name: getattr(spec, name) for name in (*_LAUNCH_PARAMS, "command", "sweep")},
+        launch_settings={name: getattr(spec, name) for name in _LAUNCH_SETTINGS},
     )
     return kwargs
 

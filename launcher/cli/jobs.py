@@ -116,8 +116,7 @@ def _print_jobs(rows: list[dict[str, Any]], as_json: bool) -> None:
     text_rows = [
         {
             "handle": row["handle"],
-            "state": row["state"] + (f" ({_error_kind(row['error'])})" if row["error"] else "")
-            + _trial_counts(row.get("trials")),
+            "state": _state_text(row),
             "name": row["name"],
             "run dir": row["run_dir"],
             "submitted": row["submitted_at"][:16].replace("T", " "),
@@ -131,11 +130,14 @@ def _print_jobs(rows: list[dict[str, Any]], as_json: bool) -> None:
             typer.echo(f"{row['handle']}: state unknown: {row['error']}", err=True)
 
 
-def _trial_counts(counts: dict[str, int] | None) -> str:
-    """A sweep's trials by state: " (trials: 2 SUCCEEDED, 1 RUNNING, 1 PENDING)"."""
-    if counts is None:
-        return ""
-    return " (trials: " + ", ".join(f"{n} {state}" for state, n in counts.items()) + ")"
+def _state_text(row: dict[str, Any]) -> str:
+    """The state, why it is unknown, and a sweep's trials by state: "RUNNING (trials: 2
+    SUCCEEDED, 1 RUNNING, 1 PENDING)"."""
+    text = row["state"] + (f" ({_error_kind(row['error'])})" if row["error"] else "")
+    counts = row.get("trials")
+    if counts is not None:
+        text += " (trials: " + ", ".join(f"{n} {state}" for state, n in counts.items()) + ")"
+    return text
 
 
 def _error_kind(error: str) -> str:

@@ -177,9 +177,8 @@ def compare(
 
     One line per run (A, B, ...), then one line per param and per metric.
     """
-    from launcher.tracking.reader import compare_runs, plot_curves
-
     from launcher.cli.sweep import compare_sweep, find_sweep
+    from launcher.tracking.reader import compare_runs, plot_curves
 
     if len(run_ids) == 1 and (sweep := find_sweep(run_ids[0], JobRegistry())) is not None:
         compare_sweep(sweep, as_json, plot)  # its trials, sorted by the sweep's objective

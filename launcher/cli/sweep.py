@@ -134,11 +134,23 @@ def build_sweep(flags: dict[str, Any], search: SearchOptions, argv: list[str]) -
         command=shlex.join(["launch", *argv]),
     )  # fmt: skip
     backend = get_backend(first.backend)
-    return SweepPlan(sweep, specs, [backend.plan(spec).render() for spec in specs])
+    jobs = [
+        _job_text(trial, backend.plan(spec).render())
+        for trial, spec in zip(records, specs, strict=True)
+    ]
+    return SweepPlan(sweep, specs, jobs)
+
+
+def _job_text(trial: TrialRecord, plan: str) -> str:
+    """What a trial starts (`launch resume RUN_DIR`), then what that runs (its backend plan)."""
+    from launcher.sweep.local import trial_process_command
+
+    runs = plan.rstrip("\n").replace("\n", "\n        ")
+    return f"starts: {shlex.join(trial_process_command(trial))}\nruns:   {runs}\n"
 
 
 def _space(search: SearchOptions, seed: int | None) -> tuple[SearchSpace, dict[str, Any]]:
-    space, settings = SearchSpace(), {}
+    space, settings = SearchSpace(), dict[str, Any]()
     if search.sweep_file:
         import yaml
 
@@ -209,7 +221,9 @@ def _run(record: SweepRecord, specs: list[LaunchSpec]) -> int:
     record.pid, record.state = os.getpid(), "RUNNING"
     record.write()
     for spec in specs:  # each trial's spec names its parent run
-        dataclasses.replace(spec, sweep={**spec.sweep, "parent_run_id": record.parent_run_id}).write()
+        dataclasses.replace(
+            spec, sweep={**spec.sweep, "parent_run_id": record.parent_run_id}
+        ).write()
     ended = 0
 
     def on_end(trial: TrialRecord, code: int) -> None:
@@ -415,7 +429,9 @@ def _sweep_signature() -> None:
     from launcher.cli.launch import run
 
     hints = typing.get_type_hints(run, include_extras=True)
-    params = [p.replace(annotation=hints[p.name]) for p in inspect.signature(run).parameters.values()]
+    params = [
+        p.replace(annotation=hints[p.name]) for p in inspect.signature(run).parameters.values()
+    ]
     tail = [p for p in params if p.name in ("wait", "dry_run", "debug")]
     head = [p for p in params if p not in tail]
     search = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=hint, default=None)
@@ -429,4 +445,3 @@ def register(app: typer.Typer) -> None:
     """Add `sweep` to `app`."""
     _sweep_signature()
     app.command("sweep", cls=LauncherCommand)(sweep)
-

@@ -72,7 +72,9 @@ class SweepRecord:
         from launcher.errors import UserError
 
         if not 0 <= index < len(self.trials):
-            raise UserError(f"--trial {index}: sweep {self.name} has trials 0-{len(self.trials) - 1}")
+            raise UserError(
+                f"--trial {index}: sweep {self.name} has trials 0-{len(self.trials) - 1}"
+            )
         return self.trials[index]
 
 

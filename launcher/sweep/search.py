@@ -89,13 +89,13 @@ class Trial:
 
 def make_trials(space: SearchSpace, max_trials: int = DEFAULT_MAX_TRIALS) -> list[Trial]:
     """Every trial of `space`, numbered from 0; `UserError` when it is empty or too large."""
+    if space.ranges and not space.random:
+        raise UserError("--uniform/--loguniform/--choice draw values: add --random N (how many)")
     if not space.grid and not space.random:
         raise UserError(
             "empty search: give --grid KEY=V1,V2 (repeatable), or --random N with "
             "--uniform/--loguniform/--choice KEY=..., or --sweep sweep.yaml"
         )
-    if space.ranges and not space.random:
-        raise UserError("--uniform/--loguniform/--choice draw values: add --random N (how many)")
     if space.random and not space.ranges:
         raise UserError("--random N draws from ranges: add --uniform/--loguniform/--choice KEY=...")
     if space.random < 0 or space.seeds < 1:
@@ -146,7 +146,9 @@ def parse_range(kind: str, pair: str) -> tuple[str, Range]:
         low = high = math.nan
     if not sep or not low < high or (kind == "loguniform" and low <= 0):
         need = "0 < LOW < HIGH" if kind == "loguniform" else "LOW < HIGH"
-        raise UserError(f"{flag} {pair}: expected KEY=LOW:HIGH with {need}, e.g. {flag} lr=1e-4:1e-2")
+        raise UserError(
+            f"{flag} {pair}: expected KEY=LOW:HIGH with {need}, e.g. {flag} lr=1e-4:1e-2"
+        )
     return key, Range(kind, low, high)
 
 

@@ -59,8 +59,11 @@ def open_parent(record: SweepRecord, definition: str) -> str:
         run = client.create_run(
             experiment_id,
             run_name=record.name,
-            tags={SWEEP_TAG: record.name, PARENT_ROLE_TAG: "parent",
-                  "mlflow.note.content": f"`{record.command}`"},  # fmt: skip
+            tags={
+                SWEEP_TAG: record.name,
+                PARENT_ROLE_TAG: "parent",
+                "mlflow.note.content": f"`{record.command}`",
+            },  # fmt: skip
         )
         run_id = run.info.run_id
         client.log_param(run_id, "sweep.trials", str(len(record.trials)))
@@ -116,7 +119,9 @@ def best_trial(record: SweepRecord, results: list[TrialResult]) -> TrialResult |
 def sort_by_objective(record: SweepRecord, results: list[TrialResult]) -> list[TrialResult]:
     """Best first; trials without an objective last, by number."""
     sign = -1.0 if record.mode == "max" else 1.0
-    return sorted(results, key=lambda r: (r.objective is None, sign * (r.objective or 0.0), r.index))
+    return sorted(
+        results, key=lambda r: (r.objective is None, sign * (r.objective or 0.0), r.index)
+    )
 
 
 def update_best(record: SweepRecord, results: list[TrialResult], step: int) -> None:

@@ -23,8 +23,8 @@ from launcher.common.files import atomic_write_text
 from launcher.common.secrets import mask_secrets, mask_tree
 from launcher.common.threads import start_thread
 from launcher.errors import UserError
-from launcher.tracking.run_info import END_REASON_TAG, RUN_DIR_TAG, flatten
 from launcher.sweep.trial_info import trial_params, trial_tags
+from launcher.tracking.run_info import END_REASON_TAG, RUN_DIR_TAG, flatten
 from launcher.tracking.run_info import run_tags as _run_tags
 
 if TYPE_CHECKING:
