@@ -199,6 +199,11 @@ def resume_sweep(record: SweepRecord) -> int:
     """Run the sweep's unfinished trials again, each from its own checkpoint."""
     from launcher.sweep.local import pending_trials
 
+    if record.state == "RUNNING" and _alive(record.pid):
+        raise UserError(
+            f"sweep {record.name} is running (process {record.pid}); it runs its own pending "
+            f"trials. Stop it first with `launch cancel {record.name}`"
+        )
     if not pending_trials(record):
         typer.echo(f"sweep {record.name}: every trial has finished; nothing to resume")
         return 0
