@@ -91,6 +91,11 @@ def build_sweep(flags: dict[str, Any], search: SearchOptions, argv: list[str]) -
     if max_parallel < 1:
         raise UserError(f"--max-parallel {max_parallel}: must be at least 1")
 
+    if flags.get("resume") is not None or flags.get("no_resume"):
+        raise UserError(
+            "--resume/--no-resume: a sweep's trials always start fresh in their own run dirs "
+            "and `launch resume SWEEP` continues each from its own checkpoint; drop the flag"
+        )
     base = LaunchOptions(**{**flags, "overrides": list(flags.get("overrides") or [])})
     first = build_spec(dataclasses.replace(base, name=base.name or "sweep-probe"))
     if first.backend != "local":
@@ -222,7 +227,10 @@ def _run(record: SweepRecord, specs: list[LaunchSpec]) -> int:
         update_best,
     )
 
-    record.parent_run_id = open_parent(record, definition_yaml(record.definition))
+    try:
+        record.parent_run_id = open_parent(record, definition_yaml(record.definition))
+    except Exception as exc:  # noqa: BLE001 - the trials spool their runs until the store is back
+        _warn(f"the sweep's MLflow parent run was not opened ({exc}); its trials run anyway")
     record.pid, record.state = os.getpid(), "RUNNING"
     record.write()
     for spec in specs:  # each trial's spec names its parent run
@@ -234,9 +242,13 @@ def _run(record: SweepRecord, specs: list[LaunchSpec]) -> int:
     def on_end(trial: TrialRecord, code: int) -> None:
         nonlocal ended
         ended += 1
-        results = trial_results(record)
-        update_best(record, results, step=ended)
-        objective = results[trial.index].objective
+        objective = None
+        try:
+            results = trial_results(record)
+            update_best(record, results, step=ended)
+            objective = results[trial.index].objective
+        except Exception as exc:  # noqa: BLE001 - a store that is down must not stop the sweep
+            _warn(f"trial {trial.index}: its objective was not read from MLflow ({exc})")
         said = f", {record.metric}={objective:.4g}" if objective is not None else ""
         typer.echo(f"trial {trial.index} ({trial.name}): exit {code}{said}", err=True)
 
@@ -248,14 +260,22 @@ def _run(record: SweepRecord, specs: list[LaunchSpec]) -> int:
     record.state = "CANCELLED" if stopped else "SUCCEEDED" if code == 0 else "FAILED"
     record.pid = None
     record.write()
-    close_parent(record, "KILLED" if stopped else "FINISHED" if code == 0 else "FAILED")
-    ranked = sort_by_objective(record, trial_results(record))
+    try:
+        close_parent(record, "KILLED" if stopped else "FINISHED" if code == 0 else "FAILED")
+        ranked = sort_by_objective(record, trial_results(record))
+    except Exception as exc:  # noqa: BLE001 - the trials' own state is recorded already
+        _warn(f"the sweep's MLflow parent run was not ended ({exc})")
+        ranked = []
     if ranked and ranked[0].objective is not None:
         best = record.trials[ranked[0].index]
         typer.echo(f"best trial {best.index}: {record.metric}={ranked[0].objective:.4g}; "
                    f"run it alone: {best.command}")  # fmt: skip
     typer.echo(f"sweep {record.name}: {record.state}; compare: launch compare {record.name}")
     return code
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
 
 
 # -- the sweep as one job: jobs, status, logs, cancel ----------------------------------------

@@ -67,6 +67,7 @@ def test_dry_run_prints_the_trial_table_and_each_trials_job_and_writes_nothing(
         (["--grid", "lr=1,2,3", "--max-trials", "2"], "makes 3 trials, more than --max-trials 2"),
         (["--grid", "lr=1", "--mode", "up"], "--mode up: choose min or max"),
         (["--grid", "lr=1", "--backend", "slurm"], "sweeps run on the local backend for now"),
+        (["--grid", "lr=1", "--no-resume"], "a sweep's trials always start fresh"),
     ],
 )
 def test_a_bad_search_exits_2_naming_the_fix(tmp_path, monkeypatch, args, message):
