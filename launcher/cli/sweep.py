@@ -266,6 +266,10 @@ def _run(record: SweepRecord, specs: list[LaunchSpec]) -> int:
     except Exception as exc:  # noqa: BLE001 - the trials' own state is recorded already
         _warn(f"the sweep's MLflow parent run was not ended ({exc})")
         ranked = []
+    logged = sorted({key for result in ranked for key in result.metrics})
+    if record.metric and logged and all(r.objective is None for r in ranked):
+        _warn(f"no trial logged --metric {record.metric}, so none is best; they logged: "
+              f"{', '.join(logged)}")  # fmt: skip
     if ranked and ranked[0].objective is not None:
         best = record.trials[ranked[0].index]
         typer.echo(f"best trial {best.index}: {record.metric}={ranked[0].objective:.4g}; "

@@ -38,6 +38,7 @@ class TrialResult:
     state_tag: str | None = None
     step: int | None = None  # the newest step any of its metrics reached
     objective: float | None = None  # the metric's final value
+    metrics: tuple[str, ...] = ()  # the keys its run logged (to name a misspelled --metric)
 
 
 def open_parent(record: SweepRecord, definition: str) -> str:
@@ -96,6 +97,9 @@ def trial_results(record: SweepRecord) -> list[TrialResult]:
             result.run_id, result.status = run.info.run_id, run.info.status
             result.state_tag = run.data.tags.get("launcher.state")
             result.step = _newest_step(client, run.info.run_id, list(run.data.metrics))
+            result.metrics = tuple(
+                sorted(k for k in run.data.metrics if not k.startswith("system/"))
+            )
             if record.metric and record.metric in run.data.metrics:
                 result.objective = float(run.data.metrics[record.metric])
     return results

@@ -58,6 +58,23 @@ def test_dry_run_prints_the_trial_table_and_each_trials_job_and_writes_nothing(
     assert not (tmp_path / "out").exists() and not (tmp_path / "home").exists()
 
 
+def test_a_sweep_yaml_gives_the_search_and_the_flags_given_too_win(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path / "home"))
+    definition = tmp_path / "sweep.yaml"
+    definition.write_text("grid: {lr: [0.1, 0.01], hidden: [8, 16]}\nmetric: val_loss\n"
+                          "max_parallel: 3\nseeds: 2\nseed: 10\n")  # fmt: skip
+    result = cli("sweep", TINY, "--sweep", str(definition), "--max-parallel", "2",
+                 "--output-dir", str(tmp_path / "out"), "--name", "y", "--dry-run")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "8 trials" in result.stdout
+    assert "at most 2 at once; objective val_loss (min)" in result.stdout  # the flag won
+    assert "7      0.01  16      11    y-7" in result.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: {lr: [1]}\nparallel: 2\n")
+    result = cli("sweep", TINY, "--sweep", str(bad), "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "unknown keys ['parallel']" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
