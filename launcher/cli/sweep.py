@@ -417,7 +417,9 @@ def compare_sweep(record: SweepRecord, as_json: bool, plot: str | None) -> None:
         for line in trial_table(trials, extra):
             typer.echo(line)
         if best is not None:
-            typer.echo(f"best: trial {best.index}; run it alone (longer: add --max-steps N):")
+            typer.echo(
+                f"best: trial {best.index}; run it alone (longer: raise --max-epochs or --max-steps):"
+            )
             typer.echo(f"  {record.trials[best.index].command}")
     if plot:
         from launcher.sweep.plots import plot_sweep

@@ -60,7 +60,7 @@ class SweepRecord:
         return Path(self.sweep_dir) / SWEEP_FILENAME
 
     def write(self) -> None:
-        atomic_write_text(self.path, json.dumps(asdict(self), indent=2, sort_keys=True))
+        atomic_write_text(self.path, json.dumps(asdict(self), indent=2))  # keeps the keys' order
 
     @classmethod
     def read(cls, sweep_dir: str | os.PathLike[str]) -> SweepRecord:
