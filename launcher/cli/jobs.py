@@ -153,11 +153,12 @@ def jobs(
 ) -> None:
     """List submitted jobs, newest first: one line each (--json for scripts)."""
     from launcher.cli.sweep import SweepIndex, sweep_row
+    from launcher.sweep.record import SweepRecord
 
     registry = JobRegistry()
     # A sweep is one line (its trials counted by state), not one line per trial.
     sweeps = SweepIndex(registry.root).records()
-    entries: list[tuple[float, JobRecord | Any]] = [
+    entries: list[tuple[float, JobRecord | SweepRecord]] = [
         *((r.job.submitted_at, r) for r in registry.records() if not r.spec.get("sweep")),
         *((s.submitted_at, s) for s in sweeps),
     ]

@@ -235,9 +235,9 @@ def resume(
     """Resubmit a job (or run directory) with the same settings, resuming from its checkpoint.
 
     A sweep: only its unfinished trials run again, each from its own checkpoint."""
-    registry = JobRegistry()
     from launcher.cli.sweep import find_sweep, resume_sweep
 
+    registry = JobRegistry()
     if (found := find_sweep(job, registry)) is not None:
         if dry_run:
             raise UserError(f"--dry-run of a sweep: use `launch status {found.name}`")
