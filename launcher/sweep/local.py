@@ -10,6 +10,7 @@ every running trial, which checkpoints and ends KILLED; no further trial starts.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def run_trials(
         while queue or running:
             while queue and len(running) < record.max_parallel and stop.signum is None:
                 trial = queue.pop(0)
-                running[trial.index] = (trial, _start(trial, quiet=record.max_parallel > 1))
+                running[trial.index] = (trial, _start(trial, record.max_parallel))
             if stop.signum is not None:
                 queue.clear()
             for index, (trial, proc) in list(running.items()):
@@ -75,16 +76,19 @@ def run_trials(
     return 1 if failed else 0
 
 
-def _start(trial: TrialRecord, quiet: bool) -> subprocess.Popen[bytes]:
+def _start(trial: TrialRecord, max_parallel: int) -> subprocess.Popen[bytes]:
     print(f"trial {trial.index} ({trial.name}): starting", file=sys.stderr, flush=True)
-    if not quiet:  # one at a time: its progress on this console, as a single run's
+    if max_parallel == 1:  # one at a time: its progress on this console, as a single run's
         return subprocess.Popen(trial_process_command(trial), start_new_session=True)
+    env = dict(os.environ)
+    # P trials share this host's cores (a trial's --threads, or OMP_NUM_THREADS if set, wins).
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max_parallel)))
     log = Path(trial.run_dir) / TRIAL_LOG
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(
             trial_process_command(trial), stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, env=env,
         )  # fmt: skip
 
 

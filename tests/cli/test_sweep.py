@@ -107,9 +107,10 @@ def test_a_local_sweep_cancelled_and_resumed_is_one_job_and_one_mlflow_parent(tm
     """Two trials of tiny.py run by `launch sweep` one after the other; `launch cancel SWEEP`
     lands during trial 1, `launch resume SWEEP` runs only trial 1, from its own checkpoint,
     ending bitwise equal to the same trial run alone. Then every view of the sweep is checked
-    on that one run. ~100 s on the shared 2-core machine: four processes that each start Python
-    + torch (two trials, the resumed trial, the trial alone) and ~15 CLI calls; one launch of
-    each kind the issue names, nothing repeated. (`step` is the newest logged step: 0-based.)"""
+    on that one run. Slow (~230 s measured on the shared, loaded 2-core machine; ~70 s of
+    CPU): four processes that each start Python + torch (two trials, the resumed trial, the
+    trial alone) and ~15 CLI calls; one launch of each kind the issue names, nothing repeated.
+    (`step` is the newest logged step: 0-based.)"""
     from mlflow.tracking import MlflowClient
 
     home, out = tmp_path / "home", tmp_path / "out"
