@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,11 +12,13 @@ from launcher.sweep.record import SweepRecord, TrialRecord
 
 def test_trials_run_at_most_max_parallel_at_once_and_each_end_is_reported(tmp_path, monkeypatch):
     # Each "trial" appends its start and end time; trial 2 fails.
-    script = ("import sys, time; f = open(sys.argv[1], 'a'); f.write(f's {time.time()}\\n'); "
+    script = ("import os, sys, time; f = open(sys.argv[1], 'a'); f.write(f's {time.time()}\\n'); "
+              "open(sys.argv[1] + '.omp', 'w').write(os.environ['OMP_NUM_THREADS']); "
               "f.flush(); time.sleep(0.6); f.write(f'e {time.time()}\\n'); sys.exit(int(sys.argv[2]))")  # fmt: skip
     trials = [TrialRecord(i, f"t-{i}", str(tmp_path / f"t-{i}"), {"lr": str(i)}) for i in range(4)]
     monkeypatch.setattr(local, "trial_process_command", lambda t: [
         sys.executable, "-c", script, str(tmp_path / "times.txt"), "1" if t.index == 2 else "0"])  # fmt: skip
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     record = SweepRecord("s", str(tmp_path), "r.py", "e", "local", {}, trials, max_parallel=2)
     ended: list[tuple[int, int]] = []
     code = local.run_trials(record, trials, lambda t, c: ended.append((t.index, c)), poll_s=0.05)
@@ -29,3 +32,5 @@ def test_trials_run_at_most_max_parallel_at_once_and_each_end_is_reported(tmp_pa
         peak = max(peak, running)
     assert peak == 2
     assert all((tmp_path / f"t-{i}" / local.TRIAL_LOG).is_file() for i in range(4))  # P > 1
+    # The P trials share the host's cores.
+    assert (tmp_path / "times.txt.omp").read_text() == str(max(1, (os.cpu_count() or 1) // 2))
