@@ -95,6 +95,7 @@ EXAMPLES = """Examples:
     launch logs digits-20250101-120000 --follow
     launch runs --json
     launch compare RUN_A RUN_B --metric val_loss
+    launch sweep recipes/digits.py --grid lr=0.1,0.01 --metric val_acc --max-parallel 2
 """
 
 

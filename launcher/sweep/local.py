@@ -59,6 +59,8 @@ def run_trials(
             while queue and len(running) < record.max_parallel and stop.signum is None:
                 trial = queue.pop(0)
                 running[trial.index] = (trial, _start(trial, record.max_parallel))
+                if stop.signum is not None:  # the stop came while it started: pass it on too
+                    stop.forward_again()
             if stop.signum is not None:
                 queue.clear()
             for index, (trial, proc) in list(running.items()):
@@ -109,6 +111,10 @@ class _Stop:
         for proc in self.procs():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT if signum == signal.SIGHUP else signum)
+
+    def forward_again(self) -> None:
+        if self.signum is not None:
+            self._forward(self.signum, None)
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
