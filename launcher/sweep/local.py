@@ -58,9 +58,9 @@ def run_trials(
         while queue or running:
             while queue and len(running) < record.max_parallel and stop.signum is None:
                 trial = queue.pop(0)
-                running[trial.index] = (trial, _start(trial, record.max_parallel))
-                if stop.signum is not None:  # the stop came while it started: pass it on too
-                    stop.forward_again()
+                proc = _start(trial, record.max_parallel)
+                running[trial.index] = (trial, proc)
+                stop.reach(proc)  # a stop that came while it started reaches it too
             if stop.signum is not None:
                 queue.clear()
             for index, (trial, proc) in list(running.items()):
@@ -112,9 +112,11 @@ class _Stop:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT if signum == signal.SIGHUP else signum)
 
-    def forward_again(self) -> None:
-        if self.signum is not None:
-            self._forward(self.signum, None)
+    def reach(self, proc: subprocess.Popen[bytes]) -> None:
+        """Pass a stop already received to `proc` (once: a second SIGINT would cut its
+        checkpoint short)."""
+        if self.signum is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT if self.signum == signal.SIGHUP else self.signum)
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
