@@ -102,21 +102,25 @@ class _Stop:
         self.procs = procs
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self._reached: set[int] = set()  # trials already sent the stop
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self._previous[sig] = signal.signal(sig, self._forward)
 
     def _forward(self, signum: int, _frame: object) -> None:
         self.signum = self.signum or signum
-        for proc in self.procs():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT if signum == signal.SIGHUP else signum)
+        for proc in self.procs():  # each signal: a second Ctrl-C interrupts them at once
+            self._send(proc, signum)
 
     def reach(self, proc: subprocess.Popen[bytes]) -> None:
-        """Pass a stop already received to `proc` (once: a second SIGINT would cut its
-        checkpoint short)."""
-        if self.signum is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT if self.signum == signal.SIGHUP else self.signum)
+        """Pass a stop received while `proc` started to it, unless it got it already."""
+        if self.signum is not None and proc.pid not in self._reached:
+            self._send(proc, self.signum)
+
+    def _send(self, proc: subprocess.Popen[bytes], signum: int) -> None:
+        if proc.poll() is None:
+            self._reached.add(proc.pid)
+            proc.send_signal(signal.SIGINT if signum == signal.SIGHUP else signum)
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
