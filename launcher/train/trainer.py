@@ -44,6 +44,7 @@ from launcher.loggers.base import Logger
 from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import BackgroundSaver, CheckpointManager
+from launcher.train.compile import compile_module, parse_compile
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
 from launcher.train.fsdp import FSDPSettings
@@ -127,7 +128,8 @@ class Trainer:
     `run_name`, `tracking_uri`, `process_group_timeout` (seconds), `launch_settings` (recorded
     as params and checked on resume); under `strategy="fsdp"` (FSDP2, `train/fsdp.py`):
     `fsdp_blocks` (the class names of the blocks to shard one by one),
-    `fsdp_reshard_after_forward` and `fsdp_cpu_offload`.
+    `fsdp_reshard_after_forward` and `fsdp_cpu_offload`; `compile` (True: `torch.compile` the
+    model's forward; "blocks": each repeated block's, `train/compile.py`).
 
     What callbacks, loggers and models may read or call is listed in ARCHITECTURE.md
     (Contracts); besides: `loop` (the loop position, `LoopState`), `results` (the current
@@ -186,6 +188,7 @@ class Trainer:
         fsdp_blocks: list[str] | None = None,
         fsdp_reshard_after_forward: bool = True,
         fsdp_cpu_offload: bool = False,
+        compile: bool | str = False,
         **lightning_only: Any,
     ) -> None:
         check_trainer_kwargs(lightning_only, inspect.signature(Trainer).parameters)
@@ -284,6 +287,7 @@ class Trainer:
         )
         self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused, fsdp)
         self.precision_plugin = build_precision(precision, self.device)
+        self.compile = parse_compile(compile)  # "model" | "blocks" | None
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         set_cudnn_benchmark(benchmark, deterministic)
@@ -1008,9 +1012,11 @@ class Trainer:
             model.to(self.device)
         if stage != "fit":  # *-true precisions: the parameters in their dtype here too
             model = self.precision_plugin.convert_eval_module(model)
+            self._compile(model)
             model = self.dist.shard(model, self.precision)  # strategy="fsdp": in place
         if stage == "fit":
             model = self.precision_plugin.convert_module(model)
+            self._compile(model)  # before DDP/FSDP wrap it (train/compile.py says why)
             model = self.dist.shard(model, self.precision)
             self._step_wrapper = _StepWrapper(model)
             self._periodic = self.enable_checkpointing and bool(
@@ -1025,6 +1031,10 @@ class Trainer:
             if self.is_global_zero:  # stale temp files, a lost manifest: before "last" is read
                 self.checkpoints.recover()
             self.barrier()
+
+    def _compile(self, model: Module) -> None:
+        fsdp = self.dist.fsdp
+        compile_module(model, self.compile, fsdp.blocks if fsdp else None, fsdp is not None)
 
     def _end(self, stage: str) -> None:
         self.signals.restore()
