@@ -25,16 +25,17 @@ import torch
 from torch import nn
 
 from launcher.errors import UserError
+from launcher.train.names import COMPILE_MODES
 
-MODES = {True: "model", "model": "model", "blocks": "blocks", False: None, None: None}
+# Trainer(compile=) and --compile's words (train/names.py) -> the mode.
+MODES = {True: "model", False: None, None: None, "true": "model", "false": None,
+         **{word: None if word == "off" else word for word in COMPILE_MODES}}  # fmt: skip
 _COMPILED = "_launcher_compiled"  # set on a module whose forward is compiled (idempotence)
 
 
 def parse_compile(value: Any) -> str | None:
     """`compile=` -> "model", "blocks" or None (off); anything else is a `UserError`."""
     key = value.lower() if isinstance(value, str) else value
-    if isinstance(key, str) and key in ("true", "false", "off"):
-        key = key == "true"
     if not isinstance(key, (bool, str, type(None))) or key not in MODES:
         raise UserError(f"compile={value!r}: use compile=True (the model's forward), "
                         "compile='blocks' (each repeated block, as torchtitan) or False")  # fmt: skip
