@@ -63,6 +63,7 @@ from launcher.train.manual import (
     training_step_output,
     warn_ignored_scheduler_keys,
 )
+from launcher.train.meta_init import materialize, to_device
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
 from launcher.train.predict_loop import PredictLoop, as_loader_list, prepare_predict_loader
@@ -1009,15 +1010,17 @@ class Trainer:
         self.call_hook("setup", stage)
         if overrides(model, "configure_model"):  # Lightning's place: after setup, before optimizers
             model.configure_model()
-            model.to(self.device)
+            to_device(model, self.device)  # what it built on the meta device waits for shards
         if stage != "fit":  # *-true precisions: the parameters in their dtype here too
             model = self.precision_plugin.convert_eval_module(model)
             self._compile(model)
             model = self.dist.shard(model, self.precision)  # strategy="fsdp": in place
+            materialize(model, self.device)
         if stage == "fit":
             model = self.precision_plugin.convert_module(model)
             self._compile(model)  # before DDP/FSDP wrap it (train/compile.py says why)
             model = self.dist.shard(model, self.precision)
+            materialize(model, self.device)  # meta-device init: each rank's shards only
             self._step_wrapper = _StepWrapper(model)
             self._periodic = self.enable_checkpointing and bool(
                 self.checkpoint_every_n_steps or self.checkpoint_every_seconds
