@@ -70,6 +70,22 @@ def compile_module(module: nn.Module, mode: str | None, block_names: tuple[str, 
         _compile_forward(block)
 
 
+def unwrap_compiled(model: Any) -> Any:
+    """`torch.compile(model)` handed to fit/validate/test/predict: the model itself, its
+    forward compiled with the same settings (Lightning's `from_compiled`; the step methods
+    stay eager here, so `self.log` breaks no graph). Anything else comes back unchanged."""
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    if not isinstance(model, OptimizedModule):
+        return model
+    original = model.get_submodule("_orig_mod")  # torch's public way to reach it
+    if not getattr(original, _COMPILED, False):
+        compiled = model.dynamo_ctx(original.forward)
+        object.__setattr__(original, "forward", _batch_dim_dynamic(compiled))
+        object.__setattr__(original, _COMPILED, True)
+    return original
+
+
 def compiled_modules(module: nn.Module) -> list[str]:
     """The names of `module`'s submodules whose forward is compiled ("" is `module` itself)."""
     return [name for name, m in module.named_modules() if getattr(m, _COMPILED, False)]

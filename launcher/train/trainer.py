@@ -44,7 +44,7 @@ from launcher.loggers.base import Logger
 from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import BackgroundSaver, CheckpointManager
-from launcher.train.compile import compile_module, parse_compile
+from launcher.train.compile import compile_module, parse_compile, unwrap_compiled
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
 from launcher.train.fsdp import FSDPSettings
@@ -533,6 +533,7 @@ class Trainer:
         Raises `RequeueRequested` after checkpointing on SIGTERM/SIGUSR2.
         """
         check_weights_only(weights_only)
+        model = unwrap_compiled(model)  # torch.compile(model): the model, its forward compiled
         train_dataloaders, datamodule = split_datamodule(
             "fit", train_dataloaders, datamodule, val_dataloaders
         )
@@ -979,7 +980,7 @@ class Trainer:
     def _model_for(self, stage: str, model: Module | None) -> tuple[Module, bool]:
         """(the model to run, whether the caller gave it): without one, the fitted model."""
         if model is not None:
-            return model, True
+            return unwrap_compiled(model), True
         if self._module is None:
             raise UserError(f"`Trainer.{stage}()` requires a `LightningModule` when it hasn't "
                             "been passed in a previous run")  # fmt: skip

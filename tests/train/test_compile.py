@@ -136,3 +136,42 @@ def test_compile_settings_that_cannot_work_are_user_errors(tmp_path: Path) -> No
         Trainer(compile="blocks", logger=False, default_root_dir=str(tmp_path)).fit(NoForward())
     with pytest.raises(UserError, match="use compile='blocks'"):
         _fit(tmp_path, "fsdp", compile=True, strategy="fsdp")
+    # fp8 (torchao float8, which wants compile) needs a GPU >= sm89 and torchao: refused here.
+    with pytest.raises(UserError, match="precision fp8 needs"):
+        Trainer(compile=True, precision="fp8", logger=False)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_compiles_the_forward_inside_ddp(tmp_path: Path, monkeypatch) -> None:
+    """One two-process launch (`--compile model`), the one proof of the order under DDP:
+    ~200 s on a cold inductor cache (each rank compiles the split graphs), less warm.
+
+    The forward is compiled while DDP's forward runs, so Dynamo's DDPOptimizer splits it at
+    DDP's bucket boundaries (the all-reduces overlap the backward); it logs its buckets."""
+    from tests.resume_harness import final_state, make_spec, start_backend
+
+    monkeypatch.setenv("TORCH_LOGS", "torch._dynamo.backends.distributed")
+    spec = make_spec(tmp_path, "ddp", recipe=BLOCKS, devices_per_node=2, accelerator="cpu",
+                     compile="model", overrides={"n_train": str(N_TRAIN),
+                                                 "trainer.max_epochs": "1"})  # fmt: skip
+    log = tmp_path / "ddp.log"
+    assert start_backend(spec, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "DDPOptimizer used bucket cap" in text, text[-3000:]  # the log shows rank 0's
+    state = final_state(spec)
+    assert state["global_step"] == 6  # 46 samples a rank in batches of 8
+    assert not any("_orig_mod" in key for key in state["state_dict"])
+
+
+def test_a_torch_compiled_module_runs_compiled_as_lightning_runs_it(tmp_path: Path) -> None:
+    """`trainer.fit(torch.compile(model))` (Lightning unwraps it, `from_compiled`): the model
+    trains with its forward compiled, with the user's compile settings (here the cheap
+    "eager" backend), and is the `lightning_module`."""
+    model = BlocksModel()
+    trainer = Trainer(**TRAINER, logger=False, max_steps=2, default_root_dir=str(tmp_path))
+    trainer.fit(torch.compile(model, backend="eager"))
+    assert trainer.lightning_module is model and compiled_modules(model) == [""]
+    assert counters["stats"]["unique_graphs"] >= 1  # Dynamo traced the forward
+    assert dict(counters["graph_break"]) == {}
+    (metrics,) = trainer.validate(torch.compile(model, backend="eager"))
+    assert "val_loss" in metrics
