@@ -28,8 +28,10 @@ from launcher.errors import UserError
 from launcher.train.names import COMPILE_MODES
 
 # Trainer(compile=) and --compile's words (train/names.py) -> the mode.
-MODES = {True: "model", False: None, None: None, "true": "model", "false": None,
-         **{word: None if word == "off" else word for word in COMPILE_MODES}}  # fmt: skip
+MODES: dict[bool | str | None, str | None] = {
+    True: "model", False: None, None: None, "true": "model", "false": None,
+    **{word: None if word == "off" else word for word in COMPILE_MODES},
+}  # fmt: skip
 _COMPILED = "_launcher_compiled"  # set on a module whose forward is compiled (idempotence)
 
 
