@@ -54,9 +54,9 @@ def compile_module(module: nn.Module, mode: str | None, block_names: tuple[str, 
     if mode == "model":
         if fsdp:
             raise UserError("compile=True with strategy='fsdp': FSDP gathers each block's "
-                            "parameters inside the model's forward, which one graph cannot "
-                            "hold; use compile='blocks' (compiled blocks, then sharded, as "
-                            "torchtitan does)")  # fmt: skip
+                            "parameters in hooks inside the model's forward, which would break "
+                            "its graph at every block; use compile='blocks' (compiled blocks, "
+                            "then sharded, as torchtitan does)")  # fmt: skip
         if type(module).forward is nn.Module.forward:
             raise UserError(f"compile=True compiles {type(module).__name__}.forward, which it "
                             "does not define; define forward() and call self(x) in "
