@@ -144,7 +144,7 @@ def test_compile_settings_that_cannot_work_are_user_errors(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_two_process_ddp_compiles_the_forward_inside_ddp(tmp_path: Path, monkeypatch) -> None:
     """One two-process launch (`--compile model`), the one proof of the order under DDP:
-    ~200 s on a cold inductor cache (each rank compiles the split graphs), less warm.
+    ~200 s on a cold inductor cache (each rank compiles the split graphs), ~75 s warm.
 
     The forward is compiled while DDP's forward runs, so Dynamo's DDPOptimizer splits it at
     DDP's bucket boundaries (the all-reduces overlap the backward); it logs its buckets."""
