@@ -17,7 +17,6 @@ compiling another.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,6 @@ MODES: dict[bool | str | None, str | None] = {
     True: "model", False: None, None: None, "true": "model", "false": None,
     **{word: None if word == "off" else word for word in COMPILE_MODES},
 }  # fmt: skip
-_COMPILED = "_launcher_compiled"  # set on a module whose forward is compiled (idempotence)
 
 
 def parse_compile(value: Any) -> str | None:
@@ -81,34 +79,34 @@ def unwrap_compiled(model: Any) -> Any:
     if not isinstance(model, OptimizedModule):
         return model
     original = model.get_submodule("_orig_mod")  # torch's public way to reach it
-    if not getattr(original, _COMPILED, False):
-        compiled = model.dynamo_ctx(original.forward)
-        object.__setattr__(original, "forward", _batch_dim_dynamic(compiled))
-        object.__setattr__(original, _COMPILED, True)
+    _compile_forward(original, model.dynamo_ctx)
     return original
 
 
 def compiled_modules(module: nn.Module) -> list[str]:
     """The names of `module`'s submodules whose forward is compiled ("" is `module` itself)."""
-    return [name for name, m in module.named_modules() if getattr(m, _COMPILED, False)]
+    return [name for name, m in module.named_modules()
+            if isinstance(vars(m).get("forward"), CompiledForward)]  # fmt: skip
 
 
-def _compile_forward(module: nn.Module) -> None:
-    if getattr(module, _COMPILED, False):
-        return
-    compiled = torch.compile(module.forward)
-    object.__setattr__(module, "forward", _batch_dim_dynamic(compiled))
-    object.__setattr__(module, _COMPILED, True)
+class CompiledForward:
+    """A module's compiled forward, set as its instance `forward`: the class's `forward`
+    compiled, called with dim 0 of its tensor arguments marked dynamic (outside the compiled
+    frame). It holds its module rather than a bound method, so a `deepcopy` of the model
+    (StochasticWeightAveraging's average) runs the copy's weights, not the original's."""
 
+    def __init__(self, module: nn.Module, compiled: Callable[..., Any]) -> None:
+        self.module, self.compiled = module, compiled
 
-def _batch_dim_dynamic(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` with dim 0 of its tensor arguments marked dynamic, outside the compiled frame."""
-
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         for value in (*args, *kwargs.values()):
             if isinstance(value, torch.Tensor) and value.dim() > 0:
                 torch._dynamo.maybe_mark_dynamic(value, 0)  # noqa: SLF001 (torch's public API)
-        return fn(*args, **kwargs)
+        return self.compiled(self.module, *args, **kwargs)
 
-    return call
+
+def _compile_forward(module: nn.Module, compiler: Callable[..., Any] = torch.compile) -> None:
+    if isinstance(vars(module).get("forward"), CompiledForward):
+        return  # idempotent: fit, then validate
+    compiled = compiler(type(module).forward)
+    object.__setattr__(module, "forward", CompiledForward(module, compiled))

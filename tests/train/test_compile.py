@@ -7,6 +7,7 @@ first one run pays the cold compile.
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ from torch._dynamo.utils import counters
 
 from launcher import Callback, Module, Trainer
 from launcher.errors import RequeueRequested, UserError
-from launcher.train.compile import compiled_modules, parse_compile
+from launcher.train.compile import compiled_modules, parse_compile, unwrap_compiled
 from tests.resume_harness import assert_bitwise_equal
 
 BLOCKS = str(Path(__file__).resolve().parents[1] / "recipes" / "blocks.py")
@@ -177,3 +178,13 @@ def test_a_torch_compiled_module_runs_compiled_as_lightning_runs_it(tmp_path: Pa
     assert dict(counters["graph_break"]) == {}
     (metrics,) = trainer.validate(torch.compile(model, backend="eager"))
     assert "val_loss" in metrics
+    # A deep copy (StochasticWeightAveraging's average) runs its own weights, compiled too.
+    model = unwrap_compiled(torch.compile(BlocksModel(), backend="eager"))
+    copied = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in copied.parameters():
+            p.zero_()
+    tokens = torch.zeros(2, 8, dtype=torch.long)
+    assert compiled_modules(copied) == [""]
+    assert not torch.equal(copied(tokens), model(tokens))
+    assert torch.equal(copied(tokens), torch.zeros(2, 8, 32))
