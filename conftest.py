@@ -5,10 +5,10 @@ Each real service the tests use (MLflow server, SLURM cluster, Ray cluster) has 
 fixtures module, so owners of different services never edit the same file.
 
 `TEST_WORKERS=N bash scripts/test.sh` runs the suite on N xdist workers (`--dist loadgroup`;
-one process by default). A session
-fixture runs once per worker, so the tests that share the one SLURM cluster, or the one Ray
-cluster (fixed ports), are grouped onto a single worker each; every other test goes wherever
-there is room (an MLflow server per worker, on its own free port).
+one process by default). A session fixture runs once per worker, so the tests that share the
+one SLURM cluster, or the one Ray cluster (fixed ports), are grouped onto a single worker
+each; every other test goes wherever there is room (an MLflow server per worker, on its own
+free port).
 """
 
 from pathlib import Path
