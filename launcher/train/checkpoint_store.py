@@ -298,7 +298,7 @@ class CheckpointManager:
         if not entries:
             return "no checkpoint yet (the run would start over)"
         newest = entries[-1]
-        name = newest.get("file", newest.get("dir"))
+        name = newest.get("file") or newest["dir"]
         return f"the last good checkpoint, {self.dirpath / name} (step {newest['step']})"
 
     def _write_manifest(self, entries: list[dict[str, Any]]) -> None:
@@ -389,7 +389,6 @@ class CheckpointManager:
             + "; ".join(problems)
             + ". Start over with --no-resume (and a new --name), or restore a backup."
         )
-
 
     def _load_entry(self, entry: dict[str, Any], path: Path) -> dict[str, Any]:
         """One entry's checkpoint, verified; ValueError (or UserError: refused) if unusable."""

@@ -45,9 +45,9 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from launcher.errors import UserError
 from launcher.common.files import atomic_write_text
 from launcher.common.threads import start_thread
+from launcher.errors import UserError
 from launcher.train.checkpoint_store import (
     MANIFEST,
     CheckpointManager,
@@ -140,15 +140,15 @@ def _reader(dirpath: str) -> Any:
 
 
 def _planner(empty: bool = False) -> Any:
+    from torch.distributed.checkpoint._traverse import set_element  # DCP's own helper
     from torch.distributed.checkpoint.default_planner import (
         DefaultLoadPlanner,
         _EmptyStateDictLoadPlanner,
     )
-    from torch.distributed.checkpoint._traverse import set_element  # DCP's own helper
 
     base: Any = _EmptyStateDictLoadPlanner if empty else DefaultLoadPlanner
 
-    class SafeLoadPlanner(base):  # type: ignore[misc,valid-type]
+    class SafeLoadPlanner(base):
         """DCP's planner, its non-tensor values loaded with weights_only=True."""
 
         def load_bytes(self, read_item: Any, value: io.BytesIO) -> None:

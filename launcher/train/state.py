@@ -153,7 +153,9 @@ class PerRankParts:
             load_parts(self.parts, dict(states[rank]), self.source)
 
 
-def checkpoint_parts(trainer: Trainer, source: str = "", sharded: bool = False) -> dict[str, Stateful]:
+def checkpoint_parts(
+    trainer: Trainer, source: str = "", sharded: bool = False
+) -> dict[str, Stateful]:
     """Every part of the trainer's checkpoint, by its key in the file.
 
     `source` names the checkpoint being loaded in error messages. `sharded`: the model and
@@ -222,9 +224,7 @@ def checkpoint_parts(trainer: Trainer, source: str = "", sharded: bool = False) 
         "launcher_loggers": NamedParts(
             {_logger_key(lg): lg for lg in trainer.loggers}, "logger", source, missing_ok=True
         ),  # fmt: skip
-        "launcher_launch": FunctionPart(
-            lambda: _plain({**trainer.launch_settings, **compat_settings(trainer)}), check_launch
-        ),
+        "launcher_launch": FunctionPart(lambda: _plain(launch_record(trainer)), check_launch),
     }
     datamodule = getattr(trainer, "datamodule", None)  # DataModule.load_from_checkpoint reads it
     if datamodule is not None:
@@ -389,6 +389,12 @@ def save_to(
             trainer.checkpoint_files.wait()  # in order with the files queued before it
             atomic_torch_save(state, filepath)
     trainer.barrier()
+
+
+def launch_record(trainer: Trainer) -> dict[str, Any]:
+    """What the checkpoint records of the launch: its settings, the world size that wrote it
+    (a resume may change it: train/reshard.py), and the settings a resume must share."""
+    return {**trainer.launch_settings, "world_size": trainer.world_size, **compat_settings(trainer)}
 
 
 def compat_settings(trainer: Trainer) -> dict[str, Any]:

@@ -86,8 +86,8 @@ from launcher.train.resolve import (
 from launcher.train.results import Results
 from launcher.train.run_record import RunRecord
 from launcher.train.sampler import make_resumable, start_epoch
-from launcher.train.sharded_checkpoint import ShardedCheckpointManager, resolve_format
 from launcher.train.seed import global_seed, load_rng_state, rng_state
+from launcher.train.sharded_checkpoint import ShardedCheckpointManager, resolve_format
 from launcher.train.val_schedule import ValSchedule, check_interval_setting
 
 if TYPE_CHECKING:

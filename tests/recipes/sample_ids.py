@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from blocks import SEQ, TRAINER, VOCAB, BlocksModel  # noqa: F401 (TRAINER: the tests')
 from torch.utils.data import DataLoader, Dataset
-
-from blocks import TRAINER, VOCAB, SEQ, BlocksModel  # noqa: F401 (TRAINER: the tests')
 
 
 class Numbered(Dataset):
@@ -54,16 +53,22 @@ class SampleIdsModel(BlocksModel):
         if not trainer.loop.resumes:  # (a fresh optimizer would be initialised by a dry step)
             return
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        state = {"model": get_model_state_dict(self, options=options),
-                 "optim": get_optimizer_state_dict(self, trainer.optimizers[0], options=options)}
+        state = {
+            "model": get_model_state_dict(self, options=options),
+            "optim": get_optimizer_state_dict(self, trainer.optimizers[0], options=options),
+        }
         if trainer.is_global_zero:
             torch.save(state, Path(trainer.run_dir) / f"start_{trainer.loop.resumes}.pt")
 
     def training_step(self, batch, batch_idx):
         tokens, target, ids = batch
         trainer = self.trainer
-        line = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                "world": trainer.world_size, "ids": ids.tolist()}
+        line = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "world": trainer.world_size,
+            "ids": ids.tolist(),
+        }
         path = Path(trainer.run_dir) / f"samples_rank{trainer.global_rank}.jsonl"
         with open(path, "a") as f:
             f.write(json.dumps(line) + "\n")
@@ -77,5 +82,6 @@ class SampleIdsModel(BlocksModel):
             os.kill(os.getpid(), signal.SIGTERM)
 
     def train_dataloader(self):
-        return DataLoader(Numbered(self.hparams.n_train), batch_size=self.hparams.batch_size,
-                          shuffle=True)
+        return DataLoader(
+            Numbered(self.hparams.n_train), batch_size=self.hparams.batch_size, shuffle=True
+        )

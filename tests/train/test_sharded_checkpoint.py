@@ -232,39 +232,53 @@ def _samples(run_dir: Path) -> list[dict]:
             for line in path.read_text().splitlines()]  # fmt: skip
 
 
+# (strategy, [(processes, stop at step)], what each resume says, (processes, step) of epoch 0)
+_PLANS = {
+    "fsdp": ([(2, 2), (1, 4), (3, None)],
+             ["world size 2 -> 1: epoch 0 continues after 16 samples, 8 batches",
+              "world size 1 -> 3: epoch 0 continues after 24 samples, 2 batches"],
+             [(1, 2), (1, 3), (2, 0), (2, 1), (3, 4), (3, 5)]),
+    "ddp": ([(1, 4), (2, None)],
+            ["world size 1 -> 2: epoch 0 continues after 16 samples, 4 batches"],
+            [(1, 0), (1, 1), (1, 2), (1, 3), (2, 4), (2, 5), (2, 6), (2, 7)]),
+}  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
-def test_resume_at_two_then_one_then_three_processes_sees_every_sample_once(
-    tmp_path: Path, strategy: str
-) -> None:
-    """48 samples, 4 per batch: 2 processes stop at step 2 (16 seen), 1 process takes 2
-    steps (8 more), 3 processes finish the epoch (24: 8 each) and one more (16 each). Each
-    resume loads the model and optimizer the last attempt saved, resharded; every sample of
-    both epochs is trained on once. Three launches: ~30 s on 2 cores."""
-    overrides = {"stop_steps": "2,4", "trainer.max_epochs": "2",
+def test_resume_at_another_world_size_sees_every_sample_once(tmp_path: Path, strategy) -> None:
+    """48 samples, 4 per batch, 2 epochs. FSDP: 2 processes stop at step 2 (16 seen), 1
+    process takes 2 steps (8 more), 3 processes finish the epoch (8 each) and the next. DDP
+    (sharded format): 1 process stops at step 4, 2 finish. Each resume loads the model and
+    optimizer the last attempt saved, resharded; every sample of both epochs is trained on
+    once. A launch costs ~20 s on 2 shared cores: FSDP ~60 s, DDP ~40 s (the fewest
+    launches that change the world size both ways)."""
+    attempts, said, steps = _PLANS[strategy]
+    stops = ",".join(str(stop) for _, stop in attempts if stop is not None)
+    overrides = {"stop_steps": stops, "trainer.max_epochs": "2",
                  "trainer.strategy": strategy, "trainer.checkpoint_format": "sharded",
-                 "trainer.signal_sync_every_n_steps": "1"}  # fmt: skip
+                 "trainer.signal_sync_every_n_steps": "1", "trainer.logger": "false",
+                 "trainer.limit_val_batches": "0"}  # fmt: skip
     recipe = str(RECIPES / "sample_ids.py")
     log = tmp_path / "run.log"
     resume_dir = tmp_path / "tiny" / "run" / "checkpoints" / "resume"
     saved = []
-    for world, code in ((2, REQUEUE_EXIT_CODE), (1, REQUEUE_EXIT_CODE), (3, 0)):
+    for world, stop in attempts:
         spec = make_spec(tmp_path, "run", recipe=recipe, devices_per_node=world,
                          accelerator="cpu", overrides=overrides)  # fmt: skip
         got = run_worker(spec, log, 300) if world == 1 else start_backend(spec, log).wait(300)
-        assert got == code, log.read_text()[-4000:]
-        if code:
+        assert got == (REQUEUE_EXIT_CODE if stop else 0), log.read_text()[-4000:]
+        if stop:
             _, state = CheckpointManager(str(resume_dir)).load_latest()
             saved.append(load_full(state["state_dict"].dirpath))
     text = log.read_text()
-    assert "world size 2 -> 1: epoch 0 continues after 16 samples, 8 batches" in text
-    assert "world size 1 -> 3: epoch 0 continues after 24 samples, 2 batches" in text
+    for line in said:
+        assert line in text, text[-3000:]
     lines = _samples(Path(spec.run_dir))
     for epoch in (0, 1):
         ids = sorted(i for line in lines if line["epoch"] == epoch for i in line["ids"])
         assert ids == list(range(48)), (epoch, ids)
-    assert sorted({(ln["world"], ln["step"]) for ln in lines if ln["epoch"] == 0}) == [
-        (1, 2), (1, 3), (2, 0), (2, 1), (3, 4), (3, 5)]  # fmt: skip
+    assert sorted({(ln["world"], ln["step"]) for ln in lines if ln["epoch"] == 0}) == steps
     for attempt, state in enumerate(saved, start=1):
         start = torch.load(Path(spec.run_dir) / f"start_{attempt}.pt", weights_only=True)
         assert_bitwise_equal(state["state_dict"], start["model"], f"model {attempt}")
