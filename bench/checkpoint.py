@@ -99,7 +99,11 @@ def _sharded_worker(rank: int, world: int, port: int, layers: int, rounds: int,
     from torch.distributed.checkpoint import FileSystemWriter
     from torch.distributed.fsdp import fully_shard
 
-    from launcher.train.sharded_checkpoint import ModelShards, OptimizerShards, ShardedCheckpointManager
+    from launcher.train.sharded_checkpoint import (
+        ModelShards,
+        OptimizerShards,
+        ShardedCheckpointManager,
+    )
 
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     torch.set_num_threads(1)
@@ -163,7 +167,9 @@ def sharded_main(world: int, layers: int, rounds: int, where: str | None) -> int
         mp.spawn(_sharded_worker, args=(world, free_port(), layers, rounds, tmp, out),
                  nprocs=world)  # fmt: skip
         result = dict(out)
-    shards = {name: rec["size"] for name, rec in result["files"].items() if name.endswith(".distcp")}
+    shards = {
+        name: rec["size"] for name, rec in result["files"].items() if name.endswith(".distcp")
+    }
     whole = sum(shards.values())
     blocked = paired_ratios(result["async"], result["sync"])
     print()
