@@ -126,20 +126,22 @@ def _sharded_worker(rank: int, world: int, port: int, layers: int, rounds: int,
         return parts
 
     manager = ShardedCheckpointManager(f"{tmp}/resume", keep_last=1, async_save=True)
-    step, durable = [0], []
+    step, durable, cpu = [0], [], {"sync": [], "async": []}
 
     def sync_save() -> float:
         dist.barrier()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         dcp.save(state(), storage_writer=FileSystemWriter(f"{tmp}/sync"))
+        cpu["sync"].append(time.thread_time() - start_cpu)
         return time.perf_counter() - start
 
     def async_save() -> float:
         step[0] += 1
         dist.barrier()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         manager.save(state(), step[0])
         blocked = time.perf_counter() - start
+        cpu["async"].append(time.thread_time() - start_cpu)
         manager.wait()
         dist.barrier()  # rank 0's manifest entry is written
         durable.append(time.perf_counter() - start)
@@ -148,8 +150,8 @@ def _sharded_worker(rank: int, world: int, port: int, layers: int, rounds: int,
     times = interleave({"sync": sync_save, "async": async_save}, reps=rounds, verbose=rank == 0)
     if rank == 0:
         files = manager.entries()[-1]["files"]
-        out.update(times, durable=durable[1:], files=files,
-                   bytes=state_bytes(state()))  # fmt: skip
+        out.update(times, durable=durable[1:], files=files, cpu_sync=cpu["sync"][1:],
+                   cpu_async=cpu["async"][1:])  # fmt: skip
     manager.close()
     dist.destroy_process_group()
 
@@ -175,6 +177,9 @@ def sharded_main(world: int, layers: int, rounds: int, where: str | None) -> int
     print()
     print(f"synchronous dcp.save            {fmt_spread(result['sync'])}")
     print(f"async save(): blocked (rank 0)  {fmt_spread(result['async'])}")
+    cpu = paired_ratios(result["cpu_async"], result["cpu_sync"])
+    print(f"calling thread's CPU time: sync {fmt_spread(result['cpu_sync'])}, async blocked "
+          f"{fmt_spread(result['cpu_async'])}: ratio {cpu.describe()} (what load does not move)")  # fmt: skip
     print(f"async save(): until listed      {fmt_spread(result['durable'])}  "
           "(DCP write + fsync, CRCs gathered, trainer.pt, manifest)")  # fmt: skip
     print("bytes per rank: " + ", ".join(
