@@ -15,7 +15,8 @@ rest does not divide by the new world size).
 What is exact and what is not: the global sample count, the set of samples of the
 interrupted epoch and every later epoch's order (a function of seed, epoch and world size)
 are; the order of the interrupted epoch's rest differs from an uninterrupted run of either
-size, the global batch (per-rank batch times world size) changes, and per-rank state is
+size, the global batch (per-rank batch times world size) changes, so do mid-epoch
+validation points (`val_check_interval` counts per-rank batches), and per-rank state is
 kept by the ranks both sizes share (rank r gets old rank r's RNG, running epoch sums and
 metric states; old ranks beyond the new size are dropped, new ones start fresh), so the
 interrupted epoch's means cover only those ranks' batches.
@@ -41,6 +42,8 @@ def _sampler(trainer: Trainer) -> ResumableSampler | None:
 def epoch_samples(trainer: Trainer) -> int:
     """Samples of the shared order the current epoch has seen, over every rank."""
     loop, loader = trainer.loop, trainer.train_loader
+    if loop.epoch_done:  # the checkpoint resumes at the next epoch's start
+        return 0
     batch_size = getattr(loader, "batch_size", None) or 1
     done = loop.batch_idx - loop.offset_batch
     return loop.sample_offset + done * batch_size * trainer.world_size

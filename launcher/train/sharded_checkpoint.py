@@ -13,7 +13,10 @@ gather to rank 0; under DDP DCP spreads the replicated tensors over the ranks); 
 single-file format holds it. The manifest (`manifest.json`, shared with the file format)
 lists a directory only once every rank's shards landed: rank 0 writes the entry with every
 file's size and CRC-32 after DCP's collective finish and a gather of the ranks' own CRCs.
-Loading verifies every file of the newest entry and falls back to the previous one.
+Loading verifies every file of the newest entry and falls back to the previous one (each
+rank verifies every file: it may read a piece of any of them when resharding, and the
+ranks must agree on the checkpoint without a collective; that reads the whole checkpoint
+once per rank).
 
 Nothing in a checkpoint can run code on load: `.metadata` (a pickle) is read by an
 unpickler that knows only DCP's metadata classes, `torch.Size`, dtypes and paths; the
@@ -202,8 +205,6 @@ class ModelShards:
     """The model's part of a sharded checkpoint: every rank's own shards (DTensors under
     FSDP, DDP's replicated tensors), resharded on load to this run's world size."""
 
-    collective = False  # no communication to build it: every rank hands DCP its own
-
     def __init__(self, module: nn.Module, source: str = "") -> None:
         self.module, self.source = module, source
 
@@ -231,8 +232,6 @@ class ModelShards:
 
 class OptimizerShards:
     """The optimizers' part: their states keyed by parameter name, sharded like the model."""
-
-    collective = False
 
     def __init__(self, module: nn.Module, optimizers: list[torch.optim.Optimizer],
                  source: str = "") -> None:  # fmt: skip
