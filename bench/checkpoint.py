@@ -6,7 +6,8 @@
 
 The state (issue 3): a stack of `Linear(4096, 4096)` layers (6 layers: 100.7M parameters)
 after one real Adam step, so the optimizer holds both moments: 1.2 GB of float32 state,
-arranged the way the Trainer checkpoints it (`{"model": ..., "optimizers": [...], "loop"}`).
+arranged the way the Trainer checkpoints it (`{"state_dict": ..., "optimizer_states": [...],
+"loops"}`).
 
 Per round, interleaved:
 - **sync**: `torch.save(state, path)`, what a hand-written loop does (returns once the bytes
@@ -63,9 +64,9 @@ def make_state(layers: int) -> dict:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return {
-        "model": model.state_dict(),
-        "optimizers": [optimizer.state_dict()],
-        "loop": {"epoch": 0, "global_step": 1, "batch_idx": 1},
+        "state_dict": model.state_dict(),
+        "optimizer_states": [optimizer.state_dict()],
+        "loops": {"fit_loop": {"epoch": 0, "global_step": 1, "batch_idx": 1}},
     }
 
 
