@@ -254,8 +254,8 @@ def test_resume_at_another_world_size_sees_every_sample_once(tmp_path: Path, str
     process takes 2 steps (8 more), 3 processes finish the epoch (8 each) and the next. DDP
     (sharded format): 1 process stops at step 4, 2 finish. Each resume loads the model and
     optimizer the last attempt saved, resharded; every sample of both epochs is trained on
-    once. A launch costs ~20 s on 2 shared cores: FSDP ~60 s, DDP ~40 s (the fewest
-    launches that change the world size both ways)."""
+    once. A launch costs ~20-40 s on 2 shared cores: FSDP 60-115 s, DDP 30-55 s (the
+    fewest launches that change the world size both ways, for both strategies)."""
     attempts, said, steps = _PLANS[strategy]
     stops = ",".join(str(stop) for _, stop in attempts if stop is not None)
     overrides = {"stop_steps": stops, "trainer.max_epochs": "2",
