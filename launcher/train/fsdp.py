@@ -7,8 +7,10 @@
 Blocks are sharded first, then the root (the `Module` itself): what `configure_model()`
 already sharded is kept; else the classes `fsdp_blocks` names; else the children of every
 `nn.ModuleList`. The step methods (`training_step`, `validation_step`, ...) are FSDP forward
-methods, so the root's parameters are gathered whichever of them the loop calls. Checkpoints
-stay one file: every rank takes part in gathering the full state dicts, rank 0 keeps them.
+methods, so the root's parameters are gathered whichever of them the loop calls. Resume
+checkpoints are sharded by default (`sharded_checkpoint.py`: every rank writes its shards);
+the parts here gather the full state dicts (rank 0 keeps them) for ModelCheckpoint's files
+and `checkpoint_format="full"`.
 """
 
 from __future__ import annotations

@@ -89,6 +89,7 @@ from launcher.train.results import Results
 from launcher.train.run_record import RunRecord
 from launcher.train.sampler import make_resumable, start_epoch
 from launcher.train.seed import global_seed, load_rng_state, rng_state
+from launcher.train.sharded_checkpoint import ShardedCheckpointManager, resolve_format
 from launcher.train.val_schedule import ValSchedule, check_interval_setting
 
 if TYPE_CHECKING:
@@ -129,8 +130,11 @@ class Trainer:
     `run_name`, `tracking_uri`, `process_group_timeout` (seconds), `launch_settings` (recorded
     as params and checked on resume); under `strategy="fsdp"` (FSDP2, `train/fsdp.py`):
     `fsdp_blocks` (the class names of the blocks to shard one by one),
-    `fsdp_reshard_after_forward` and `fsdp_cpu_offload`; `compile` (True: `torch.compile` the
-    model's forward; "blocks": each repeated block's, `train/compile.py`).
+    `fsdp_reshard_after_forward` and `fsdp_cpu_offload`; `checkpoint_format` ("sharded":
+    every rank writes its shards through torch.distributed.checkpoint, the default under
+    FSDP; "full": one file by rank 0, the default otherwise; `train/sharded_checkpoint.py`);
+    `compile` (True: `torch.compile` the model's forward; "blocks": each repeated block's,
+    `train/compile.py`).
 
     What callbacks, loggers and models may read or call is listed in ARCHITECTURE.md
     (Contracts); besides: `loop` (the loop position, `LoopState`), `results` (the current
@@ -189,6 +193,7 @@ class Trainer:
         fsdp_blocks: list[str] | None = None,
         fsdp_reshard_after_forward: bool = True,
         fsdp_cpu_offload: bool = False,
+        checkpoint_format: str | None = None,
         compile: bool | str = False,
         **lightning_only: Any,
     ) -> None:
@@ -287,6 +292,7 @@ class Trainer:
             strategy, fsdp_blocks, fsdp_reshard_after_forward, fsdp_cpu_offload
         )
         self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused, fsdp)
+        self.checkpoint_format = resolve_format(checkpoint_format, self.dist.strategy)
         self.precision_plugin = build_precision(precision, self.device)
         self.compile = parse_compile(compile)  # "model" | "blocks" | None
         if deterministic:
@@ -666,7 +672,9 @@ class Trainer:
         before_backward = self._hooks.get("on_before_backward")
         after_backward = self._hooks.get("on_after_backward")
         results = self.results = self.train_results
-        start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx)
+        # offset_batch/sample_offset: the epoch was resumed at another world size (reshard.py)
+        start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx - loop.offset_batch,
+                    loop.sample_offset)  # fmt: skip
         if loop.batch_idx == 0:
             self.call_hook("on_train_epoch_start")
         # Read after the epoch-start hook: GradientAccumulationScheduler changes it per epoch.
@@ -1027,7 +1035,10 @@ class Trainer:
                 self.checkpoint_every_n_steps or self.checkpoint_every_seconds
             )
             self._ddp_model = self.dist.wrap(self._step_wrapper)
-            self.checkpoints = CheckpointManager(
+            manager = ShardedCheckpointManager if self.checkpoint_format == "sharded" else (
+                CheckpointManager
+            )  # fmt: skip
+            self.checkpoints = manager(
                 str(Path(self.checkpoint_dir) / "resume"),
                 keep_last=self.keep_last_checkpoints,
                 async_save=self.async_checkpointing,
