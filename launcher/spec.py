@@ -35,6 +35,8 @@ class LaunchSpec:
     devices_per_node: int = 1  # processes per node: GPUs per node, or CPU processes
     accelerator: str = "auto"  # "auto" | "cpu" | "gpu"
     precision: str | None = None  # None: the recipe's or the trainer's default
+    strategy: str | None = None  # "ddp" | "fsdp"; None: the recipe's or the trainer's default
+    compile: str | None = None  # "model" | "blocks" | "off"; None: the recipe's or off
     max_epochs: int | None = None
     max_steps: int | None = None
     fast_dev_run: int | bool = False

@@ -42,8 +42,10 @@ if TYPE_CHECKING:
 # Asked at a preemption: why no requeue is left (the SLURM task's budget), or None.
 NoRequeue = Callable[[], str | None] | None
 # LaunchSpec fields that become Trainer arguments when set.
-_SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "seed", "tracking_uri")
-_LAUNCH_PARAMS = ("backend", "nodes", "devices_per_node", "accelerator", "precision", "seed",
+_SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "strategy", "compile", "seed",
+                    "tracking_uri")  # fmt: skip
+_LAUNCH_PARAMS = ("backend", "nodes", "devices_per_node", "accelerator", "precision",
+                  "strategy", "compile", "seed",
                   "cluster_file", "recipe", "resume", "max_restarts", "log_checkpoints")  # fmt: skip
 _LAUNCH_SETTINGS = (*_LAUNCH_PARAMS, "command", "sweep")  # the trainer's `launch_settings`
 

@@ -138,6 +138,17 @@ def run(
     precision: Annotated[
         str | None, typer.Option(metavar="P", help=f"One of {', '.join(PRECISIONS)}.")
     ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(metavar="S", help="ddp (default) | fsdp (FSDP2: shards each block)."),
+    ] = None,
+    compile: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHAT",
+            help="torch.compile: model (its forward) | blocks (each repeated block) | off.",
+        ),
+    ] = None,
     max_epochs: Annotated[
         int | None, typer.Option(metavar="N", help="Stop after N epochs.")
     ] = None,
