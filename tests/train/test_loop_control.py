@@ -251,10 +251,14 @@ def test_unset_limits_warn_when_fit_starts_and_default_to_1000_epochs(tmp_path):
         **QUIET, default_root_dir=tmp_path, limit_train_batches=1, max_time="00:00:00:01"
     )
     assert trainer.max_epochs == -1  # a max_time bounds the run: no default, no warning
-    trainer = Trainer(**QUIET, default_root_dir=tmp_path, limit_train_batches=1)
+    from launcher.callbacks import LambdaCallback
+
+    stop = LambdaCallback(on_train_epoch_end=lambda t, m: setattr(t, "should_stop", True))
+    trainer = Trainer(**QUIET, default_root_dir=tmp_path, limit_train_batches=1, callbacks=[stop])
     assert trainer.max_epochs == 1000
-    with pytest.warns(UserWarning, match="max_epochs was not set"):
-        trainer.fit(Net(), ckpt_path=None)
+    with pytest.warns(UserWarning, match="max_epochs was not set"):  # said as fit starts
+        trainer.fit(Net(), ckpt_path=None)  # (stopped after an epoch, not 1000 of them)
+    assert trainer.current_epoch == 1 and trainer.max_epochs == 1000
 
 
 # -- max_time ------------------------------------------------------------------------------

@@ -404,7 +404,7 @@ def test_progress_bar_knows_the_eval_batch_count(tmp_path, stage):
 
     out = io.StringIO()
     bar = ProgressBar(live=True, stream=out)
-    trainer = Trainer(logger=False, callbacks=[bar], default_root_dir=tmp_path)
+    trainer = Trainer(logger=False, callbacks=[bar], default_root_dir=tmp_path, max_epochs=1)
     trainer.fit(Regressor(), train_dataloaders=DataLoader(regression_data(8), batch_size=8))
     out.truncate(0), out.seek(0)
     getattr(trainer, stage)(Regressor(), ckpt_path=None)
