@@ -8,6 +8,7 @@ type at all: `LauncherCommand` (every command's class) hides Typer's `<bool>` an
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ JsonOption = Annotated[
 
 
 _PLAIN_TYPES = (str, int, float, bool)
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,12 @@ class _AsGiven(RuntimeParam):
     def _coerce_value(self, value: Any, param: Any, ctx: click.Context) -> Any:
         if _fits(value, self.annotation, self.descriptor):
             return list(value) if isinstance(value, tuple) else value
+        if (
+            isinstance(value, str)
+            and _INTEGER.fullmatch(value)
+            and _fits(0, self.annotation, self.descriptor)
+        ):
+            return int(value)  # `--limit 5`: what Typer makes of it too
         return build_runtime_param(self.descriptor).coerce(value, param=param, ctx=ctx)
 
 

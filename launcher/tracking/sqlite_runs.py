@@ -29,7 +29,7 @@ from launcher.tracking.reader import (
     run_row,
     user_metric_keys,
 )
-from launcher.tracking.run_info import RUN_DIR_TAG
+from launcher.tracking.tags import RUN_DIR_TAG
 
 # The columns read here; another schema (older or newer MLflow) goes to the client.
 _COLUMNS = {
