@@ -116,6 +116,8 @@ def _check_plain_layout(tree: ast.Module, classes: set[str]) -> None:
     for node in tree.body:
         if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             continue
+        if _is_main_block(node):  # never runs on import: the recipe has its own module name
+            continue
         for inner in ast.walk(node):
             if isinstance(inner, ast.ClassDef):
                 raise _Unsure
@@ -126,6 +128,20 @@ def _check_plain_layout(tree: ast.Module, classes: set[str]) -> None:
                     raise _Unsure
             if isinstance(inner, ast.alias) and (inner.asname or inner.name) == "TRAINER":
                 raise _Unsure
+
+
+def _is_main_block(node: ast.stmt) -> bool:
+    """`if __name__ == "__main__":`."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    sides = [test.left, *test.comparators]
+    return (
+        len(sides) == 2
+        and isinstance(test.ops[0], ast.Eq)
+        and any(isinstance(n, ast.Name) and n.id == "__name__" for n in sides)
+        and any(isinstance(n, ast.Constant) and n.value == "__main__" for n in sides)
+    )
 
 
 def _imported_names(tree: ast.Module) -> dict[str, str]:

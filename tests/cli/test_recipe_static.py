@@ -44,7 +44,12 @@ def test_the_trainers_parameters_read_are_the_imported_ones() -> None:
     assert {"max_epochs", "max_steps", "precision", "devices", "log_every_n_steps"} <= set(known)
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
+# Importing torchvision takes ~15 s on these machines: those recipes run with the slow tests.
+@pytest.mark.parametrize("path", [
+    pytest.param(p, id=str(p.relative_to(REPO)),
+                 marks=[pytest.mark.slow] if "torchvision" in p.read_text() else [])
+    for p in RECIPES
+])  # fmt: skip
 def test_every_recipe_in_the_repository_reads_as_it_imports(path: Path) -> None:
     import ast
 
