@@ -36,6 +36,12 @@ _FIELDS = {
 }
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*)?(?:Error|Exception): .+")
 _RESTART = "Attempting to start training worker group"
+# A collective that lost its peer: this rank saw another one die (which Ray may report first).
+_PEER_LOST = re.compile(
+    r"Connection closed by peer|Connection reset by peer|remote worker crashing|"
+    r"NCCL communicator was aborted|Broken pipe",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -69,14 +75,21 @@ class _Failure:
             pid = f"pid {self.facts['pid']}" if "pid" in self.facts else ""
             who += f" ({pid}{' on ' if pid and where else ''}{where})"
         reason = self.reason or "failed"
+        what = f"died: {reason}"
+        if _PEER_LOST.search(reason):
+            # Ray Train reports the first error it polls: a survivor's collective error can
+            # come before the dead rank's. Say it is a consequence, so no one debugs rank 0.
+            short = reason if len(reason) <= 160 else reason[:157] + "..."
+            what = f"stopped because another rank's process died (its collective failed: {short})"
+        return f"[launcher] {who} {what}; {self._then()} (launch --verbose shows Ray's report)"
+
+    def _then(self) -> str:
         if self.decision == "RETRY":
-            then = (
+            return (
                 f"Ray Train restarts the worker group (restart {self.count} of {self.limit}), "
                 "which resumes from the newest checkpoint"
             )
-        else:
-            then = f"no restarts left ({self.limit} allowed); the job fails"
-        return f"[launcher] {who} died: {reason}; {then} (launch --verbose shows Ray's report)"
+        return f"no restarts left ({self.limit} allowed); the job fails"
 
 
 class RayLogFilter:

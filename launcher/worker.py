@@ -120,6 +120,7 @@ def _train(spec: LaunchSpec, sigterm_stops: bool, no_requeue: NoRequeue) -> int:
     from launcher.train.trainer import Trainer
 
     started = time.monotonic()
+    _prestart_mlflow_sender(spec)
     threads = set_threads(spec)  # before the recipe's module-level code runs torch ops
     recipe = load_recipe(spec.recipe, spec.module)
     overrides = resolve_overrides(recipe, spec.overrides)
@@ -158,6 +159,21 @@ def _train(spec: LaunchSpec, sigterm_stops: bool, no_requeue: NoRequeue) -> int:
     trainer.barrier()
     trainer.dist.teardown()
     return 0
+
+
+def _prestart_mlflow_sender(spec: LaunchSpec) -> None:
+    """Rank 0's MLflow helper process starts before torch is imported (see `prestart`)."""
+    from launcher.cluster_env import ClusterEnvironment
+
+    if spec.fast_dev_run or ClusterEnvironment.detect().global_rank != 0:
+        return  # no logger (fast_dev_run), or not the rank that logs
+    from launcher.loggers.remote_sender import prestart
+    from launcher.tracking.reader import resolve_tracking_uri
+
+    try:
+        prestart(resolve_tracking_uri(spec.tracking_uri, _output_dir(spec)))
+    except UserError:
+        pass  # a bad URI: the logger says so where it is made
 
 
 def set_threads(spec: LaunchSpec) -> ThreadChoice:

@@ -12,6 +12,9 @@ case "$tool" in chromium|tmux) ;; *) die "unknown tool $tool (chromium or tmux)"
 if ! command -v "$tool" >/dev/null; then
     command -v apt-get >/dev/null || die "$tool is not installed and apt-get is not available"
     log=$(mktemp)
+    # One apt at a time (parallel test workers, the SLURM script): dpkg's lock is not a queue.
+    exec 9>/tmp/launcher-apt.lock && flock 9
+    if command -v "$tool" >/dev/null; then command -v "$tool"; exit 0; fi
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$tool" >"$log" 2>&1; then
         apt-get update -q >>"$log" 2>&1
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$tool" >>"$log" 2>&1 \

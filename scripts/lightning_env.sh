@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${LIGHTNING_VENV:-$PWD/.venv-lightning}"
 VERSION="${LIGHTNING_VERSION:-2.6.*}"
+# One creator at a time (parallel test workers); the others find it made.
+exec 9>"/tmp/launcher-lightning-env.lock" && flock 9
 if ! "$VENV/bin/python" -c "import lightning" >/dev/null 2>&1; then
     python3 -m venv --system-site-packages "$VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "lightning==$VERSION" >&2

@@ -31,6 +31,8 @@ install_packages() {
     fi
     [[ $EUID -eq 0 ]] || die "SLURM is not installed and installing it needs root"
     command -v apt-get >/dev/null || die "SLURM is not installed and apt-get is not available"
+    # One apt at a time (parallel test workers, scripts/debian_tool.sh): dpkg's lock is no queue.
+    exec 9>/tmp/launcher-apt.lock && flock 9
     log "installing slurm-wlm and munge (about 10 s)"
     export DEBIAN_FRONTEND=noninteractive
     # Only refresh the package lists when the plain install fails: saves ~10 s on warm images.

@@ -14,5 +14,8 @@ python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
 ruff check .
 ruff format --check .
 python3 -m mypy
-# The 30 slowest tests are listed at the end: the suite should stay under ~25 minutes.
-exec python3 -m pytest -q -p no:cacheprovider --durations=30 "$@"
+# Two xdist workers (most tests wait on processes they start; conftest.py keeps each shared
+# cluster's tests on one worker). The 30 slowest tests are listed at the end: the suite should
+# stay under ~25 minutes. `-n 0` runs it in one process.
+exec python3 -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-2}" --dist loadgroup \
+    --durations=30 "$@"

@@ -87,3 +87,33 @@ def test_a_single_process_run_keeps_a_log_that_launch_logs_prints(
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "run one FINISHED in" in shown.stdout and "epoch 0" in shown.stdout
+
+
+_PRESTART = """
+import sys, time
+from launcher.spec import LaunchSpec
+from launcher import worker
+from launcher.loggers import remote_sender
+spec = LaunchSpec.read(sys.argv[1])
+worker._prestart_mlflow_sender(spec)
+children = dict(remote_sender._children)
+print(sorted(children), "torch" in sys.modules, [c.alive() for c in children.values()])
+"""
+
+
+def test_rank_zero_starts_the_mlflow_helper_before_importing_torch(tmp_path: Path) -> None:
+    """The helper's start-up (importing mlflow, the store) overlaps the worker's; a short run's
+    exit then has nothing to wait for. Unused (fast_dev_run: no logger), none is started."""
+    from launcher.spec import LaunchSpec
+
+    printed = []
+    for name, fast_dev_run in (("run", 0), ("dev", 1)):
+        spec = LaunchSpec(recipe=TINY, run_dir=str(tmp_path / "out" / "tiny" / name), name=name,
+                          experiment="tiny", fast_dev_run=fast_dev_run)  # fmt: skip
+        spec.write()
+        done = subprocess.run([sys.executable, "-c", _PRESTART, spec.spec_path], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        printed.append(done.stdout.strip())
+    store = f"sqlite:///{(tmp_path / 'out').resolve() / 'mlflow.db'}"
+    assert printed == [f"[{store!r}] False [True]", "[] False []"]

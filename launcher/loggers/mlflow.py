@@ -84,7 +84,6 @@ from launcher.loggers.sender import (
 )
 from launcher.loggers.spool import RUN_FILE, Spool, record_run, record_run_status, replay
 from launcher.loggers.system_metrics import NodeMetricsReader, SystemMetricsSampler
-from launcher.tracking.local_store import prepare_local_store
 from launcher.tracking.reader import is_connection_error, local_artifact_root, resolve_tracking_uri
 
 if TYPE_CHECKING:
@@ -447,7 +446,6 @@ class MLflowLogger(Logger):
             # MLflow's client code runs in a helper process unless told otherwise: its
             # interpreter time would otherwise be taken from training (see remote_sender).
             make = RemoteSender if self.sender_process else Sender
-            prepare_local_store(self.tracking_uri)  # a fresh sqlite store, made whole once
             self._sender = make(self.tracking_uri, warn=self._warn_once)
             self._journal()  # after what a crashed predecessor left: that goes first
             self._send_spooled()

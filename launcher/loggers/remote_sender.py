@@ -193,6 +193,17 @@ def _release(tracking_uri: str) -> None:
         child.close()
 
 
+def prestart(tracking_uri: str) -> None:
+    """Start the child for `tracking_uri` now, before this process imports torch: its own
+    start-up (importing mlflow, opening or creating the store) then overlaps the trainer's,
+    and a short run's exit does not wait for it. A `RemoteSender` of that URI uses it; unused,
+    it is closed at exit."""
+    try:
+        _child_for(tracking_uri)
+    except OSError:
+        pass  # the logger starts one (or spools) when it needs it
+
+
 @atexit.register
 def _close_children() -> None:
     with _children_lock:

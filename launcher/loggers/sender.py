@@ -25,6 +25,7 @@ from collections.abc import Callable
 from math import isfinite
 from typing import TYPE_CHECKING, Any, Protocol
 
+from launcher.tracking.local_store import prepare_local_store
 from launcher.tracking.reader import configure_http_env
 from launcher.tracking.run_info import MASK, flatten, is_secret_key, mask_secrets
 
@@ -122,6 +123,7 @@ class Sender:
         configure_http_env()
         from mlflow.tracking import MlflowClient
 
+        prepare_local_store(tracking_uri)  # a fresh sqlite store, made whole once
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.runs: dict[str, str] = {}  # placeholder or stale id -> real run id

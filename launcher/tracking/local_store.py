@@ -6,12 +6,22 @@ MLflow creates a missing sqlite database and migrates it on first use; two proce
 at once leave it half-migrated for good. Here one process, holding `mlflow.db.lock`, builds
 the database in a temporary file and renames it into place; the others wait for the lock and
 then find it complete. Any other URI (a server, an existing database) is left alone.
+
+Migrating a new database runs MLflow's ~60 alembic migrations: 2-4 s of CPU, paid by every
+new output folder (and every test). So the first store made with an MLflow version is kept,
+without its Default experiment, as a template in the user's cache
+(`~/.cache/launcher/mlflow-store-<mlflow>-<sqlalchemy>.db`, `$XDG_CACHE_HOME` honoured);
+later stores are a copy of it, which MLflow opens as an up-to-date store and gives its own
+Default experiment (artifact location, creation time). No cache to write: migrated as before.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import sqlite3
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from launcher.common.files import fsync_dir
@@ -42,5 +52,48 @@ def prepare_local_store(tracking_uri: str) -> None:
 def _create(path: Path, artifact_root: str) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    store = SqlAlchemyStore(f"sqlite:///{path}", artifact_root)  # creates and migrates
+    template = _template()
+    if template is not None:
+        shutil.copyfile(template, path)
+    # On the template's copy MLflow finds its tables up to date and adds the Default
+    # experiment; on an empty file it creates and migrates everything.
+    store = SqlAlchemyStore(f"sqlite:///{path}", artifact_root)
     store.engine.dispose()  # closes the file: nothing of it stays open across the rename
+
+
+def template_path() -> Path | None:
+    """Where the empty store of this MLflow and SQLAlchemy is cached (None: not installed)."""
+    try:
+        versions = f"{version('mlflow')}-{version('sqlalchemy')}"
+    except PackageNotFoundError:
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "launcher"
+    return cache / f"mlflow-store-{versions}.db"
+
+
+def _template() -> Path | None:
+    """The cached empty store, made now if missing; None when the cache cannot be written."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = template_path()
+    if path is None:
+        return None
+    if path.is_file():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f"{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.is_file():
+                return path
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
+            tmp.unlink(missing_ok=True)
+            store = SqlAlchemyStore(f"sqlite:///{tmp}", (path.parent / "unused").as_uri())
+            store.engine.dispose()
+            with sqlite3.connect(tmp) as db:  # each new store gets its own (see the module doc)
+                db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+            db.close()
+            os.replace(tmp, path)
+    except OSError:  # a read-only home, a full disk: this store is migrated in place
+        return None
+    return path

@@ -152,7 +152,14 @@ def test_killed_worker_group_restarts_and_resumes_exactly(
     assert "resumed from" in log
     # Quiet by default: Ray's ~100 lines of report and traceback become one line.
     died = [line for line in log.splitlines() if "died" in line]
-    assert len(died) == 1 and died[0].startswith("[launcher] rank 1 (pid "), log
+    # Ray Train reports the first error it polls: the dead rank, or rank 0's gloo error, which
+    # then says it is a consequence (tests/backends/test_ray_logs.py).
+    assert len(died) == 1, log
+    assert (
+        died[0].startswith("[launcher] rank 1 (pid ")
+        or died[0].startswith("[launcher] rank 0 (pid ")
+        and "stopped because another rank's process died" in died[0]
+    ), log
     assert "Ray Train restarts the worker group (restart 1 of 2)" in died[0]
     for noise in ("PreemptionWatcher", "Traceback", "(raylet)", "(TrainController", "\x1b["):
         assert noise not in log, (noise, log)

@@ -64,3 +64,29 @@ def test_a_report_no_restart_followed_is_told_at_the_end() -> None:
         "[launcher] rank 0 died: RuntimeError: rank 0: worker exited with code 1; no restarts "
         "left (2 allowed); the job fails (launch --verbose shows Ray's report)",
     ]
+
+
+def test_a_survivor_reported_first_is_told_as_the_consequence_it_is() -> None:
+    # Seen on the real cluster: rank 1 was SIGKILLed, Ray Train polled rank 0's gloo error first.
+    gloo = (
+        "RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] "
+        "Connection closed by peer [127.0.0.1]:1966. This is typically caused by a remote worker "
+        "crashing. Check the logs of the remote worker before reporting an error. GLHF!"
+    )
+    report = [
+        "\x1b[36m(TrainController pid=7)\x1b[0m [FailurePolicy] RETRY",
+        "\x1b[36m(TrainController pid=7)\x1b[0m   Error count: 1 (max allowed: 2)",
+        "\x1b[36m(TrainController pid=7)\x1b[0m [Rank 0 Error Snippet]:",
+        "\x1b[36m(TrainController pid=7)\x1b[0m Traceback (most recent call last):",
+        f"\x1b[36m(TrainController pid=7)\x1b[0m {gloo}",
+        "\x1b[36m(TrainController pid=7)\x1b[0m Attempting to start training worker group",
+    ]
+    (line,) = filtered("\n".join(report) + "\n").splitlines()
+    assert line.startswith(
+        "[launcher] rank 0 stopped because another rank's process died (its collective failed: "
+        "RuntimeError: [/__w/pytorch"
+    ), line
+    assert line.endswith(
+        "...); Ray Train restarts the worker group (restart 1 of 2), which resumes from the "
+        "newest checkpoint (launch --verbose shows Ray's report)"
+    ), line

@@ -57,3 +57,49 @@ def test_racing_first_runs_leave_a_whole_store(tmp_path: Path) -> None:
     names = sorted(e.name for e in client.search_experiments())
     assert names == ["Default", "exp0", "exp1", "exp2", "exp3"]
     assert sorted(p.name for p in db.parent.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+
+
+def test_a_new_store_is_a_copy_of_the_cached_template_with_its_own_default_experiment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    from launcher.tracking import local_store
+    from launcher.tracking.local_store import prepare_local_store, template_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    template = template_path()
+    assert template is not None and template.parent == tmp_path / "cache" / "launcher"
+    first = tmp_path / "a" / "mlflow.db"
+    prepare_local_store(f"sqlite:///{first}")  # migrates once, into the cache
+    assert template.is_file()
+    with sqlite3.connect(template) as db:  # no Default experiment: each store makes its own
+        assert db.execute("SELECT COUNT(*) FROM experiments").fetchone() == (0,)
+    import mlflow.store.db.utils as db_utils
+
+    migrations, migrate = [], db_utils._initialize_tables
+
+    def counted(engine) -> None:
+        migrations.append(engine)
+        migrate(engine)
+
+    monkeypatch.setattr(db_utils, "_initialize_tables", counted)
+    second = tmp_path / "b" / "mlflow.db"
+    prepare_local_store(f"sqlite:///{second}")
+    assert migrations == []  # copied, not migrated
+    client = MlflowClient(f"sqlite:///{second}")
+    (default,) = client.search_experiments()
+    assert default.name == "Default"
+    assert default.artifact_location == (second.parent / "mlartifacts" / "0").as_uri()
+    run = client.create_run(client.create_experiment("e")).info.run_id
+    client.log_metric(run, "loss", 0.5, step=1)
+    assert [m.value for m in client.get_metric_history(run, "loss")] == [0.5]
+    assert sorted(p.name for p in second.parent.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+
+    # No cache to write (a read-only home): the store is migrated in place, as before.
+    monkeypatch.setattr(local_store, "template_path", lambda: Path("/proc/no-cache/t.db"))
+    third = tmp_path / "c" / "mlflow.db"
+    prepare_local_store(f"sqlite:///{third}")
+    assert len(migrations) == 1 and third.is_file()

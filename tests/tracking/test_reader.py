@@ -361,6 +361,7 @@ def test_mlflow_store_setup_lines_are_quiet_unless_verbose(tmp_path, verbose):
     env = {
         k: v for k, v in os.environ.items() if k not in ("LAUNCHER_VERBOSE", "MLFLOW_TRACKING_URI")
     }
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # no template store yet: MLflow migrates
     if verbose:
         env["LAUNCHER_VERBOSE"] = "1"
     done = subprocess.run(
