@@ -4,10 +4,11 @@ the tests of one shared cluster on one pytest-xdist worker.
 Each real service the tests use (MLflow server, SLURM cluster, Ray cluster) has its own
 fixtures module, so owners of different services never edit the same file.
 
-`scripts/test.sh` runs the suite on 2 xdist workers (`-n 2 --dist loadgroup`). A session
-fixture runs once per worker, so the tests that share the one SLURM cluster, or the one Ray
-cluster (fixed ports), are grouped onto a single worker each; every other test goes wherever
-there is room (an MLflow server per worker, on its own free port).
+`TEST_WORKERS=N bash scripts/test.sh` runs the suite on N xdist workers (`--dist loadgroup`;
+one process by default). A session fixture runs once per worker, so the tests that share the
+one SLURM cluster, or the one Ray cluster (fixed ports), are grouped onto a single worker
+each; every other test goes wherever there is room (an MLflow server per worker, on its own
+free port).
 """
 
 from pathlib import Path

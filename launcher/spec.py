@@ -35,6 +35,8 @@ class LaunchSpec:
     devices_per_node: int = 1  # processes per node: GPUs per node, or CPU processes
     accelerator: str = "auto"  # "auto" | "cpu" | "gpu"
     precision: str | None = None  # None: the recipe's or the trainer's default
+    strategy: str | None = None  # "ddp" | "fsdp"; None: the recipe's or the trainer's default
+    compile: str | None = None  # "model" | "blocks" | "off"; None: the recipe's or off
     max_epochs: int | None = None
     max_steps: int | None = None
     fast_dev_run: int | bool = False
@@ -50,6 +52,9 @@ class LaunchSpec:
     cluster_file: str | None = None
     debug: bool = False
     command: str = ""  # the launch command as typed: the MLflow run's note
+    # A sweep trial's place in its sweep (launcher.sweep.trial_info): name, trial, params,
+    # parent_run_id. Empty for a plain run.
+    sweep: dict[str, Any] = field(default_factory=dict)
 
     @property
     def world_size(self) -> int:

@@ -42,9 +42,12 @@ if TYPE_CHECKING:
 # Asked at a preemption: why no requeue is left (the SLURM task's budget), or None.
 NoRequeue = Callable[[], str | None] | None
 # LaunchSpec fields that become Trainer arguments when set.
-_SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "seed", "tracking_uri")
-_LAUNCH_PARAMS = ("backend", "nodes", "devices_per_node", "accelerator", "precision", "seed",
+_SPEC_TO_TRAINER = ("max_epochs", "max_steps", "precision", "strategy", "compile", "seed",
+                    "tracking_uri")  # fmt: skip
+_LAUNCH_PARAMS = ("backend", "nodes", "devices_per_node", "accelerator", "precision",
+                  "strategy", "compile", "seed",
                   "cluster_file", "recipe", "resume", "max_restarts", "log_checkpoints")  # fmt: skip
+_LAUNCH_SETTINGS = (*_LAUNCH_PARAMS, "command", "sweep")  # the trainer's `launch_settings`
 
 
 def trainer_arguments(
@@ -67,7 +70,7 @@ def trainer_arguments(
         experiment_name=spec.experiment,
         run_name=spec.name,
         default_root_dir=kwargs.get("default_root_dir") or _output_dir(spec),
-        launch_settings={name: getattr(spec, name) for name in (*_LAUNCH_PARAMS, "command")},
+        launch_settings={name: getattr(spec, name) for name in _LAUNCH_SETTINGS},
     )
     return kwargs
 
@@ -339,8 +342,10 @@ class _PrefixTee:
 def _output_dir(spec: LaunchSpec) -> str:
     from pathlib import Path
 
-    # RUN_DIR is OUTPUT/EXPERIMENT/NAME: the MLflow store lives in OUTPUT.
-    return str(Path(spec.run_dir).parent.parent)
+    # RUN_DIR is OUTPUT/EXPERIMENT/NAME (a sweep trial's: OUTPUT/EXPERIMENT/SWEEP/NAME): the
+    # MLflow store lives in OUTPUT.
+    levels = 3 if spec.sweep else 2
+    return str(Path(spec.run_dir).parents[levels - 1])
 
 
 if __name__ == "__main__":

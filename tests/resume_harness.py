@@ -16,6 +16,7 @@ import torch
 from launcher.callbacks import Callback
 from launcher.spec import LaunchSpec
 from launcher.train.checkpoint_store import CheckpointManager
+from launcher.train.sharded_checkpoint import ShardedRef, load_full
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "tests" / "recipes" / "tiny.py")
@@ -55,6 +56,8 @@ def final_state(spec: LaunchSpec) -> dict[str, Any]:
         str(Path(spec.run_dir) / "checkpoints" / "resume")
     ).load_latest()
     assert state["loops"]["fit_loop"]["finished"], f"{path} is not a finished run's checkpoint"
+    if isinstance(state.get("state_dict"), ShardedRef):  # whole tensors, as the full format's
+        state.update(load_full(state["state_dict"].dirpath))
     return state
 
 

@@ -3,9 +3,10 @@
     launch recipes/digits.py --max-epochs 2          # same as `launch run recipes/digits.py ...`
     launch recipes/digits.py --nodes 2 --gpus 8 --backend slurm --cluster my_cluster
     launch jobs | status JOB | logs JOB -f | cancel JOB | resume JOB
+    launch sweep recipes/digits.py --grid lr=0.1,0.01 --metric val_acc   # then compare SWEEP
     launch --help | --version
 
-Commands live in `launcher/cli/` (launch.py, jobs.py, runs.py) and hand off to library functions. A `UserError`
+Commands live in `launcher/cli/` (launch.py, sweep.py, jobs.py, runs.py) and hand off to library functions. A `UserError`
 anywhere becomes `error: <message>` on stderr and exit code 2; `--debug` shows the traceback.
 This module imports nothing heavy: `launch --help` never imports torch, mlflow, ray, submitit.
 """
@@ -23,7 +24,7 @@ import typer
 from typer.core import TyperGroup
 
 import launcher
-from launcher.cli.options import DebugOption, LauncherCommand, plain_params, usage_pieces
+from launcher.cli.options import DebugOption, plain_params, usage_pieces
 from launcher.errors import USER_ERROR_EXIT_CODE, UserError
 
 DEBUG_FLAG = "--debug"
@@ -34,6 +35,7 @@ _COMPLETION_FLAGS = ("--install-completion", "--show-completion")
 # module of the command it runs (`launch jobs` never imports the spec builder or MLflow's side).
 COMMAND_MODULES = {
     "run": "launcher.cli.launch", "resume": "launcher.cli.launch",
+    "sweep": "launcher.cli.sweep",
     "jobs": "launcher.cli.jobs", "status": "launcher.cli.jobs", "logs": "launcher.cli.jobs",
     "cancel": "launcher.cli.jobs",
     "runs": "launcher.cli.runs", "compare": "launcher.cli.runs", "ui": "launcher.cli.runs",
@@ -104,6 +106,7 @@ EXAMPLES = """Examples:
     launch logs digits-20250101-120000 --follow
     launch runs --json
     launch compare RUN_A RUN_B --metric val_loss
+    launch sweep recipes/digits.py --grid lr=0.1,0.01 --metric val_acc --max-parallel 2
 """
 
 
@@ -153,9 +156,11 @@ def build_app(commands: tuple[str, ...] = tuple(COMMAND_MODULES)) -> typer.Typer
         epilog=EXAMPLES,
     )
     built.callback()(_root)
-    for name in commands:
-        command = getattr(importlib.import_module(COMMAND_MODULES[name]), name)
-        built.command(name, cls=LauncherCommand)(command)
+    # Each module registers its own commands (registering is cheap: Typer converts them to
+    # Click commands only when the app runs); those not asked for are dropped before that.
+    for module in dict.fromkeys(COMMAND_MODULES[name] for name in commands):
+        importlib.import_module(module).register(built)
+    built.registered_commands = [c for c in built.registered_commands if c.name in commands]
     return built
 
 

@@ -116,7 +116,7 @@ def _print_jobs(rows: list[dict[str, Any]], as_json: bool) -> None:
     text_rows = [
         {
             "handle": row["handle"],
-            "state": row["state"] + (f" ({_error_kind(row['error'])})" if row["error"] else ""),
+            "state": _state_text(row),
             "name": row["name"],
             "run dir": row["run_dir"],
             "submitted": row["submitted_at"][:16].replace("T", " "),
@@ -128,6 +128,16 @@ def _print_jobs(rows: list[dict[str, Any]], as_json: bool) -> None:
     for row in rows:
         if row["error"]:
             typer.echo(f"{row['handle']}: state unknown: {row['error']}", err=True)
+
+
+def _state_text(row: dict[str, Any]) -> str:
+    """The state, why it is unknown, and a sweep's trials by state: "RUNNING (trials: 2
+    SUCCEEDED, 1 RUNNING, 1 PENDING)"."""
+    text = row["state"] + (f" ({_error_kind(row['error'])})" if row["error"] else "")
+    counts = row.get("trials")
+    if counts is not None:
+        text += " (trials: " + ", ".join(f"{n} {state}" for state, n in counts.items()) + ")"
+    return text
 
 
 def _error_kind(error: str) -> str:
@@ -142,13 +152,24 @@ def jobs(
     debug: DebugOption = False,
 ) -> None:
     """List submitted jobs, newest first: one line each (--json for scripts)."""
+    from launcher.cli.sweep import SweepIndex, sweep_row
+    from launcher.sweep.record import SweepRecord
+
     registry = JobRegistry()
-    records = registry.records()
-    if not records and not as_json:
+    # A sweep is one line (its trials counted by state), not one line per trial.
+    sweeps = SweepIndex(registry.root).records()
+    entries: list[tuple[float, JobRecord | SweepRecord]] = [
+        *((r.job.submitted_at, r) for r in registry.records() if not r.spec.get("sweep")),
+        *((s.submitted_at, s) for s in sweeps),
+    ]
+    if not entries and not as_json:
         typer.echo("no jobs yet; start one with: launch RECIPE.py")
         return
-    shown = records[:limit] if limit else records
-    _print_jobs([_job_row(record, registry) for record in shown], as_json)
+    entries.sort(key=lambda entry: entry[0], reverse=True)
+    shown = entries[:limit] if limit else entries
+    rows = [_job_row(item, registry) if isinstance(item, JobRecord) else sweep_row(item, registry)
+            for _, item in shown]  # fmt: skip
+    _print_jobs(rows, as_json)
 
 
 def status(
@@ -162,9 +183,18 @@ def status(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Print jobs' states (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, ...)."""
+    """Print jobs' states (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, ...).
+
+    A sweep: every trial, with its params, state, newest step and objective."""
+    from launcher.cli.sweep import find_sweep, print_sweep_status
+
     registry = JobRegistry()
-    _print_jobs([_job_row(find_job(ref, registry), registry) for ref in job], as_json)
+    sweeps = {ref: found for ref in job if (found := find_sweep(ref, registry)) is not None}
+    plain = [ref for ref in job if ref not in sweeps]
+    if plain or not sweeps:
+        _print_jobs([_job_row(find_job(ref, registry), registry) for ref in plain], as_json)
+    for record in sweeps.values():
+        print_sweep_status(record, registry, as_json)
 
 
 def logs(
@@ -175,17 +205,34 @@ def logs(
     rank: Annotated[
         int | None, typer.Option(metavar="N", help="Whose logs: a global rank (default: 0).")
     ] = None,
+    trial: Annotated[
+        int | None, typer.Option(metavar="N", help="A sweep's trial N (see launch status SWEEP).")
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Print a job's logs (rank 0 unless --rank)."""
-    found = find_job(job, JobRegistry()).job
+    """Print a job's logs (rank 0 unless --rank); a sweep's: its trial's (--trial N)."""
+    from launcher.cli.sweep import find_sweep, sweep_logs
+
+    registry = JobRegistry()
+    if (sweep := find_sweep(job, registry)) is not None:
+        job = sweep_logs(sweep, trial, registry).name
+    elif trial is not None:
+        raise UserError(f"--trial {trial}: {job} is not a sweep; drop --trial")
+    found = find_job(job, registry).job
     for line in _backend(found).logs(found, rank=rank, follow=follow):
         typer.echo(line, nl=False)
 
 
 def cancel(job: JobArgument, debug: DebugOption = False) -> None:
-    """Cancel a pending or running job (one that already ended is left as it is, exit 0)."""
+    """Cancel a pending or running job (one that already ended is left as it is, exit 0).
+
+    A sweep: every running trial stops (checkpointed, KILLED) and no other starts."""
+    from launcher.cli.sweep import cancel_sweep, find_sweep
+
     registry = JobRegistry()
+    if (sweep := find_sweep(job, registry)) is not None:
+        cancel_sweep(sweep, registry)
+        return
     found = find_job(job, registry).job
     state = current_state(found, registry)
     if state.is_terminal():  # what the user wanted holds already: say so, no error

@@ -138,6 +138,17 @@ def run(
     precision: Annotated[
         str | None, typer.Option(metavar="P", help=f"One of {', '.join(PRECISIONS)}.")
     ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(metavar="S", help="ddp (default) | fsdp (FSDP2: shards each block)."),
+    ] = None,
+    compile: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHAT",
+            help="torch.compile: model (its forward) | blocks (each repeated block) | off.",
+        ),
+    ] = None,
     max_epochs: Annotated[
         int | None, typer.Option(metavar="N", help="Stop after N epochs.")
     ] = None,
@@ -232,8 +243,16 @@ def resume(
     dry_run: DryRunOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Resubmit a job (or run directory) with the same settings, resuming from its checkpoint."""
+    """Resubmit a job (or run directory) with the same settings, resuming from its checkpoint.
+
+    A sweep: only its unfinished trials run again, each from its own checkpoint."""
+    from launcher.cli.sweep import find_sweep, resume_sweep
+
     registry = JobRegistry()
+    if (found := find_sweep(job, registry)) is not None:
+        if dry_run:
+            raise UserError(f"--dry-run of a sweep: use `launch status {found.name}`")
+        raise typer.Exit(resume_sweep(found))
     spec = resume_spec(job, registry)
     raise typer.Exit(submit_spec(spec, dry_run=dry_run, wait=wait, registry=registry))
 

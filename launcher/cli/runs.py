@@ -157,7 +157,8 @@ def compare(
         list[str],
         typer.Argument(
             metavar="RUN...",
-            help="Two or more runs: run ids (or unique prefixes), run names or job handles.",
+            help="Two or more runs: run ids (or unique prefixes), run names or job handles; "
+            "or one sweep.",
         ),
     ],
     metric: Annotated[
@@ -176,8 +177,12 @@ def compare(
 
     One line per run (A, B, ...), then one line per param and per metric.
     """
+    from launcher.cli.sweep import compare_sweep, find_sweep
     from launcher.tracking.reader import compare_runs, plot_curves
 
+    if len(run_ids) == 1 and (sweep := find_sweep(run_ids[0], JobRegistry())) is not None:
+        compare_sweep(sweep, as_json, plot)  # its trials, sorted by the sweep's objective
+        return
     if len(run_ids) < 2:
         raise UserError("compare needs two or more runs; list them with `launch runs`")
     uri = _uri(tracking_uri, output_dir)

@@ -28,7 +28,7 @@ from launcher.cli.cluster_config import (
 from launcher.common.secrets import is_secret_key, mask_text
 from launcher.errors import UserError
 from launcher.spec import DEFAULT_OUTPUT_DIR, SPEC_FILENAME, LaunchSpec
-from launcher.train.names import ACCELERATORS, PRECISIONS
+from launcher.train.names import ACCELERATORS, COMPILE_MODES, PRECISIONS, STRATEGIES
 
 # Trainer arguments the worker fills from the spec, and the flag that sets each.
 FLAG_OWNED_TRAINER_ARGS = {
@@ -54,6 +54,8 @@ class LaunchOptions:
     devices: int | None = None
     accelerator: str = "auto"
     precision: str | None = None
+    strategy: str | None = None
+    compile: str | None = None
     max_epochs: int | None = None
     max_steps: int | None = None
     fast_dev_run: bool = False
@@ -92,6 +94,10 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
     accelerator, devices = _devices(options, backend, cluster)
     if options.precision is not None and options.precision not in PRECISIONS:
         raise UserError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
+    for flag, value, choices in (("--strategy", options.strategy, STRATEGIES),
+                                 ("--compile", options.compile, COMPILE_MODES)):  # fmt: skip
+        if value is not None and value not in choices:
+            raise UserError(f"{flag} {value}: choose one of {', '.join(choices)}")
     if options.address and backend != "ray":
         raise UserError(f"--address is the Ray cluster address; add --backend ray (not {backend})")
     if backend == "slurm":
@@ -142,6 +148,8 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
         devices_per_node=devices,
         accelerator=accelerator,
         precision=options.precision,
+        strategy=options.strategy,
+        compile=options.compile,
         max_epochs=options.max_epochs,
         max_steps=options.max_steps,
         fast_dev_run=options.fast_dev_run,

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -166,7 +167,13 @@ class _Job:
 
 
 class CheckpointManager:
-    """Rolling checkpoints in one directory, listed newest-last in `manifest.json`."""
+    """Rolling checkpoints in one directory, listed newest-last in `manifest.json`.
+
+    Its entries name files (this class writes them) or sharded checkpoint directories
+    (`sharded_checkpoint.ShardedCheckpointManager` writes those); both load.
+    """
+
+    sharded = False  # whether save() takes every rank's shards (see ShardedCheckpointManager)
 
     def __init__(self, dirpath: str, keep_last: int = 3, async_save: bool = False) -> None:
         self.dirpath = Path(dirpath)
@@ -283,7 +290,7 @@ class CheckpointManager:
             exc.keep_too(self.kept())  # a logger's spool may have said what it keeps
             raise
         for entry in stale:  # only after the manifest no longer points at them
-            (self.dirpath / entry["file"]).unlink(missing_ok=True)
+            remove_entry(self.dirpath, entry)
 
     def kept(self) -> str:
         """What a failed save leaves to resume from, for its error message."""
@@ -291,7 +298,8 @@ class CheckpointManager:
         if not entries:
             return "no checkpoint yet (the run would start over)"
         newest = entries[-1]
-        return f"the last good checkpoint, {self.dirpath / newest['file']} (step {newest['step']})"
+        name = newest.get("file") or newest["dir"]
+        return f"the last good checkpoint, {self.dirpath / name} (step {newest['step']})"
 
     def _write_manifest(self, entries: list[dict[str, Any]]) -> None:
         # durable: syncs the directory too, which makes the checkpoint's rename durable as well
@@ -360,14 +368,9 @@ class CheckpointManager:
         entries = self.entries()
         problems = []
         for entry in reversed(entries):
-            path = self.dirpath / entry["file"]
+            path = self.dirpath / entry.get("file", entry.get("dir", "?"))
             try:
-                if entry.get("sha256"):
-                    if file_sha256(path) != entry["sha256"]:
-                        raise ValueError("checksum mismatch (truncated or modified)")
-                elif (problem := _zip_problem(path)) is not None:
-                    raise ValueError(problem)
-                state = safe_load(path)
+                state = self._load_entry(entry, path)
             except Exception as exc:  # noqa: BLE001 - try the previous one
                 reason = str(exc).removeprefix(f"refusing to load {path}: ")
                 problems.append(f"{path.name}: {_first_line_of(reason)}")
@@ -386,6 +389,19 @@ class CheckpointManager:
             + "; ".join(problems)
             + ". Start over with --no-resume (and a new --name), or restore a backup."
         )
+
+    def _load_entry(self, entry: dict[str, Any], path: Path) -> dict[str, Any]:
+        """One entry's checkpoint, verified; ValueError (or UserError: refused) if unusable."""
+        if "dir" in entry:  # a sharded checkpoint: every file verified, then read
+            from launcher.train.sharded_checkpoint import load_entry
+
+            return load_entry(self.dirpath, entry)
+        if entry.get("sha256"):
+            if file_sha256(path) != entry["sha256"]:
+                raise ValueError("checksum mismatch (truncated or modified)")
+        elif (problem := _zip_problem(path)) is not None:
+            raise ValueError(problem)
+        return safe_load(path)
 
 
 class BackgroundSaver:
@@ -530,6 +546,24 @@ def remove_interrupted_writes(folder: str | os.PathLike[str]) -> None:
         mb = sum(size for _, size in removed) / 1e6
         _say(f"removed {len(removed)} temporary file(s) of interrupted checkpoint writes "
              f"({mb:.1f} MB) from {folder}")  # fmt: skip
+
+
+def remove_entry(dirpath: Path, entry: dict[str, Any]) -> None:
+    """Delete what a manifest entry names: a checkpoint file or a sharded directory."""
+    if "dir" in entry:
+        shutil.rmtree(dirpath / entry["dir"], ignore_errors=True)
+    else:
+        (dirpath / entry["file"]).unlink(missing_ok=True)
+
+
+def register_open_manager(manager: CheckpointManager) -> None:
+    """A manager with a writer thread: its save in flight is finished at exit."""
+    _open_managers.add(manager)
+
+
+def say(message: str) -> None:
+    """One line on stderr, as the trainer's other notes."""
+    _say(message)
 
 
 def _say(message: str) -> None:

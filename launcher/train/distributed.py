@@ -50,12 +50,19 @@ class Distributed:
         self.find_unused_parameters = find_unused_parameters
         self.fsdp = fsdp
         self._fsdp_root: nn.Module | None = None  # the sharded model (fsdp)
+        self._device_mesh: Any = None  # made in setup (fsdp)
         self._owns_group = False
 
     @property
     def strategy(self) -> str:
         """The strategy: "fsdp" or "ddp" (a resumed run must share the checkpoint's)."""
         return "fsdp" if self.fsdp is not None else "ddp"
+
+    @property
+    def device_mesh(self) -> Any:
+        """strategy="fsdp": the ("data_parallel", "tensor_parallel") `DeviceMesh`, from
+        `setup()` on (`Module.device_mesh`, as Lightning's ModelParallelStrategy); else None."""
+        return self._device_mesh
 
     @property
     def world_size(self) -> int:
@@ -70,6 +77,11 @@ class Distributed:
 
         One process under FSDP joins a group of one (its device mesh needs a group); like any
         group this one owns, it lasts until `teardown()` (the worker's last call)."""
+        self._join_group()
+        if self.fsdp is not None and self._device_mesh is None:
+            self._device_mesh = fsdp_strategy.data_parallel_mesh(self.device)
+
+    def _join_group(self) -> None:
         if torch_dist.is_initialized():
             return
         if not self.is_distributed:
@@ -104,12 +116,14 @@ class Distributed:
         if self._owns_group and torch_dist.is_initialized():
             torch_dist.destroy_process_group()
             self._owns_group = False
+        self._device_mesh = None  # its groups went with the process group
 
     def shard(self, model: Any, precision: str) -> Any:
         """strategy="fsdp": `fully_shard` the blocks and the root, in place; else `model`."""
         if self.fsdp is None:
             return model
-        self._fsdp_root = fsdp_strategy.shard(model, self.fsdp, precision, self.device)
+        mesh = self._device_mesh["data_parallel"] if self._device_mesh is not None else None
+        self._fsdp_root = fsdp_strategy.shard(model, self.fsdp, precision, self.device, mesh)
         return self._fsdp_root
 
     def wrap(self, model: nn.Module) -> nn.Module:

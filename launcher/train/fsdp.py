@@ -7,8 +7,10 @@
 Blocks are sharded first, then the root (the `Module` itself): what `configure_model()`
 already sharded is kept; else the classes `fsdp_blocks` names; else the children of every
 `nn.ModuleList`. The step methods (`training_step`, `validation_step`, ...) are FSDP forward
-methods, so the root's parameters are gathered whichever of them the loop calls. Checkpoints
-stay one file: every rank takes part in gathering the full state dicts, rank 0 keeps them.
+methods, so the root's parameters are gathered whichever of them the loop calls. Resume
+checkpoints are sharded by default (`sharded_checkpoint.py`: every rank writes its shards);
+the parts here gather the full state dicts (rank 0 keeps them) for ModelCheckpoint's files
+and `checkpoint_format="full"`.
 """
 
 from __future__ import annotations
@@ -93,8 +95,10 @@ def find_blocks(module: nn.Module, names: tuple[str, ...] | None) -> list[nn.Mod
     return [m for m in module.modules() if type(m).__name__ in names and m is not module]
 
 
-def shard(module: Any, settings: FSDPSettings, precision: str, device: torch.device) -> Any:
-    """Shard `module` in place with FSDP2: its blocks, then itself as the root. Idempotent."""
+def shard(module: Any, settings: FSDPSettings, precision: str, device: torch.device,
+          mesh: Any = None) -> Any:  # fmt: skip
+    """Shard `module` in place with FSDP2 over `mesh` (default: every rank): its blocks, then
+    itself as the root. Idempotent."""
     from torch.distributed.fsdp import (
         CPUOffloadPolicy,
         FSDPModule,
@@ -110,7 +114,7 @@ def shard(module: Any, settings: FSDPSettings, precision: str, device: torch.dev
     if not getattr(module, "automatic_optimization", True):
         raise UserError("manual optimization (automatic_optimization = False) does not work "
                         "with strategy='fsdp' yet; use strategy='ddp', or automatic optimization")  # fmt: skip
-    mesh = _mesh(module, device)
+    mesh = _mesh(module, device, mesh)
     policy = MixedPrecisionPolicy(*_MIXED[precision]) if precision in _MIXED else None
     kwargs: dict[str, Any] = {"mesh": mesh}
     if policy is not None:
@@ -132,14 +136,26 @@ def shard(module: Any, settings: FSDPSettings, precision: str, device: torch.dev
     return module
 
 
-def _mesh(module: nn.Module, device: torch.device) -> Any:
-    """The mesh of what `configure_model()` sharded, else one over every rank."""
+def data_parallel_mesh(device: torch.device) -> Any:
+    """Lightning's ModelParallelStrategy mesh, `Module.device_mesh` under strategy="fsdp":
+    dims ("data_parallel", "tensor_parallel") of sizes (world size, 1); FSDP shards over
+    `mesh["data_parallel"]`."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    return init_device_mesh(device.type, (torch_dist.get_world_size(), 1),
+                            mesh_dim_names=("data_parallel", "tensor_parallel"))  # fmt: skip
+
+
+def _mesh(module: nn.Module, device: torch.device, mesh: Any) -> Any:
+    """The mesh of what `configure_model()` sharded, else `mesh`, else one over every rank."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor
 
     for p in module.parameters():
         if isinstance(p, DTensor):
             return p.device_mesh
+    if mesh is not None:
+        return mesh
     return init_device_mesh(device.type, (torch_dist.get_world_size(),))
 
 

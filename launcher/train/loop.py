@@ -42,16 +42,22 @@ class LoopState:
     total_batch_idx: int = 0
     last_val_batch: int = -1
     accumulate_grad_batches: int = 1  # a setting, not state: gives the saved micro-step
+    # After a resume at another world size (train/reshard.py): the current epoch's samples
+    # seen before it, and the batch_idx this world size continued at (0, 0: none).
+    sample_offset: int = 0
+    offset_batch: int = 0
 
     def next_epoch(self) -> None:
         """Move to the start of the next epoch."""
         self.epoch += 1
         self.batch_idx, self.epoch_done = 0, False
+        self.sample_offset = self.offset_batch = 0
 
     def state_dict(self) -> dict[str, Any]:
         epoch, batch_idx = self.epoch, self.batch_idx
+        offset, offset_batch = self.sample_offset, self.offset_batch
         if self.epoch_done:  # saved from an epoch-end hook: resume at the next epoch
-            epoch, batch_idx = epoch + 1, 0
+            epoch, batch_idx, offset, offset_batch = epoch + 1, 0, 0, 0
         return {
             "epoch": epoch,
             "global_step": self.global_step,
@@ -62,6 +68,8 @@ class LoopState:
             "resumes": self.resumes,
             "total_batch_idx": self.total_batch_idx,
             "last_val_batch": self.last_val_batch,
+            "sample_offset": offset,
+            "offset_batch": offset_batch,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -74,3 +82,5 @@ class LoopState:
         # Older checkpoints: batches across epochs unknown, the current epoch's are a floor.
         self.total_batch_idx = state.get("total_batch_idx", self.batch_idx)
         self.last_val_batch = state.get("last_val_batch", -1)
+        self.sample_offset = state.get("sample_offset", 0)
+        self.offset_batch = state.get("offset_batch", 0)

@@ -444,6 +444,13 @@ class Module(nn.Module):
         return torch.device("cpu")
 
     @property
+    def device_mesh(self) -> Any:
+        """strategy="fsdp": the `DeviceMesh` ("data_parallel", "tensor_parallel"), set before
+        `configure_model()` runs, where Lightning's ModelParallelStrategy offers it:
+        `fully_shard(block, mesh=self.device_mesh["data_parallel"])`. Otherwise None."""
+        return self._trainer.dist.device_mesh if self._trainer else None
+
+    @property
     def global_rank(self) -> int:
         return self._trainer.global_rank if self._trainer else 0
 

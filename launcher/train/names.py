@@ -27,6 +27,12 @@ UNSUPPORTED_PRECISIONS = {
     "transformer-engine-float16": "NVIDIA Transformer Engine is not integrated; use fp8 (torchao)",
 }
 
+# What `--strategy` offers (DDP is the default); the Trainer also takes Lightning's "auto"
+# and "ddp_find_unused_parameters_*".
+STRATEGIES = ("ddp", "fsdp")
+# What `--compile` and `Trainer(compile=)` take as words: the model's forward, each block's, off.
+COMPILE_MODES = ("model", "blocks", "off")
+
 # What `--accelerator` offers; the Trainer also takes torch's "cuda" for "gpu".
 ACCELERATORS = ("auto", "cpu", "gpu")
 _ACCELERATOR_ALIASES = {**{name: name for name in ACCELERATORS}, "cuda": "gpu"}

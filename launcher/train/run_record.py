@@ -23,6 +23,7 @@ from launcher.common.files import atomic_write_text
 from launcher.common.secrets import mask_secrets, mask_tree
 from launcher.common.threads import start_thread
 from launcher.errors import UserError
+from launcher.sweep.trial_info import trial_params, trial_tags
 from launcher.tracking.run_info import END_REASON_TAG, RUN_DIR_TAG, flatten
 from launcher.tracking.run_info import run_tags as _run_tags
 
@@ -115,9 +116,10 @@ def run_params(trainer: Trainer) -> dict[str, Any]:
         trainer.accumulate_grad_batches, "gradient_clip_val": trainer.gradient_clip_val,
         "seed": trainer.seed, "world_size": trainer.world_size, "device": trainer.device.type,
     }  # fmt: skip
-    launch = {k: v for k, v in trainer.launch_settings.items() if k != "command"}
+    launch = {k: v for k, v in trainer.launch_settings.items() if k not in ("command", "sweep")}
     params = {**flatten(hparams), **flatten(settings, "trainer."),
-              **flatten(launch, "launch.")}  # fmt: skip
+              **flatten(launch, "launch."),
+              **trial_params(trainer.launch_settings.get("sweep"))}  # fmt: skip
     return mask_secrets({k: v for k, v in params.items() if v is not None})
 
 
@@ -171,6 +173,7 @@ def run_tags(trainer: Trainer) -> dict[str, str]:
     tags["launcher.resumes"] = str(trainer.loop.resumes)
     if trainer.run_dir:  # its heartbeat: `launch runs` tells a run that died without a word
         tags[RUN_DIR_TAG] = str(Path(trainer.run_dir).resolve())
+    tags.update(trial_tags(settings.get("sweep")))  # a sweep trial: nested under its parent
     command = settings.get("command")
     if command:  # MLflow shows its note on the run's page: how to run this again
         tags["mlflow.note.content"] = f"`{command}`"

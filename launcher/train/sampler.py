@@ -41,6 +41,7 @@ class ResumableSampler(Sampler[int]):
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.epoch = 0
         self.start = 0
+        self.global_start = 0
         if drop_last:
             self.per_rank = length // world_size
         else:
@@ -53,6 +54,16 @@ class ResumableSampler(Sampler[int]):
         """Skip the first `start` indices of this rank's share of the current epoch."""
         self.start = start
 
+    def set_global_start(self, consumed: int) -> None:
+        """The current epoch's first `consumed` samples of the shared order were seen (by a
+        run of another world size): deal only the rest to this world's ranks."""
+        self.global_start = consumed
+
+    def remaining_per_rank(self, consumed: int) -> int:
+        """How many indices each rank gets of an epoch whose first `consumed` were seen."""
+        rest = max(0, self.length - consumed)
+        return rest // self.world_size if self.drop_last else -(-rest // self.world_size)
+
     def indices(self) -> list[int]:
         """This rank's full index list for the current epoch."""
         if self.shuffle:
@@ -61,14 +72,22 @@ class ResumableSampler(Sampler[int]):
             order = torch.randperm(self.length, generator=gen).tolist()
         else:
             order = list(range(self.length))
+        if self.global_start:  # resumed at another world size: the rest, dealt anew
+            rest = order[self.global_start :]
+            total = self.remaining_per_rank(self.global_start) * self.world_size
+            if total > len(rest):  # padded from the epoch's start, as DistributedSampler
+                rest += (order * (total // max(1, len(order)) + 1))[: total - len(rest)]
+            return rest[:total][self.rank :: self.world_size]
         total = self.per_rank * self.world_size
         if total > len(order):  # pad by wrapping around, like DistributedSampler
             order += (order * (total // max(1, len(order)) + 1))[: total - len(order)]
         return order[:total][self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[int]:
+        indices = self.indices()
+        self.global_start = 0
         start, self.start = self.start, 0  # a later epoch starts from the beginning
-        return iter(self.indices()[start:])
+        return iter(indices[start:])
 
     def __len__(self) -> int:
         return self.per_rank
@@ -111,8 +130,12 @@ def make_resumable(
     return DataLoader(loader.dataset, **kwargs)
 
 
-def start_epoch(loader: DataLoader, epoch: int, seed: int, skip_batches: int = 0) -> None:
-    """Position `loader` at `skip_batches` batches into `epoch` before iterating it."""
+def start_epoch(
+    loader: DataLoader, epoch: int, seed: int, skip_batches: int = 0, global_start: int = 0
+) -> None:
+    """Position `loader` at `skip_batches` batches into `epoch` before iterating it; after
+    a resume at another world size, into the rest of the epoch after its first
+    `global_start` samples (`ResumableSampler.set_global_start`)."""
     sampler, generator = loader.sampler, loader.generator
     if isinstance(generator, torch.Generator):
         generator.manual_seed(seed * 7_919 + epoch)
@@ -120,6 +143,7 @@ def start_epoch(loader: DataLoader, epoch: int, seed: int, skip_batches: int = 0
         sampler.seed = seed  # a resumed run's seed comes from its checkpoint
         sampler.set_epoch(epoch)
         sampler.set_start(skip_batches * (loader.batch_size or 1))  # make_resumable: batched
+        sampler.set_global_start(global_start)
     else:
         set_epoch = getattr(sampler, "set_epoch", None)  # e.g. a DistributedSampler
         if set_epoch is not None:

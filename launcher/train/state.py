@@ -35,10 +35,11 @@ import torch
 
 from launcher.callbacks.model_checkpoint import ModelCheckpoint, generate_state_key
 from launcher.errors import UserError
-from launcher.train import fsdp
+from launcher.train import fsdp, reshard
 from launcher.train.checkpoint_store import CheckpointManager, atomic_torch_save, safe_load
 from launcher.train.input_checks import check_same_model
 from launcher.train.seed import load_rng_state, rng_state
+from launcher.train.sharded_checkpoint import SHARDED_KEYS, ModelShards, OptimizerShards, ShardedRef
 
 if TYPE_CHECKING:
     from launcher.train.module import Module
@@ -146,13 +147,19 @@ class PerRankParts:
         return self.trainer.dist.all_gather_object(mine)
 
     def load_state_dict(self, states: list[Any], /) -> None:
-        load_parts(self.parts, dict(states[self.trainer.global_rank]), self.source)
+        # At another world size (train/reshard.py) the ranks both sizes share keep theirs.
+        rank = self.trainer.global_rank
+        if rank < len(states):
+            load_parts(self.parts, dict(states[rank]), self.source)
 
 
-def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
+def checkpoint_parts(
+    trainer: Trainer, source: str = "", sharded: bool = False
+) -> dict[str, Stateful]:
     """Every part of the trainer's checkpoint, by its key in the file.
 
-    `source` names the checkpoint being loaded in error messages.
+    `source` names the checkpoint being loaded in error messages. `sharded`: the model and
+    optimizers as every rank's own shards (a sharded checkpoint, `sharded_checkpoint.py`).
     """
     module, loop = trainer.module, trainer.loop
 
@@ -164,9 +171,6 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
                 f"the model no longer matches checkpoint {source} (its shape changed):\n{exc}\n"
                 "Resume with the original hyperparameters, or start fresh with --no-resume."
             ) from exc
-
-    def load_seed(state: dict[str, Any]) -> None:
-        trainer.seed = loop.seed = state["seed"]
 
     def check_launch(saved: dict[str, Any]) -> None:
         for key, now in compat_settings(trainer).items():
@@ -187,7 +191,11 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
         """Records for people and Lightning: the parts that restore them are elsewhere."""
 
     model: Stateful = FunctionPart(module.state_dict, load_model)
-    if fsdp.is_sharded(module):  # the full state dicts, gathered by every rank
+    optimizers: Stateful = PartList(fsdp.optimizer_parts(module, trainer.optimizers), "optimizers")
+    if sharded:
+        model = ModelShards(module, source)
+        optimizers = OptimizerShards(module, trainer.optimizers, source)
+    elif fsdp.is_sharded(module):  # the full state dicts, gathered by every rank
         model = fsdp.ModelState(module, source)
     parts: dict[str, Stateful] = {
         "state_dict": model,
@@ -197,9 +205,7 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
         "epoch": FunctionPart(lambda: trainer.current_epoch, ignore),  # loops has the position
         "global_step": FunctionPart(lambda: trainer.global_step, ignore),
         LIGHTNING_VERSION_KEY: FunctionPart(lambda: LIGHTNING_VERSION, ignore),
-        "optimizer_states": PartList(
-            fsdp.optimizer_parts(module, trainer.optimizers), "optimizers"
-        ),
+        "optimizer_states": optimizers,
         "lr_schedulers": PartList(
             [c.scheduler for c in trainer.lr_scheduler_configs], "lr schedulers"
         ),  # fmt: skip
@@ -209,16 +215,16 @@ def checkpoint_parts(trainer: Trainer, source: str = "") -> dict[str, Stateful]:
             lambda state: loop.load_state_dict(state["fit_loop"]),
         ),  # fmt: skip
         "launcher_precision": trainer.precision_plugin,
+        # Loaded after "loops": at another world size it moves the epoch's position.
         "launcher_sampler": FunctionPart(
-            lambda: {"seed": loop.seed, "world_size": trainer.world_size}, load_seed
+            lambda: reshard.sampler_state(trainer),
+            lambda state: reshard.load_sampler_state(trainer, state),
         ),  # fmt: skip
         "launcher_per_rank": PerRankParts(per_rank, trainer, source),
         "launcher_loggers": NamedParts(
             {_logger_key(lg): lg for lg in trainer.loggers}, "logger", source, missing_ok=True
         ),  # fmt: skip
-        "launcher_launch": FunctionPart(
-            lambda: _plain({**trainer.launch_settings, **compat_settings(trainer)}), check_launch
-        ),
+        "launcher_launch": FunctionPart(lambda: _plain(launch_record(trainer)), check_launch),
     }
     datamodule = getattr(trainer, "datamodule", None)  # DataModule.load_from_checkpoint reads it
     if datamodule is not None:
@@ -305,20 +311,21 @@ def agree_on_run_dir(trainer: Trainer, model: Module) -> str:
 
 
 # -- saving ----------------------------------------------------------------------------------
-def build_state(trainer: Trainer) -> dict[str, Any] | None:
+def build_state(trainer: Trainer, sharded: bool = False) -> dict[str, Any] | None:
     """The full checkpoint dict on rank 0 (None elsewhere). Collective when distributed.
 
     As in Lightning, every rank builds the dict and calls the `on_save_checkpoint` hooks
     (a hook may hold a collective, or rank-local bookkeeping); only rank 0's is written.
+    `sharded`: the model and optimizers as each rank's shards, which the other ranks return.
     """
-    parts = checkpoint_parts(trainer)
+    parts = checkpoint_parts(trainer, sharded=sharded)
     state: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION}
     for name, part in parts.items():  # collective parts run on every rank, in the same order
         state[name] = part.state_dict()
     ours = set(state)
     trainer.call_hook("on_save_checkpoint", state)
     if not trainer.is_global_zero:
-        return None
+        return {k: state[k] for k in SHARDED_KEYS} if sharded else None
     added = sorted(set(state) - ours)
     if added:  # handed back to on_load_checkpoint, not to a part
         state[USER_KEYS] = added
@@ -334,7 +341,7 @@ def save_resume_checkpoint(trainer: Trainer, blocking: bool = False) -> str:
     if manager is None:
         raise RuntimeError("resume checkpoints are written during fit() only")
     finished = trainer.loop.finished
-    state = build_state(trainer)
+    state = build_state(trainer, sharded=manager.sharded)  # sharded: every rank saves its own
     path = ""
     if state is not None:
         # Metrics up to this step must be stored (or spooled) before a checkpoint claims them:
@@ -384,10 +391,16 @@ def save_to(
     trainer.barrier()
 
 
+def launch_record(trainer: Trainer) -> dict[str, Any]:
+    """What the checkpoint records of the launch: its settings, the world size that wrote it
+    (a resume may change it: train/reshard.py), and the settings a resume must share."""
+    return {**trainer.launch_settings, "world_size": trainer.world_size, **compat_settings(trainer)}
+
+
 def compat_settings(trainer: Trainer) -> dict[str, Any]:
-    """Settings a resumed run must share with the run that wrote the checkpoint."""
+    """Settings a resumed run must share with the run that wrote the checkpoint (the world
+    size may change: train/reshard.py)."""
     return {
-        "world_size": trainer.world_size,
         "strategy": trainer.dist.strategy,  # FSDP's optimizer states are keyed by name
         # The Trainer's argument: a GradientAccumulationScheduler changes the live value.
         "accumulate_grad_batches": trainer.accumulate_grad_batches_arg,
@@ -531,7 +544,8 @@ def restore(trainer: Trainer, ckpt_path: str) -> bool:
         return False
     path, state = found
     state = upgrade(state, path)
-    parts = checkpoint_parts(trainer, source=path)
+    sharded = isinstance(state.get("state_dict"), ShardedRef)
+    parts = checkpoint_parts(trainer, source=path, sharded=sharded)
     # A changed setting is an error even when the run had finished.
     parts["launcher_launch"].load_state_dict(state.pop("launcher_launch", {}))
     loops = state.get("loops")
@@ -545,7 +559,7 @@ def restore(trainer: Trainer, ckpt_path: str) -> bool:
     # nothing opens a second one).
     trainer.call_hook("on_load_checkpoint", state)
     # Again: a hook may have added parts (SWA's scheduler) that the checkpoint holds state for.
-    parts = checkpoint_parts(trainer, source=path)
+    parts = checkpoint_parts(trainer, source=path, sharded=sharded)
     # What the hooks added when saving was theirs to read back; the rest belongs to a part.
     for key in [FORMAT_KEY, USER_KEYS, *state.get(USER_KEYS, ())]:
         state.pop(key, None)
@@ -571,7 +585,9 @@ def load_weights(trainer: Trainer, ckpt_path: str) -> None:
         state = upgrade(state, path)
     if "state_dict" not in state:
         raise UserError(f"{path} holds no model weights (no 'state_dict' key)")
-    if fsdp.is_sharded(trainer.module):
+    if isinstance(state["state_dict"], ShardedRef):
+        ModelShards(trainer.module, path).load_state_dict(state["state_dict"])
+    elif fsdp.is_sharded(trainer.module):
         fsdp.ModelState(trainer.module, path).load_state_dict(state["state_dict"])
     else:
         trainer.module.load_state_dict(state["state_dict"])

@@ -44,6 +44,7 @@ from launcher.loggers.base import Logger
 from launcher.train import eval_loop, stepping
 from launcher.train import state as trainer_state
 from launcher.train.checkpoint_store import BackgroundSaver, CheckpointManager
+from launcher.train.compile import compile_module, parse_compile, unwrap_compiled
 from launcher.train.distributed import Distributed
 from launcher.train.eval_loop import EvalOutcome
 from launcher.train.fsdp import FSDPSettings
@@ -62,6 +63,7 @@ from launcher.train.manual import (
     training_step_output,
     warn_ignored_scheduler_keys,
 )
+from launcher.train.meta_init import materialize, to_device
 from launcher.train.optim import SchedulerConfig, parse_optimizers
 from launcher.train.precision import build_precision
 from launcher.train.predict_loop import PredictLoop, as_loader_list, prepare_predict_loader
@@ -87,6 +89,7 @@ from launcher.train.results import Results
 from launcher.train.run_record import RunRecord
 from launcher.train.sampler import make_resumable, start_epoch
 from launcher.train.seed import global_seed, load_rng_state, rng_state
+from launcher.train.sharded_checkpoint import ShardedCheckpointManager, resolve_format
 from launcher.train.val_schedule import ValSchedule, check_interval_setting
 
 if TYPE_CHECKING:
@@ -127,7 +130,11 @@ class Trainer:
     `run_name`, `tracking_uri`, `process_group_timeout` (seconds), `launch_settings` (recorded
     as params and checked on resume); under `strategy="fsdp"` (FSDP2, `train/fsdp.py`):
     `fsdp_blocks` (the class names of the blocks to shard one by one),
-    `fsdp_reshard_after_forward` and `fsdp_cpu_offload`.
+    `fsdp_reshard_after_forward` and `fsdp_cpu_offload`; `checkpoint_format` ("sharded":
+    every rank writes its shards through torch.distributed.checkpoint, the default under
+    FSDP; "full": one file by rank 0, the default otherwise; `train/sharded_checkpoint.py`);
+    `compile` (True: `torch.compile` the model's forward; "blocks": each repeated block's,
+    `train/compile.py`).
 
     What callbacks, loggers and models may read or call is listed in ARCHITECTURE.md
     (Contracts); besides: `loop` (the loop position, `LoopState`), `results` (the current
@@ -186,6 +193,8 @@ class Trainer:
         fsdp_blocks: list[str] | None = None,
         fsdp_reshard_after_forward: bool = True,
         fsdp_cpu_offload: bool = False,
+        checkpoint_format: str | None = None,
+        compile: bool | str = False,
         **lightning_only: Any,
     ) -> None:
         check_trainer_kwargs(lightning_only, inspect.signature(Trainer).parameters)
@@ -283,7 +292,9 @@ class Trainer:
             strategy, fsdp_blocks, fsdp_reshard_after_forward, fsdp_cpu_offload
         )
         self.dist = Distributed(self.env, self.device, process_group_timeout, find_unused, fsdp)
+        self.checkpoint_format = resolve_format(checkpoint_format, self.dist.strategy)
         self.precision_plugin = build_precision(precision, self.device)
+        self.compile = parse_compile(compile)  # "model" | "blocks" | None
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         set_cudnn_benchmark(benchmark, deterministic)
@@ -528,6 +539,7 @@ class Trainer:
         Raises `RequeueRequested` after checkpointing on SIGTERM/SIGUSR2.
         """
         check_weights_only(weights_only)
+        model = unwrap_compiled(model)  # torch.compile(model): the model, its forward compiled
         train_dataloaders, datamodule = split_datamodule(
             "fit", train_dataloaders, datamodule, val_dataloaders
         )
@@ -660,7 +672,9 @@ class Trainer:
         before_backward = self._hooks.get("on_before_backward")
         after_backward = self._hooks.get("on_after_backward")
         results = self.results = self.train_results
-        start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx)
+        # offset_batch/sample_offset: the epoch was resumed at another world size (reshard.py)
+        start_epoch(loader, loop.epoch, loop.seed, loop.batch_idx - loop.offset_batch,
+                    loop.sample_offset)  # fmt: skip
         if loop.batch_idx == 0:
             self.call_hook("on_train_epoch_start")
         # Read after the epoch-start hook: GradientAccumulationScheduler changes it per epoch.
@@ -974,7 +988,7 @@ class Trainer:
     def _model_for(self, stage: str, model: Module | None) -> tuple[Module, bool]:
         """(the model to run, whether the caller gave it): without one, the fitted model."""
         if model is not None:
-            return model, True
+            return unwrap_compiled(model), True
         if self._module is None:
             raise UserError(f"`Trainer.{stage}()` requires a `LightningModule` when it hasn't "
                             "been passed in a previous run")  # fmt: skip
@@ -1005,19 +1019,26 @@ class Trainer:
         self.call_hook("setup", stage)
         if overrides(model, "configure_model"):  # Lightning's place: after setup, before optimizers
             model.configure_model()
-            model.to(self.device)
+            to_device(model, self.device)  # what it built on the meta device waits for shards
         if stage != "fit":  # *-true precisions: the parameters in their dtype here too
             model = self.precision_plugin.convert_eval_module(model)
+            self._compile(model)
             model = self.dist.shard(model, self.precision)  # strategy="fsdp": in place
+            materialize(model, self.device)
         if stage == "fit":
             model = self.precision_plugin.convert_module(model)
+            self._compile(model)  # before DDP/FSDP wrap it (train/compile.py says why)
             model = self.dist.shard(model, self.precision)
+            materialize(model, self.device)  # meta-device init: each rank's shards only
             self._step_wrapper = _StepWrapper(model)
             self._periodic = self.enable_checkpointing and bool(
                 self.checkpoint_every_n_steps or self.checkpoint_every_seconds
             )
             self._ddp_model = self.dist.wrap(self._step_wrapper)
-            self.checkpoints = CheckpointManager(
+            manager = ShardedCheckpointManager if self.checkpoint_format == "sharded" else (
+                CheckpointManager
+            )  # fmt: skip
+            self.checkpoints = manager(
                 str(Path(self.checkpoint_dir) / "resume"),
                 keep_last=self.keep_last_checkpoints,
                 async_save=self.async_checkpointing,
@@ -1025,6 +1046,10 @@ class Trainer:
             if self.is_global_zero:  # stale temp files, a lost manifest: before "last" is read
                 self.checkpoints.recover()
             self.barrier()
+
+    def _compile(self, model: Module) -> None:
+        fsdp = self.dist.fsdp
+        compile_module(model, self.compile, fsdp.blocks if fsdp else None, fsdp is not None)
 
     def _end(self, stage: str) -> None:
         self.signals.restore()

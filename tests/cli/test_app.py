@@ -24,6 +24,7 @@ from launcher.cli.app import app, default_to_run
 from launcher.cli.spec_builder import LaunchOptions, build_spec
 from launcher.errors import UserError
 from launcher.spec import LaunchSpec
+from launcher.worker import trainer_arguments
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = """
@@ -194,6 +195,8 @@ BAD_INPUTS = [
     (["tiny.py", "--nodes", "0"], "--nodes 0: must be at least 1"),
     (["tiny.py", "--gpus", "99"], "--accelerator cpu --devices 99"),
     (["tiny.py", "--precision", "17"], "--precision 17: choose one of 32, 32-true, 16"),
+    (["tiny.py", "--strategy", "deepspeed"], "--strategy deepspeed: choose one of ddp, fsdp"),
+    (["tiny.py", "--compile", "yes"], "--compile yes: choose one of model, blocks, off"),
     (["tiny.py", "--set", "lr=abc"], "--set lr=abc: expected a float"),
     (["tiny.py", "--set", "hiden_dim=3"], "unknown key 'hiden_dim'; did you mean 'hidden_dim'?"),
     (["tiny.py", "--set", "lr"], "--set lr: expected KEY=VALUE"),
@@ -288,11 +291,17 @@ def test_build_spec_resolves_flags(workspace: Path) -> None:
             seed=7,
             no_resume=True,
             precision="bf16-mixed",
+            strategy="fsdp",
+            compile="blocks",
         )
     )
     assert spec.devices_per_node == 2 and spec.accelerator == "cpu" and spec.world_size == 2
     assert spec.overrides == {"lr": "0.5", "trainer.accumulate_grad_batches": "2"}
     assert spec.resume == "never" and spec.seed == 7 and spec.precision == "bf16-mixed"
+    assert (spec.strategy, spec.compile) == ("fsdp", "blocks")
+    kwargs = trainer_arguments(spec, {"strategy": "ddp"}, {})  # the flags win over the recipe's
+    assert (kwargs["strategy"], kwargs["compile"]) == ("fsdp", "blocks")
+    assert kwargs["launch_settings"]["compile"] == "blocks"
     assert spec.name.startswith("tiny-") and spec.experiment == "exp"
     assert spec.run_dir == str(workspace / "outputs" / "exp" / spec.name)
     assert spec.cluster["backend"] == "local" and spec.cluster_file is None

@@ -28,7 +28,8 @@ TOP_LEVEL = ["callbacks", "epoch", "global_step", "hparams_name", "hyper_paramet
              "launcher_precision", "launcher_sampler", "loops", "lr_schedulers",
              "optimizer_states", "pytorch-lightning_version", "state_dict"]  # fmt: skip
 LOOP_KEYS = ["batch_idx", "batches_stepped", "epoch", "finished", "global_step",
-             "last_val_batch", "micro_step", "resumes", "total_batch_idx"]  # fmt: skip
+             "last_val_batch", "micro_step", "offset_batch", "resumes", "sample_offset",
+             "total_batch_idx"]  # fmt: skip
 
 
 def tiny(tmp_path: Path, **kwargs) -> tuple[Trainer, type]:
@@ -53,7 +54,8 @@ def test_loop_state_round_trip_resumes_at_the_next_epoch_after_epoch_end() -> No
     assert loop.state_dict() == {"epoch": 2, "global_step": 30, "batches_stepped": 30,
                                  "batch_idx": 6, "micro_step": 2, "finished": False,
                                  "resumes": 1, "total_batch_idx": 0,
-                                 "last_val_batch": -1}  # fmt: skip
+                                 "last_val_batch": -1, "sample_offset": 0,
+                                 "offset_batch": 0}  # fmt: skip
     loop.epoch_done = True  # saved from an epoch-end hook
     saved = loop.state_dict()
     assert (saved["epoch"], saved["batch_idx"]) == (3, 0)
@@ -77,7 +79,7 @@ def test_checkpoint_keeps_the_format_2_layout(tmp_path: Path) -> None:
     assert sorted(state["loops"]["fit_loop"]) == LOOP_KEYS
     assert state["loops"]["fit_loop"]["global_step"] == state["global_step"] == 5
     assert state["epoch"] == trainer.current_epoch
-    assert state["launcher_sampler"] == {"seed": 0, "world_size": 1}
+    assert state["launcher_sampler"] == {"seed": 0, "world_size": 1, "epoch_samples": 0}
     assert len(state["launcher_per_rank"]) == 1
     assert sorted(state["launcher_per_rank"][0]) == ["metric_states", "results", "rng"]
     assert state["launcher_launch"] == {
@@ -143,7 +145,8 @@ def test_adding_a_part_is_one_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     counter = Counter()
     parts = trainer_state.checkpoint_parts
     monkeypatch.setattr(trainer_state, "checkpoint_parts",
-                        lambda trainer, source="": {**parts(trainer, source), "counter": counter})  # fmt: skip
+                        lambda trainer, source="", **kw: {**parts(trainer, source, **kw),
+                                                          "counter": counter})  # fmt: skip
     path = tmp_path / "with_counter.ckpt"
     trainer, model_cls = tiny(tmp_path, max_steps=3, callbacks=[SaveAt(2, path)])
     trainer.fit(model_cls())

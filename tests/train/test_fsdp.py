@@ -215,3 +215,91 @@ def test_two_process_bf16_mixed_keeps_fp32_shards_and_learns(tmp_path: Path) -> 
     assert {v.dtype for v in bf16["state_dict"].values()} == {torch.float32}
     for key, value in fp32["state_dict"].items():  # bf16 rounding, not another model
         torch.testing.assert_close(bf16["state_dict"][key], value, rtol=0.05, atol=0.05)
+
+
+class MetaBlocks(BlocksModel):
+    """Builds its blocks on the meta device in configure_model (Lightning's
+    ModelParallelStrategy way), sharding them by hand over `self.device_mesh`."""
+
+    def configure_model(self) -> None:
+        from blocks import Block
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = self.device_mesh
+        self.mesh_seen = (mesh.mesh_dim_names, tuple(mesh.shape))
+        with torch.device("meta"):
+            self.blocks = torch.nn.ModuleList(Block(self.hparams.width) for _ in range(3))
+        if self.hparams.shard_in_configure_model:
+            for block in self.blocks:
+                fully_shard(block, mesh=mesh["data_parallel"])
+
+
+def test_meta_device_blocks_from_configure_model_are_materialized_after_sharding(
+    tmp_path: Path,
+) -> None:
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    for by_hand in (False, True):
+        torch.manual_seed(0)
+        model = MetaBlocks(shard_in_configure_model=by_hand)
+        trainer = Trainer(**{**TRAINER, "max_epochs": 1}, logger=False, seed=1, strategy="fsdp",
+                          max_steps=4, default_root_dir=str(tmp_path / str(by_hand)))  # fmt: skip
+        trainer.fit(model)
+        assert model.mesh_seen == (("data_parallel", "tensor_parallel"), (1, 1))
+        assert all(isinstance(p, DTensor) and not p.is_meta for p in model.parameters())
+        units = [name for name, m in model.named_modules() if isinstance(m, FSDPModule)]
+        assert units == ["", "blocks.0", "blocks.1", "blocks.2"]
+        assert trainer.callback_metrics["train_loss"].isfinite()
+        # reset_parameters() ran: LayerNorm's weight is ones, and the Linears are not empty.
+        mlp = _full(model.blocks[0].state_dict())
+        assert mlp["norm.bias"].abs().sum() > 0  # trained away from reset's zeros
+        assert 0 < mlp["mlp.0.weight"].abs().max() < 1  # an init, not to_empty's garbage
+
+
+class NoReset(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def test_a_meta_module_without_reset_parameters_is_a_user_error(tmp_path: Path) -> None:
+    class MetaScale(BlocksModel):
+        def configure_model(self) -> None:
+            with torch.device("meta"):
+                self.blocks = torch.nn.ModuleList([NoReset()])
+
+    with pytest.raises(UserError, match="NoReset cannot initialise itself"):
+        _fit_model(tmp_path, MetaScale(), strategy="fsdp")
+    with pytest.raises(UserError, match="NoReset cannot initialise itself"):  # and under DDP
+        _fit_model(tmp_path, MetaScale())
+
+
+def _fit_model(tmp_path: Path, model, **kwargs) -> None:
+    Trainer(**TRAINER, logger=False, max_steps=1, default_root_dir=str(tmp_path),
+            **kwargs).fit(model)  # fmt: skip
+
+
+def test_device_mesh_is_none_outside_fsdp(tmp_path: Path) -> None:
+    model = BlocksModel()
+    assert model.device_mesh is None  # no trainer
+    _fit_model(tmp_path, model)
+    assert model.device_mesh is None  # DDP (one process): no mesh, as Lightning's
+
+
+@pytest.mark.slow
+def test_compiled_blocks_under_fsdp_match_eager_fsdp(tmp_path: Path) -> None:
+    """Two short one-process FSDP fits; ~10 s on a warm inductor cache, ~75 s cold."""
+    from launcher.train.compile import compiled_modules
+
+    eager = _full(_fit(tmp_path, "eager", strategy="fsdp", max_steps=4).state_dict())
+    torch._dynamo.reset()
+    model = _fit(tmp_path, "compiled", strategy="fsdp", max_steps=4, compile="blocks")
+    assert compiled_modules(model) == ["blocks.0", "blocks.1", "blocks.2"]
+    compiled = _full(model.state_dict())
+    assert list(compiled) == list(eager)  # no `_orig_mod.`
+    for key in eager:
+        torch.testing.assert_close(compiled[key], eager[key], rtol=1e-4, atol=1e-5)
