@@ -32,6 +32,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 _FOLLOW_POLL_S = 0.5
+_STATE_POLL_S = 5.0  # how often `logs --follow` asks SLURM whether the job ended
 _NOT_INSTALLED = (
     "sbatch not found: SLURM's client tools are not installed here (or not on PATH). Run "
     "launch on a login node of your cluster, or start the local test cluster as root: "
@@ -232,8 +234,17 @@ class SlurmBackend(Backend[SlurmPlan]):
         if rank < 0 or (world_size and rank >= world_size):
             raise UserError(f"--rank {rank}: job {job.handle} has ranks 0 to {world_size - 1}")
         if follow:
+            next_ask = [0.0]
 
             def ended() -> bool:
+                # The log is read every _FOLLOW_POLL_S, the controller asked at most every
+                # _STATE_POLL_S: each `scontrol` takes CPU from the job's own tasks when they
+                # share the host (`launch --wait` on a small node). The outcome file the job
+                # writes when it ends is looked at every time.
+                now = time.monotonic()
+                if now < next_ask[0] and not outcome_path(_folder(job), job.native_id).is_file():
+                    return False
+                next_ask[0] = now + _STATE_POLL_S
                 return self.status(job).is_terminal()
 
             return follow_file(lambda: _log_file(job, rank), ended, _FOLLOW_POLL_S)

@@ -11,6 +11,7 @@
                       run states in the job states' words
     spec_builder.py   flags + cluster YAML + `--set` -> one `LaunchSpec`
     recipe.py         find the Module/DataModule in a recipe file (workers use it too)
+    recipe_static.py  the same checks by reading the file (SLURM/Ray submissions: no torch)
     cluster_config.py cluster YAML -> ClusterConfig (each backend declares its own section)
 
 May import anything in `launcher` and `backends`; nothing in `launcher` imports it except the

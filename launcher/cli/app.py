@@ -13,16 +13,17 @@ This module imports nothing heavy: `launch --help` never imports torch, mlflow, 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
+from functools import cache
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 import launcher
-from launcher.cli import jobs, launch, runs, sweep
 from launcher.cli.options import DebugOption, plain_params, usage_pieces
 from launcher.errors import USER_ERROR_EXIT_CODE, UserError
 
@@ -30,6 +31,16 @@ DEBUG_FLAG = "--debug"
 DEFAULT_COMMAND = "run"
 # Options that take a value or act before any command; leave argv alone when they appear.
 _COMPLETION_FLAGS = ("--install-completion", "--show-completion")
+# Where each command lives, in the order `launch --help` lists them. `main` imports only the
+# module of the command it runs (`launch jobs` never imports the spec builder or MLflow's side).
+COMMAND_MODULES = {
+    "run": "launcher.cli.launch", "resume": "launcher.cli.launch",
+    "sweep": "launcher.cli.sweep",
+    "jobs": "launcher.cli.jobs", "status": "launcher.cli.jobs", "logs": "launcher.cli.jobs",
+    "cancel": "launcher.cli.jobs",
+    "runs": "launcher.cli.runs", "compare": "launcher.cli.runs", "ui": "launcher.cli.runs",
+    "sync": "launcher.cli.runs",
+}  # fmt: skip
 
 
 def default_to_run(args: list[str], commands: Any) -> list[str]:
@@ -105,22 +116,11 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-app = typer.Typer(
-    cls=LauncherGroup,
-    name="launch",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    epilog=EXAMPLES,
-)
-
-
 def _set_verbose(value: bool) -> None:
     if value:  # read by every process of the run: workers inherit the environment
         os.environ["LAUNCHER_VERBOSE"] = "1"
 
 
-@app.callback()
 def _root(
     debug: DebugOption = False,
     verbose: Annotated[
@@ -145,16 +145,50 @@ def _root(
     """
 
 
-launch.register(app)
-sweep.register(app)
-jobs.register(app)
-runs.register(app)
+def build_app(commands: tuple[str, ...] = tuple(COMMAND_MODULES)) -> typer.Typer:
+    """The `launch` app with `commands` (default: all), each imported from its module."""
+    built = typer.Typer(
+        cls=LauncherGroup,
+        name="launch",
+        no_args_is_help=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        pretty_exceptions_enable=False,
+        epilog=EXAMPLES,
+    )
+    built.callback()(_root)
+    # Each module registers its own commands (registering is cheap: Typer converts them to
+    # Click commands only when the app runs); those not asked for are dropped before that.
+    for module in dict.fromkeys(COMMAND_MODULES[name] for name in commands):
+        importlib.import_module(module).register(built)
+    built.registered_commands = [c for c in built.registered_commands if c.name in commands]
+    return built
+
+
+@cache
+def _full_app() -> typer.Typer:
+    return build_app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # `from launcher.cli.app import app`: every command (tests, completion)
+        return _full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """Only the command `args` run, when they name one; else (help, --version) every one."""
+    words = default_to_run(list(args), COMMAND_MODULES)
+    first_word = next((arg for arg in words if not arg.startswith("-")), None)
+    if first_word not in COMMAND_MODULES:
+        return _full_app()
+    return build_app((first_word,))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (`launch = launcher.cli:main`)."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name="launch")
+        _app_for(args)(args=args, prog_name="launch")
     except UserError as exc:  # only reaches here under --debug
         traceback.print_exc()
         typer.echo(f"error: {exc}", err=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from backends.base import JobState
 from backends.registry import JobRecord, JobRegistry
 from launcher.errors import UserError
-from launcher.tracking.run_info import LOST_STATE
+from launcher.tracking.tags import LOST_STATE
 
 # MLflow's RunStatus words onto the job states `launch jobs` prints.
 MLFLOW_STATES = {

@@ -21,7 +21,7 @@ from launcher.cli.options import DebugOption, JobArgument, JsonOption, LauncherC
 from launcher.cli.output import Column, print_json, print_rows
 from launcher.common.heartbeat import is_lost
 from launcher.errors import UserError
-from launcher.tracking.run_info import LOST_STATE
+from launcher.tracking.tags import LOST_STATE
 
 CANCEL_WAIT_S = 90.0  # scancel's SIGKILL comes 30 s (KillWait) after its SIGTERM
 

@@ -49,14 +49,7 @@ def load_recipe(path: str, module_name: str | None = None) -> Recipe:
 
     Example: `load_recipe("mnist.py").module_cls(**overrides.model)`.
     """
-    file = Path(path).expanduser()
-    if not file.exists():
-        close = _close_recipes(file)
-        hint = f"did you mean {' or '.join(close)}?" if close else "check the path"
-        raise UserError(f"recipe {path!r} not found (looked for {file.resolve()}); {hint}")
-    if file.is_dir() or file.suffix != ".py":
-        raise UserError(f"recipe {path!r} is not a Python file; pass the recipe's .py file")
-    file = file.resolve()
+    file = recipe_file(path)
     python_module = _import_file(file)
 
     from launcher.train.datamodule import DataModule
@@ -106,6 +99,33 @@ def load_recipe(path: str, module_name: str | None = None) -> Recipe:
     )
 
 
+def recipe_file(path: str) -> Path:
+    """The recipe's absolute path; a `UserError` naming close matches when it is not a .py file."""
+    file = Path(path).expanduser()
+    if not file.exists():
+        close = _close_recipes(file)
+        hint = f"did you mean {' or '.join(close)}?" if close else "check the path"
+        raise UserError(f"recipe {path!r} not found (looked for {file.resolve()}); {hint}")
+    if file.is_dir() or file.suffix != ".py":
+        raise UserError(f"recipe {path!r} is not a Python file; pass the recipe's .py file")
+    return file.resolve()
+
+
+def check_syntax(file: Path, source: str) -> None:
+    """A `UserError` that shows the line and a caret when the recipe does not compile."""
+    try:
+        compile(source, str(file), "exec")
+    except SyntaxError as exc:
+        line = (exc.text or "").rstrip("\n")
+        pointer = ""
+        if line and exc.offset:
+            pointer = "\n    " + " " * (exc.offset - 1 - (len(line) - len(line.lstrip()))) + "^"
+        raise UserError(
+            f"{file}:{exc.lineno}: syntax error in the recipe: {exc.msg}\n    {line.strip()}"
+            f"{pointer}"
+        ) from exc
+
+
 def _close_recipes(file: Path) -> list[str]:
     """The .py files closest in name to a missing `file`, in its folder (or the closest folder).
 
@@ -126,18 +146,7 @@ def _close_recipes(file: Path) -> list[str]:
 
 
 def _import_file(file: Path) -> types.ModuleType:
-    source = file.read_text()
-    try:
-        compile(source, str(file), "exec")
-    except SyntaxError as exc:
-        line = (exc.text or "").rstrip("\n")
-        pointer = ""
-        if line and exc.offset:
-            pointer = "\n    " + " " * (exc.offset - 1 - (len(line) - len(line.lstrip()))) + "^"
-        raise UserError(
-            f"{file}:{exc.lineno}: syntax error in the recipe: {exc.msg}\n    {line.strip()}"
-            f"{pointer}"
-        ) from exc
+    check_syntax(file, file.read_text())
 
     # Recipes import helpers that sit next to them.
     folder = str(file.parent)
@@ -207,8 +216,7 @@ def resolve_overrides(
     Example: `resolve_overrides(recipe, {"lr": "0.01"}).model == {"lr": 0.01}`.
     """
     # The Trainer (and torch's heavier corners) only when a key may be meant for it.
-    prefixes = {key.split(".")[0] if "." in key else "" for key in overrides}
-    if trainer_cls is None and prefixes - {"model", "data"}:
+    if trainer_cls is None and needs_trainer(overrides):
         from launcher.train.trainer import Trainer
 
         trainer_cls = Trainer
@@ -217,33 +225,66 @@ def resolve_overrides(
         "data": recipe.datamodule_cls,
         "trainer": trainer_cls,
     }
-    params = {group: _init_params(cls) for group, cls in targets.items()}
+    receivers = {group: Receiver(cls.__name__, _init_params(cls)) if cls else None
+                 for group, cls in targets.items()}  # fmt: skip
+    return resolve_for(receivers, overrides)
+
+
+@dataclass
+class Receiver:
+    """Who receives `--set` keys of one group: a class name and its `__init__` keyword
+    parameters (name -> (parameter, resolved annotation or `inspect.Parameter.empty`))."""
+
+    name: str
+    params: dict[str, tuple[inspect.Parameter, Any]]
+
+
+class CannotTell(Exception):
+    """A parameter whose type or default only an import can tell (`recipe_static`)."""
+
+
+UNKNOWN: Any = object()  # such a parameter's annotation or default, as `recipe_static` read it
+
+
+def needs_trainer(overrides: dict[str, str]) -> bool:
+    """Whether some key may be meant for the Trainer (bare or `trainer.`)."""
+    prefixes = {key.split(".")[0] if "." in key else "" for key in overrides}
+    return bool(prefixes - {"model", "data"})
+
+
+def resolve_for(receivers: dict[str, Receiver | None], overrides: dict[str, str]) -> Overrides:
+    """`resolve_overrides` on receivers, however they were found (imported or read)."""
+    params = {group: r.params if r else {} for group, r in receivers.items()}
     result = Overrides()
     for key, raw in overrides.items():
         group, _, name = key.partition(".") if key.split(".")[0] in GROUPS else ("", "", key)
         if group:
-            if targets[group] is None:
+            if receivers[group] is None:
                 raise UserError(f"--set {key}={raw}: the recipe has no DataModule to receive it")
             if name not in params[group]:
-                raise UserError(_unknown_key(key, raw, name, params, targets))
+                raise UserError(_unknown_key(key, raw, name, params, receivers))
         else:
             owners = [g for g in GROUPS if name in params[g]]
             if not owners:
-                raise UserError(_unknown_key(key, raw, name, params, targets))
+                raise UserError(_unknown_key(key, raw, name, params, receivers))
             if len(owners) > 1:
                 choices = " or ".join(f"--set {g}.{name}={raw}" for g in owners)
                 raise UserError(
                     f"--set {key}={raw}: {name!r} is a parameter of "
-                    f"{' and '.join(_owner(g, targets) for g in owners)}; prefix it: {choices}"
+                    f"{' and '.join(_owner(g, receivers) for g in owners)}; prefix it: {choices}"
                 )
             group = owners[0]
         param, hint = params[group][name]
+        if hint is UNKNOWN or param.default is UNKNOWN:
+            raise CannotTell(f"{_owner(group, receivers)}.{name}")
         value = _convert(raw, hint, param.default)
         if value is _INVALID:
             expected = _type_name(hint, param.default)
             default = ""
             if param.default is not inspect.Parameter.empty:
-                default = f" (the default of {_owner(group, targets)}.{name} is {param.default!r})"
+                default = (
+                    f" (the default of {_owner(group, receivers)}.{name} is {param.default!r})"
+                )
             raise UserError(f"--set {key}={raw}: expected {expected}{default}")
         getattr(result, group)[name] = value
     return result
@@ -336,19 +377,19 @@ def _type_name(hint: Any, default: Any) -> str:
     return _ARTICLES.get(hint, f"a {getattr(hint, '__name__', hint)}, which --set cannot express")
 
 
-def _owner(group: str, targets: dict[str, type | None]) -> str:
-    cls = targets[group]
-    return cls.__name__ if cls is not None else group
+def _owner(group: str, receivers: dict[str, Receiver | None]) -> str:
+    receiver = receivers[group]
+    return receiver.name if receiver is not None else group
 
 
-def _unknown_key(key: str, raw: str, name: str, params: dict, targets: dict) -> str:
+def _unknown_key(key: str, raw: str, name: str, params: dict, receivers: dict) -> str:
     every = [n for group in GROUPS for n in params[group]]
     close = difflib.get_close_matches(name, every, n=1)
     suggestion = f"; did you mean {close[0]!r}?" if close else "."
     lines = [f"--set {key}={raw}: unknown key {name!r}{suggestion}"]
     lines.append("Valid keys (prefix with model., data. or trainer. when a name is in several):")
     for group in GROUPS:
-        if targets[group] is not None:
+        if receivers[group] is not None:
             names = ", ".join(params[group]) or "(none)"
-            lines.append(f"  {group} ({_owner(group, targets)}): {names}")
+            lines.append(f"  {group} ({_owner(group, receivers)}): {names}")
     return "\n".join(lines)

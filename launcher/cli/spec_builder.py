@@ -82,7 +82,8 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
     replaces `launcher.train.trainer.Trainer` when checking `--set trainer.*` keys (for tests).
     """
     from backends import BACKENDS
-    from launcher.cli.recipe import load_recipe, resolve_overrides
+    from launcher.cli.recipe import load_recipe, recipe_file, resolve_overrides
+    from launcher.cli.recipe_static import check_recipe
 
     cluster_file = find_cluster_config(options.cluster).resolve() if options.cluster else None
     cluster = load_cluster_config(str(cluster_file)) if cluster_file else ClusterConfig()
@@ -108,8 +109,13 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
         cluster.ray.address = options.address or cluster.ray.address
 
     overrides = _parse_sets(options.overrides)
-    recipe = load_recipe(options.recipe, options.module)
-    typed = resolve_overrides(recipe, overrides, trainer_cls=trainer_cls)  # checks keys, types
+    typed = None
+    if backend != "local" and trainer_cls is None:  # this process never trains: read the recipe
+        typed = check_recipe(options.recipe, options.module, overrides)
+    if typed is None:  # local, or only an import can tell
+        recipe = load_recipe(options.recipe, options.module)
+        typed = resolve_overrides(recipe, overrides, trainer_cls=trainer_cls)  # keys, types
+    recipe_path = recipe_file(options.recipe)
     # The worker sets these from the spec; a `--set` for them would be silently dropped.
     clashes = sorted(typed.trainer.keys() & FLAG_OWNED_TRAINER_ARGS.keys())
     if clashes:
@@ -119,13 +125,13 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
             f"use {FLAG_OWNED_TRAINER_ARGS[key]} instead"
         )
 
-    experiment = options.experiment or recipe.name
+    experiment = options.experiment or recipe_path.stem
     output_dir = options.output_dir or cluster.output_dir or DEFAULT_OUTPUT_DIR
     experiment_dir = Path(os.path.expandvars(output_dir)).expanduser().resolve() / experiment
     name = options.name
     if name is None and options.resume == "auto" and not options.no_resume:  # else a new name
-        name = newest_unfinished_run(experiment_dir, recipe.path)
-    name = name or default_run_name(recipe.name, overrides, options)
+        name = newest_unfinished_run(experiment_dir, str(recipe_path))
+    name = name or default_run_name(recipe_path.stem, overrides, options)
     for flag, value in (("--name", name), ("--experiment", experiment)):
         if not value.strip() or "/" in value or value in (".", ".."):
             raise UserError(f"{flag} {value!r}: use a plain name without '/'")
@@ -133,7 +139,7 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
     _check_writable(run_dir, output_dir)
 
     return LaunchSpec(
-        recipe=recipe.path,
+        recipe=str(recipe_path),
         run_dir=str(run_dir),
         name=name,
         experiment=experiment,
@@ -149,7 +155,7 @@ def build_spec(options: LaunchOptions, trainer_cls: type | None = None) -> Launc
         fast_dev_run=options.fast_dev_run,
         seed=options.seed,
         threads=options.threads,
-        module=recipe.module_cls.__name__ if options.module else None,
+        module=options.module,
         overrides=overrides,
         resume=_resume(options),
         max_restarts=options.max_restarts,

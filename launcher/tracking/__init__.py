@@ -4,6 +4,8 @@
                   (recipe hash, git state, backend, host)
     reader.py     where runs live (tracking URIs, "store unreachable" errors) and reading them
                   back: list, compare, plot (`launch runs`, `launch compare`, `launch ui`)
+    sqlite_runs.py  `launch runs` on a local sqlite store, read with the stdlib (no mlflow)
+    tags.py       the state tags a run carries (names only: the commands read them cheaply)
     server.py     a local `mlflow server` on 127.0.0.1: start, wait until healthy, stop
     local_store.py  a fresh sqlite store created whole, under a lock, when runs start at once
 

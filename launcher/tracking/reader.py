@@ -163,7 +163,7 @@ def metric_mode(key: str) -> str:
     return "min" if any(w in _MIN_METRIC_WORDS for w in words) else "max"
 
 
-def _user_keys(keys: Iterable[str]) -> list[str]:
+def user_metric_keys(keys: Iterable[str]) -> list[str]:
     """Metric keys without the sampled `system/*` ones; validation metrics first."""
     user = [k for k in keys if not k.startswith("system/")]
     return sorted(user, key=lambda k: (not k.startswith(("val", "valid")), k))
@@ -193,7 +193,17 @@ def _summarize(client: MlflowClient, run_id: str, key: str) -> MetricSummary | N
 def list_runs(
     tracking_uri: str, experiment: str | None = None, max_results: int = 50
 ) -> list[dict[str, Any]]:
-    """Recent runs, newest first, as rows for a table (see the module docstring)."""
+    """Recent runs, newest first, as rows for a table (see the module docstring).
+
+    A local sqlite store is read with the stdlib (`sqlite_runs`: no mlflow import); the MLflow
+    client only when that read cannot answer alone (a run to mark lost, an unknown schema).
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        from launcher.tracking.sqlite_runs import list_sqlite_runs
+
+        rows = list_sqlite_runs(Path(tracking_uri[len("sqlite:///") :]), experiment, max_results)
+        if rows is not None:
+            return rows
     with _client(tracking_uri) as client:
         if experiment is None:
             experiments = list(client.search_experiments())
@@ -218,23 +228,47 @@ def list_runs(
 
 def _row(client: MlflowClient, run: Run, experiment: str) -> dict[str, Any]:
     info, params, tags = run.info, run.data.params, run.data.tags
-    end = info.end_time or time.time() * 1000
-    keys = _user_keys(run.data.metrics)[:KEY_METRICS_SHOWN]
+    keys = user_metric_keys(run.data.metrics)[:KEY_METRICS_SHOWN]
+    return run_row(
+        RunFacts(info.run_id, info.run_name, experiment, info.status, info.start_time,
+                 info.end_time, params, tags),
+        {k: _summarize(client, info.run_id, k) for k in keys},
+    )  # fmt: skip
+
+
+@dataclass
+class RunFacts:
+    """What a `launch runs` line is made of, as the store keeps it (times in epoch ms)."""
+
+    run_id: str
+    name: str
+    experiment: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    params: Mapping[str, str]
+    tags: Mapping[str, str]
+
+
+def run_row(run: RunFacts, metrics: dict[str, MetricSummary | None]) -> dict[str, Any]:
+    """One row of `list_runs`, whoever read the store (the MLflow client or `sqlite_runs`)."""
+    params, tags = run.params, run.tags
+    end = run.end_time or time.time() * 1000
     return {
-        "run_id": info.run_id,
-        "name": info.run_name,
-        "experiment": experiment,
-        "status": info.status,
+        "run_id": run.run_id,
+        "name": run.name,
+        "experiment": run.experiment,
+        "status": run.status,
         "state_tag": tags.get("launcher.state"),  # "lost": FAILED without a word (run_end.py)
         "recipe": tags.get("launcher.recipe"),
         "backend": tags.get("launcher.backend"),
         "nodes_x_gpus": f"{params.get('launch.nodes', '?')}x{params.get('launch.devices_per_node', '?')}",
         "precision": params.get("trainer.precision"),
         "requeues": int(tags.get("launcher.requeue_count", 0) or 0),
-        "metrics": {k: _summarize(client, info.run_id, k) for k in keys},
-        "duration_s": max(0.0, (end - info.start_time) / 1000) if info.start_time else None,
-        "start_time": info.start_time / 1000 if info.start_time else None,  # epoch seconds
-        "end_time": info.end_time / 1000 if info.end_time else None,
+        "metrics": metrics,
+        "duration_s": max(0.0, (end - run.start_time) / 1000) if run.start_time else None,
+        "start_time": run.start_time / 1000 if run.start_time else None,  # epoch seconds
+        "end_time": run.end_time / 1000 if run.end_time else None,
     }
 
 
@@ -329,7 +363,7 @@ def compare_runs(
     """
     with _client(tracking_uri) as client:
         runs = [_get_run(client, run_id, tracking_uri, aliases) for run_id in run_ids]
-        available = _user_keys({k for run in runs for k in run.data.metrics})
+        available = user_metric_keys({k for run in runs for k in run.data.metrics})
         keys = list(metrics) if metrics else available
         _check_metrics(keys, {k for run in runs for k in run.data.metrics})
         result = Comparison(
@@ -351,7 +385,7 @@ def _check_metrics(wanted: list[str], present: set[str]) -> None:
     missing = [k for k in wanted if k not in present]
     if missing:
         raise UserError(
-            f"no run has metric(s) {missing}; available: {_user_keys(present) or 'none'}"
+            f"no run has metric(s) {missing}; available: {user_metric_keys(present) or 'none'}"
         )
 
 
@@ -363,7 +397,7 @@ def plot_curves(tracking_uri: str, run_ids: list[str], metrics: list[str] | None
     with _client(tracking_uri) as client:
         runs = [_get_run(client, run_id, tracking_uri) for run_id in run_ids]
         present = {k for run in runs for k in run.data.metrics}
-        keys = list(metrics) if metrics else _user_keys(present)
+        keys = list(metrics) if metrics else user_metric_keys(present)
         _check_metrics(keys, present)
         if not keys:
             raise UserError("these runs logged no metrics; nothing to plot")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from launcher.common.heartbeat import heartbeat_age, is_lost
-from launcher.tracking.run_info import END_REASON_TAG, LOST_STATE, RUN_DIR_TAG, STATE_TAG
+from launcher.tracking.tags import END_REASON_TAG, LOST_STATE, RUN_DIR_TAG, STATE_TAG
 
 if TYPE_CHECKING:
     from mlflow.entities import Run

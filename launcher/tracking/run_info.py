@@ -20,17 +20,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-# The one secret rule lives in launcher.common.secrets; these names stay importable from here.
+# The one secret rule lives in launcher.common.secrets, the state tags in tags.py; these
+# names stay importable from here.
 from launcher.common.secrets import MASK, is_secret_key, mask_secrets
+from launcher.tracking.tags import END_REASON_TAG, LOST_STATE, RUN_DIR_TAG, STATE_TAG
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: its UI links the commit
-STATE_TAG = "launcher.state"  # "running", "waiting for requeue", "finished", "lost"...
-END_REASON_TAG = "launcher.end_reason"  # why a run ended that did not end itself (run_end.py)
-RUN_DIR_TAG = "launcher.run_dir"  # where its heartbeat is (launcher.common.heartbeat)
-LOST_STATE = "lost"  # the state tag of a run whose processes died without a word
 
-__all__ = ["MASK", "file_sha256", "flatten", "git_info", "is_secret_key", "mask_secrets",
-           "run_tags"]  # fmt: skip
+__all__ = ["END_REASON_TAG", "LOST_STATE", "MASK", "RUN_DIR_TAG", "STATE_TAG", "file_sha256",
+           "flatten", "git_info", "is_secret_key", "mask_secrets", "run_tags"]  # fmt: skip
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -542,3 +542,35 @@ def test_each_task_trains_with_the_cpus_slurm_gave_it(runs, cpus_per_task):
     (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")
     assert run.data.params["launch.threads"] == str(cpus_per_task)
     assert run.data.params["launch.threads_from"] == f"SLURM_CPUS_PER_TASK={cpus_per_task}"
+
+
+def test_following_the_log_asks_slurm_seldom_and_ends_on_the_outcome(tmp_path, monkeypatch):
+    """`launch --wait` reads the log every 0.5 s but runs `scontrol` at most every 5 s: each
+    call takes CPU from the job's own tasks on a shared host (SLURM ran at 0.89x local)."""
+    import threading
+
+    import backends.slurm as slurm
+    from backends.slurm_task import write_outcome
+
+    monkeypatch.setattr(slurm, "_FOLLOW_POLL_S", 0.02)
+    monkeypatch.setattr(slurm, "_STATE_POLL_S", 0.5)
+    folder = tmp_path / "slurm"
+    folder.mkdir()
+    (folder / "42_0_log.out").write_text("step 1\n")
+    job = Job("slurm://42", "slurm", str(tmp_path), "r.py", "r", extra={"folder": str(folder)})
+    asked = []
+
+    def status(self, job):
+        asked.append(time.monotonic())
+        done = (folder / "42_outcome.json").is_file()
+        return JobState.SUCCEEDED if done else JobState.RUNNING
+
+    monkeypatch.setattr(SlurmBackend, "status", status)
+    ending = threading.Timer(1.2, lambda: write_outcome(folder, "42", "SUCCEEDED"))
+    ending.start()
+    started = time.monotonic()
+    lines = list(SlurmBackend().logs(job, follow=True))
+    took = time.monotonic() - started
+    assert lines == ["step 1\n"]
+    assert 1.2 <= took < 1.5, took  # the outcome ends the follow at once, not 5 s later
+    assert 3 <= len(asked) <= 5, len(asked)  # 0, 0.5, 1.0 and the outcome: not every 20 ms

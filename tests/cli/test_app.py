@@ -139,6 +139,42 @@ def test_help_imports_nothing_heavy(workspace: Path) -> None:
     assert "--max-epochs" in done.stdout and "jobs" in done.stdout
 
 
+def test_a_query_command_imports_only_its_own_module(workspace: Path) -> None:
+    """`launch jobs`/`status` import neither the other commands' modules nor pydantic (Typer's
+    conversions) nor what runs write (run_info): each fresh process pays only for its command."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from backends.base import Job
+        from backends.registry import JobRegistry
+        from launcher.spec import LaunchSpec
+        spec = LaunchSpec("r.py", "/tmp/o/e/done-1", "done-1", "e")
+        JobRegistry().record(Job("local://done-1", "local", spec.run_dir, "r.py", "done-1",
+                                 extra={"state": "SUCCEEDED"}), spec)
+        from launcher.cli.app import main
+        try:
+            main(sys.argv[1:])
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        not_wanted = ("pydantic", "launcher.cli.launch", "launcher.cli.spec_builder",
+                      "launcher.cli.runs", "launcher.tracking.run_info", "mlflow", "torch")
+        print("imported:", [m for m in not_wanted if m in sys.modules])
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LAUNCHER_HOME": str(workspace / "home"),
+           "COLUMNS": "200"}  # fmt: skip
+    for argv in (["jobs"], ["status", "done-1"], ["jobs", "--limit", "1", "--json"]):
+        done = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True,
+                              text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "done-1" in done.stdout and "SUCCEEDED" in done.stdout, done.stdout
+        assert done.stdout.strip().endswith("imported: []"), (argv, done.stdout)
+    # Values that do need converting still go through Typer, its messages included.
+    assert launch("jobs", "--limit", "0").exit_code == 0
+    bad = launch("jobs", "--limit", "many")
+    assert bad.exit_code == 2 and "Invalid value for '--limit'" in bad.output
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [

@@ -1,8 +1,8 @@
 """Where people wait: SLURM against local throughput, submissions, and the query commands.
 
-    python bench/throughput.py                 # ~10 minutes on 2 cores; starts the test clusters
-    python bench/throughput.py --quick         # 1 epoch a training run, no warm-up round
-    python bench/throughput.py --only its,commands --reps 5
+    python bench/commands.py                 # ~10 minutes on 2 cores; starts the test clusters
+    python bench/commands.py --quick         # 1 epoch a training run, no warm-up round
+    python bench/commands.py --only its,commands --reps 5
 
 Every figure is a fresh `launch` process, the variants interleaved round by round
 (`bench/common.interleave`), the median of `--reps` (at least 3) printed against its target:
@@ -15,7 +15,8 @@ Every figure is a fresh `launch` process, the variants interleaved round by roun
 - **submit**: `launch ... --backend slurm|ray` from the process's start until it prints
   "submitted" (the job is cancelled afterwards, untimed); target <= 1.0 s.
 - **commands**: `launch jobs` and `launch status NAME` with one finished local job recorded
-  (target <= 0.3 s), `launch runs` with 100 runs in the store (target <= 0.5 s; it shows 50).
+  (target <= 0.3 s), `launch runs` with 100 runs in the store (target <= 0.5 s; it shows 50);
+  beside them, no target: `launch --help` and `python -c pass` (the interpreter's own start).
 
 The machine is shared: the load average is printed with each section.
 """
@@ -107,6 +108,13 @@ class Bench:
         return took
 
 
+def _bare_python(env: dict[str, str]) -> float:
+    """A fresh interpreter that does nothing: the floor under every command's figure."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+    return time.perf_counter() - started
+
+
 def fill_store(store: Path, runs: int) -> None:
     """`runs` finished runs like ours (params, tags, 20 steps of two metrics) in a sqlite store."""
     import mlflow
@@ -176,7 +184,7 @@ def main() -> None:
     sections = set(args.only.split(","))
     warmup = 0 if args.quick else 1
     lines: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp:
         bench = Bench(Path(tmp), epochs=1 if args.quick else 3)
         if sections & {"its", "submit"}:
             ensure_slurm()
@@ -226,11 +234,17 @@ def main() -> None:
                 "jobs": lambda: bench.timed("jobs", env=home),
                 "status": lambda: bench.timed("status", "local-job", env=home),
                 "runs": lambda: bench.timed("runs", "--output-dir", str(store), env=home),
+                "--help": lambda: bench.timed("--help", env=home),
+                "python -c pass": lambda: _bare_python(home),
             }, max(args.reps, 5), 1)  # fmt: skip
             for name, values in times.items():
-                lines.append(report(f"launch {name}", values, TARGETS[name]))
+                if name in TARGETS:
+                    lines.append(report(f"launch {name}", values, TARGETS[name]))
+                else:  # no target: what the interpreter alone costs here, and the help
+                    lines.append(f"{name}: median {fmt_spread(values)}")
+                    print(f"  {lines[-1]}")
     print(f"\n{machine_line()}; {load()}")
-    print("\n".join(f"throughput.py: {line}" for line in lines))
+    print("\n".join(f"commands.py: {line}" for line in lines))
 
 
 if __name__ == "__main__":
