@@ -26,6 +26,7 @@ from pathlib import Path
 from backends.base import Backend, Job, JobState, Plan, follow_file
 from launcher.common.heartbeat import heartbeat_age
 from launcher.common.net import free_port
+from launcher.common.process import process_alive
 from launcher.errors import (
     INTERRUPTED_EXIT_CODE,
     REQUEUE_EXIT_CODE,
@@ -177,28 +178,13 @@ def _running(job: Job) -> bool:
     from backends.registry import JobRegistry
 
     pid = job.extra.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not process_alive(pid):
         return False
     try:
         state = JobRegistry().get(job.handle).extra.get("state")
     except UserError:  # the record was removed
         return False
     return state == JobState.RUNNING.value
-
-
-def _alive(pid: int) -> bool:
-    """`pid` is a live process (not a zombie waiting for its parent)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True  # no /proc (macOS): kill(0) said it exists
 
 
 class _StopForwarder:

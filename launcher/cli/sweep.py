@@ -27,6 +27,7 @@ import typer
 
 from backends.registry import JobRegistry
 from launcher.cli.options import LauncherCommand
+from launcher.common.process import process_alive
 from launcher.errors import UserError
 from launcher.spec import LaunchSpec
 from launcher.sweep.plan import SweepPlan, trial_command, trial_table
@@ -204,7 +205,7 @@ def resume_sweep(record: SweepRecord) -> int:
     """Run the sweep's unfinished trials again, each from its own checkpoint."""
     from launcher.sweep.local import pending_trials
 
-    if record.state == "RUNNING" and _alive(record.pid):
+    if record.state == "RUNNING" and process_alive(record.pid):
         raise UserError(
             f"sweep {record.name} is running (process {record.pid}); it runs its own pending "
             f"trials. Stop it first with `launch cancel {record.name}`"
@@ -304,21 +305,9 @@ def trial_states(record: SweepRecord, registry: JobRegistry) -> list[str]:
 
 def sweep_state(record: SweepRecord) -> str:
     """The sweep's own state: RUNNING while its `launch sweep` process lives, else its end."""
-    if record.state == "RUNNING" and not _alive(record.pid):
+    if record.state == "RUNNING" and not process_alive(record.pid):
         return "LOST"
     return record.state
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_row(record: SweepRecord, registry: JobRegistry) -> dict[str, Any]:
@@ -379,13 +368,13 @@ def sweep_logs(record: SweepRecord, trial: int | None, registry: JobRegistry) ->
 def cancel_sweep(record: SweepRecord, registry: JobRegistry) -> None:
     """Stop the sweep: its `launch sweep` process passes the stop to every running trial
     (each checkpoints, ends KILLED) and starts no other."""
-    if record.state != "RUNNING" or not _alive(record.pid):
+    if record.state != "RUNNING" or not process_alive(record.pid):
         typer.echo(f"sweep {record.name} is not running ({sweep_state(record)}); nothing to cancel")
         return
     assert record.pid is not None
     os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + 90.0
-    while _alive(record.pid) and time.monotonic() < deadline:
+    while process_alive(record.pid) and time.monotonic() < deadline:
         time.sleep(0.5)
         record = SweepRecord.read(record.sweep_dir)
         if record.pid is None:
