@@ -21,6 +21,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -35,18 +36,29 @@ def prepare_local_store(tracking_uri: str) -> None:
     db = Path(tracking_uri[len("sqlite:///") :])
     if db.exists():
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(f"{db.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
-        if db.exists():  # made by the process that held the lock before us
-            return
-        for stale in db.parent.glob(f".{db.name}.*.creating*"):  # a creator that was killed
-            stale.unlink(missing_ok=True)
-        tmp = db.with_name(f".{db.name}.{os.getpid()}.creating")
+    artifact_root = local_artifact_root(tracking_uri) or ""
+
+    def build(tmp: Path) -> None:
         configure_http_env()  # MLflow's set-up lines stay quiet unless --verbose
-        _create(tmp, local_artifact_root(tracking_uri) or "")
-        os.replace(tmp, db)
-        fsync_dir(db.parent)
+        _create(tmp, artifact_root)
+
+    _make_once(db, build)
+
+
+def _make_once(path: Path, build: Callable[[Path], None]) -> None:
+    """Create `path` whole, once, however many processes race: under `<path>.lock`, `build`
+    writes a temporary file beside it, which is renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f"{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if path.exists():  # made by the process that held the lock before us
+            return
+        for stale in path.parent.glob(f".{path.name}.*.creating*"):  # a creator that was killed
+            stale.unlink(missing_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
+        build(tmp)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
 
 
 def _create(path: Path, artifact_root: str) -> None:
@@ -73,27 +85,27 @@ def template_path() -> Path | None:
 
 def _template() -> Path | None:
     """The cached empty store, made now if missing; None when the cache cannot be written."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
     path = template_path()
     if path is None:
         return None
     if path.is_file():
         return path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(f"{path.name}.lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if path.is_file():
-                return path
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
-            tmp.unlink(missing_ok=True)
-            store = SqlAlchemyStore(f"sqlite:///{tmp}", (path.parent / "unused").as_uri())
-            store.engine.dispose()
-            with sqlite3.connect(tmp) as db:  # each new store gets its own (see the module doc)
-                db.execute("DELETE FROM experiments WHERE experiment_id = 0")
-            db.close()
-            os.replace(tmp, path)
+        _make_once(path, lambda tmp: _build_template(tmp, path.parent / "unused"))
     except OSError:  # a read-only home, a full disk: this store is migrated in place
         return None
     return path
+
+
+def _build_template(tmp: Path, artifact_root: Path) -> None:
+    """A migrated store without its Default experiment: each copy gets its own."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root.as_uri())
+    store.engine.dispose()
+    db = sqlite3.connect(tmp)
+    try:
+        with db:  # commits
+            db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+    finally:
+        db.close()
