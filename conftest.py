@@ -29,8 +29,8 @@ _GROUPS = {
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = Path(str(item.fspath)).as_posix()
+        fixtures = getattr(item, "fixturenames", ())
         for group, (fixture, files) in _GROUPS.items():
-            fixtures = getattr(item, "fixturenames", ())
             if fixture in fixtures or path.endswith(files) or item.get_closest_marker(group):
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
