@@ -165,7 +165,9 @@ def _train(spec: LaunchSpec, sigterm_stops: bool, no_requeue: NoRequeue) -> int:
 
 
 def _prestart_mlflow_sender(spec: LaunchSpec) -> None:
-    """Rank 0's MLflow helper process starts before torch is imported (see `prestart`)."""
+    """Rank 0's MLflow helper process starts first thing (see `prestart`): in a worker
+    process before torch is imported; in a one-process local run, inside `launch`, which has
+    imported the recipe (and torch) to check the flags, it still overlaps the model's set-up."""
     from launcher.cluster_env import ClusterEnvironment
 
     if spec.fast_dev_run or ClusterEnvironment.detect().global_rank != 0:
